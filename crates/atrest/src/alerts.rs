@@ -1,0 +1,123 @@
+//! Alerts people read: SNS messages for remediation results.
+//!
+//! Emails are plain text. SNS subjects must be ASCII, without line breaks, and under 100
+//! characters; bodies say what changed, what was kept and what to do next.
+
+use aws_config::SdkConfig;
+
+use crate::error::{Result, aws_error};
+use crate::remediation::{FixOutcome, FixSpec, FixStatus};
+
+pub const MAX_SUBJECT_CHARS: usize = 99;
+/// The environment variable that names the alert topic in the Lambdas.
+pub const TOPIC_ENV: &str = "ATREST_ALERT_TOPIC_ARN";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    pub subject: String,
+    pub body: String,
+}
+
+/// Makes a string safe for an SNS subject: printable ASCII, one line, under the limit.
+pub fn subject_line(text: &str) -> String {
+    let mut clean: String = text
+        .chars()
+        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else if c.is_whitespace() { ' ' } else { '?' })
+        .collect();
+    clean = clean.split_whitespace().collect::<Vec<_>>().join(" ");
+    if clean.chars().count() > MAX_SUBJECT_CHARS {
+        clean = clean.chars().take(MAX_SUBJECT_CHARS - 3).collect::<String>() + "...";
+    }
+    clean
+}
+
+pub fn fix_outcome_alert(spec: &FixSpec, outcome: &FixOutcome, region: &str) -> Alert {
+    let verb = match outcome.status {
+        FixStatus::Succeeded => "fixed",
+        FixStatus::Failed => "NOT fixed",
+        FixStatus::InProgress => "in progress",
+    };
+    let kind = spec.resource_types.first().copied().unwrap_or("resource");
+    let subject = subject_line(&format!("[atrest] {verb}: {} {}", short_type(kind), outcome.resource_id));
+    let mut body = String::new();
+    body.push_str(&format!("Remediation {}: {}\n\n", status_word(outcome.status), outcome.fix));
+    body.push_str(&format!("Resource:   {} ({kind})\n", outcome.resource_id));
+    body.push_str(&format!("Region:     {region}\n"));
+    if let Some(id) = &outcome.execution_id {
+        body.push_str(&format!("Execution:  SSM Automation {id}\n"));
+    }
+    body.push_str(&format!("\n{}\n", outcome.message));
+    if !outcome.changes.is_empty() {
+        body.push_str("\nWhat changed:\n");
+        for c in &outcome.changes {
+            body.push_str(&format!("  - {c}\n"));
+        }
+    }
+    body.push_str("\nThis message was sent by atrest, the encryption-at-rest remediation stack.\n");
+    Alert { subject, body }
+}
+
+fn status_word(status: FixStatus) -> &'static str {
+    match status {
+        FixStatus::Succeeded => "succeeded",
+        FixStatus::Failed => "failed",
+        FixStatus::InProgress => "in progress",
+    }
+}
+
+/// `AWS::S3::Bucket` → `S3 bucket`, for subjects.
+fn short_type(resource_type: &str) -> String {
+    let mut parts = resource_type.split("::").skip(1);
+    match (parts.next(), parts.next()) {
+        (Some(service), Some(kind)) => format!("{service} {}", kind.to_ascii_lowercase()),
+        _ => resource_type.to_string(),
+    }
+}
+
+pub struct AlertPublisher {
+    client: aws_sdk_sns::Client,
+    topic_arn: String,
+}
+
+impl AlertPublisher {
+    pub fn new(sdk: &SdkConfig, topic_arn: impl Into<String>) -> Self {
+        AlertPublisher { client: crate::clients::sns(sdk), topic_arn: topic_arn.into() }
+    }
+
+    /// The publisher configured by `ATREST_ALERT_TOPIC_ARN`, if set.
+    pub fn from_env(sdk: &SdkConfig) -> Option<Self> {
+        std::env::var(TOPIC_ENV).ok().filter(|t| !t.trim().is_empty()).map(|t| Self::new(sdk, t.trim()))
+    }
+
+    pub async fn publish(&self, alert: &Alert) -> Result<()> {
+        self.client
+            .publish()
+            .topic_arn(&self.topic_arn)
+            .subject(&alert.subject)
+            .message(&alert.body)
+            .send()
+            .await
+            .map_err(|e| aws_error("sns:Publish", &self.topic_arn, e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_ascii_single_line_and_short() {
+        let s = subject_line(&format!("[atrest] fixed: S3 bucket {}\nnext line é", "x".repeat(200)));
+        assert!(s.len() <= MAX_SUBJECT_CHARS);
+        assert!(s.is_ascii());
+        assert!(!s.contains('\n'));
+        assert!(s.ends_with("..."));
+    }
+
+    #[test]
+    fn short_type_reads_well() {
+        assert_eq!(short_type("AWS::S3::Bucket"), "S3 bucket");
+        assert_eq!(short_type("AWS::RDS::DBInstance"), "RDS dbinstance");
+    }
+}

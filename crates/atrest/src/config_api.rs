@@ -1,0 +1,131 @@
+//! The AWS Config calls every rule makes: fetching oversized items, posting evaluations,
+//! finding stale evaluations.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use aws_sdk_config::types::{ComplianceType, ResourceType};
+
+use crate::error::{Error, ErrorClass, Result, aws_error};
+use crate::evaluation::Evaluation;
+use crate::item::ConfigurationItem;
+
+/// `PutEvaluations` accepts at most this many evaluations per call.
+pub const MAX_EVALUATIONS_PER_CALL: usize = 100;
+/// How often evaluations that Config reports in `FailedEvaluations` are sent again.
+const FAILED_EVALUATION_RESENDS: u32 = 3;
+
+/// Where evaluations go.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// `PutEvaluations` with the invocation's result token.
+    Put { result_token: String },
+    /// `PutEvaluations` with `TestMode=true`: validated by Config, stored nowhere.
+    TestMode,
+    /// Computed and returned only (the CLI's `evaluate` without `--put`, `scan`).
+    None,
+}
+
+/// Sends evaluations in chunks of 100, re-sending any that Config reports as failed.
+/// Throttling is retried by the SDK's retry policy (see `clients::MAX_ATTEMPTS`).
+pub async fn put_evaluations(client: &aws_sdk_config::Client, delivery: &Delivery, evaluations: &[Evaluation]) -> Result<()> {
+    let (token, test_mode) = match delivery {
+        Delivery::None => return Ok(()),
+        Delivery::Put { result_token } => (result_token.as_str(), false),
+        // Config requires a non-null token even in test mode; RDK uses this literal.
+        Delivery::TestMode => ("TESTMODE", true),
+    };
+    for chunk in evaluations.chunks(MAX_EVALUATIONS_PER_CALL) {
+        let mut pending: Vec<aws_sdk_config::types::Evaluation> = chunk.iter().map(Evaluation::to_sdk).collect::<Result<_>>()?;
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            let out = client
+                .put_evaluations()
+                .result_token(token)
+                .test_mode(test_mode)
+                .set_evaluations(Some(pending.clone()))
+                .send()
+                .await
+                .map_err(|e| aws_error("config:PutEvaluations", format!("{} evaluations", pending.len()), e))?;
+            let failed = out.failed_evaluations().to_vec();
+            if failed.is_empty() {
+                break;
+            }
+            attempt += 1;
+            if attempt > FAILED_EVALUATION_RESENDS {
+                let ids: Vec<&str> = failed.iter().map(|e| e.compliance_resource_id()).collect();
+                return Err(Error::Aws {
+                    action: "config:PutEvaluations",
+                    resource: ids.join(", "),
+                    code: "FailedEvaluations".into(),
+                    message: format!("Config kept rejecting {} evaluations after {FAILED_EVALUATION_RESENDS} resends", failed.len()),
+                    class: ErrorClass::Transient,
+                });
+            }
+            tracing::warn!(failed = failed.len(), attempt, "Config reported failed evaluations; sending them again");
+            tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
+            pending = failed;
+        }
+    }
+    Ok(())
+}
+
+/// Fetches the current item of an oversized change with `GetResourceConfigHistory`.
+/// `None` when Config has no history for it (not recorded, or a type it does not track).
+pub async fn fetch_item(client: &aws_sdk_config::Client, resource_type: &str, resource_id: &str) -> Result<Option<ConfigurationItem>> {
+    let out = client
+        .get_resource_config_history()
+        .resource_type(ResourceType::from(resource_type))
+        .resource_id(resource_id)
+        .limit(1)
+        .send()
+        .await;
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => {
+            let err = aws_error("config:GetResourceConfigHistory", format!("{resource_type} {resource_id}"), e);
+            return match err.aws_code() {
+                Some("ResourceNotDiscoveredException") => Ok(None),
+                _ => Err(err),
+            };
+        }
+    };
+    out.configuration_items().first().map(ConfigurationItem::from_history).transpose()
+}
+
+/// Resources that Config still holds a COMPLIANT/NON_COMPLIANT result for under this rule but
+/// that the latest sweep did not see: they no longer exist (or left the scope), and their old
+/// result would otherwise linger forever.
+pub async fn stale_resources(
+    client: &aws_sdk_config::Client,
+    rule_name: &str,
+    resource_types: &[&str],
+    seen: &HashSet<(String, String)>,
+) -> Result<Vec<(String, String)>> {
+    let mut stale = Vec::new();
+    let mut pages = client
+        .get_compliance_details_by_config_rule()
+        .config_rule_name(rule_name)
+        .compliance_types(ComplianceType::Compliant)
+        .compliance_types(ComplianceType::NonCompliant)
+        .limit(100)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_error("config:GetComplianceDetailsByConfigRule", rule_name, e))?;
+        for result in page.evaluation_results() {
+            let Some(qualifier) = result.evaluation_result_identifier().and_then(|i| i.evaluation_result_qualifier()) else {
+                continue;
+            };
+            let (Some(kind), Some(id)) = (qualifier.resource_type(), qualifier.resource_id()) else { continue };
+            if !resource_types.contains(&kind) {
+                continue;
+            }
+            let key = (kind.to_string(), id.to_string());
+            if !seen.contains(&key) {
+                stale.push(key);
+            }
+        }
+    }
+    Ok(stale)
+}

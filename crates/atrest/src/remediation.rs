@@ -1,0 +1,255 @@
+//! The remediation contract: every fix is a reconciler.
+//!
+//! Given the resource id Config passes as `RESOURCE_ID` and its parameters, a fix observes the
+//! current AWS state, performs the next step toward the goal and reports
+//! `InProgress | Succeeded | Failed`. All progress lives in AWS itself (deterministic names,
+//! tags), so a re-run after a crash or timeout resumes instead of duplicating. The SSM
+//! Automation document is the same small loop for every fix — invoke, branch on `Status`,
+//! sleep, invoke again — and `FixRunner::drive` is that loop, run locally.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::alerts::AlertPublisher;
+use crate::error::{Error, ErrorClass, Result};
+use crate::kms::KeyResolver;
+use crate::params::{ParamSpec, Params};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum FixStatus {
+    InProgress,
+    Succeeded,
+    Failed,
+}
+
+impl FixStatus {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, FixStatus::InProgress)
+    }
+}
+
+/// What a fix is, for the CLI, the template and the docs.
+#[derive(Debug, Serialize)]
+pub struct FixSpec {
+    /// Also the crate name without the `fix-` prefix.
+    pub name: &'static str,
+    pub description: &'static str,
+    pub resource_types: &'static [&'static str],
+    /// SSM-style PascalCase parameters (besides `ResourceId`, `DryRun`, `ExecutionId`).
+    pub parameters: &'static [ParamSpec],
+    /// Whether the fix interrupts service (stops instances, swaps databases): such fixes are
+    /// never automatic by default.
+    pub disruptive: bool,
+}
+
+/// Payload keys every fix accepts besides its own parameters.
+pub const RESERVED_KEYS: &[&str] = &["ResourceId", "DryRun", "ExecutionId", "AutomationAssumeRole"];
+
+/// One request to a fix, decoded from the SSM payload (a flat map of strings) or the CLI.
+#[derive(Debug, Clone)]
+pub struct FixRequest {
+    pub resource_id: String,
+    pub dry_run: bool,
+    pub execution_id: Option<String>,
+    pub params: Params,
+}
+
+impl FixRequest {
+    pub fn decode(spec: &FixSpec, payload: &Value) -> Result<Self> {
+        let map = payload.as_object().ok_or_else(|| Error::MalformedEvent("the fix payload must be a JSON object".into()))?;
+        let text = |key: &str| -> Result<Option<String>> {
+            match map.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.trim().to_string()).filter(|s| !s.is_empty())),
+                Some(Value::Bool(b)) => Ok(Some(b.to_string())),
+                Some(other) => Err(Error::invalid_parameter(key, format!("expected a string, got {other}"))),
+            }
+        };
+        let resource_id = text("ResourceId")?.ok_or_else(|| Error::invalid_parameter("ResourceId", "is required"))?;
+        if resource_id.len() > 768 || resource_id.chars().any(char::is_control) {
+            return Err(Error::invalid_parameter("ResourceId", "is not a Config resource id"));
+        }
+        let dry_run = match text("DryRun")?.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => return Err(Error::invalid_parameter("DryRun", format!("expected \"true\" or \"false\", got {other:?}"))),
+        };
+        let raw: BTreeMap<String, Value> =
+            map.iter().filter(|(k, _)| !RESERVED_KEYS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+        Ok(FixRequest { resource_id, dry_run, execution_id: text("ExecutionId")?, params: Params::parse(spec.parameters, &raw)? })
+    }
+}
+
+/// What one step of a fix reports; the SSM document branches on `Status`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub struct FixOutcome {
+    pub status: FixStatus,
+    /// Plain language: what happened, what was kept, what the operator should do next.
+    pub message: String,
+    pub resource_id: String,
+    pub fix: String,
+    pub dry_run: bool,
+    /// Each change made (or, in a dry run, that would be made), one line each.
+    pub changes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub execution_id: Option<String>,
+}
+
+impl FixOutcome {
+    fn new(status: FixStatus, spec: &FixSpec, req: &FixRequest, message: impl Into<String>) -> Self {
+        FixOutcome {
+            status,
+            message: message.into(),
+            resource_id: req.resource_id.clone(),
+            fix: format!("fix-{}", spec.name),
+            dry_run: req.dry_run,
+            changes: Vec::new(),
+            execution_id: req.execution_id.clone(),
+        }
+    }
+    pub fn succeeded(spec: &FixSpec, req: &FixRequest, message: impl Into<String>) -> Self {
+        Self::new(FixStatus::Succeeded, spec, req, message)
+    }
+    pub fn in_progress(spec: &FixSpec, req: &FixRequest, message: impl Into<String>) -> Self {
+        Self::new(FixStatus::InProgress, spec, req, message)
+    }
+    pub fn failed(spec: &FixSpec, req: &FixRequest, message: impl Into<String>) -> Self {
+        Self::new(FixStatus::Failed, spec, req, message)
+    }
+    pub fn with_change(mut self, change: impl Into<String>) -> Self {
+        self.changes.push(change.into());
+        self
+    }
+}
+
+/// Everything a fix may use: clients and the per-invocation KMS cache.
+pub struct FixContext {
+    pub sdk: SdkConfig,
+    pub kms: KeyResolver,
+}
+
+#[async_trait]
+pub trait Fix: Send + Sync {
+    fn spec(&self) -> &'static FixSpec;
+
+    /// Observe, take the next step, report. Must be safe to call again at any point, and must
+    /// change nothing when `req.dry_run` is set.
+    async fn reconcile(&self, ctx: &FixContext, req: &FixRequest) -> Result<FixOutcome>;
+}
+
+/// How `drive` paces the loop (the SSM document sleeps between invocations too).
+#[derive(Debug, Clone)]
+pub struct DriveOptions {
+    pub max_steps: usize,
+    pub pause: Duration,
+}
+
+impl Default for DriveOptions {
+    fn default() -> Self {
+        DriveOptions { max_steps: 720, pause: Duration::from_secs(5) }
+    }
+}
+
+pub struct FixRunner {
+    fix: Arc<dyn Fix>,
+    sdk: SdkConfig,
+    alerts: Option<AlertPublisher>,
+}
+
+impl FixRunner {
+    pub fn new(fix: Arc<dyn Fix>, sdk: &SdkConfig, alerts: Option<AlertPublisher>) -> Self {
+        FixRunner { fix, sdk: sdk.clone(), alerts }
+    }
+
+    pub fn spec(&self) -> &'static FixSpec {
+        self.fix.spec()
+    }
+
+    /// One invocation, as the SSM step makes it. Never fails: errors become a `Failed` outcome
+    /// (or `InProgress` when transient, so the loop tries again). Terminal outcomes of real runs
+    /// are published to the alert topic.
+    pub async fn step(&self, payload: &Value) -> FixOutcome {
+        let spec = self.spec();
+        let req = match FixRequest::decode(spec, payload) {
+            Ok(req) => req,
+            Err(e) => {
+                let resource_id = payload.get("ResourceId").and_then(Value::as_str).unwrap_or("").chars().take(256).collect();
+                let outcome = FixOutcome {
+                    status: FixStatus::Failed,
+                    message: format!("Nothing was changed: {e}."),
+                    resource_id,
+                    fix: format!("fix-{}", spec.name),
+                    dry_run: false,
+                    changes: Vec::new(),
+                    execution_id: payload.get("ExecutionId").and_then(Value::as_str).map(str::to_string),
+                };
+                self.publish(&outcome).await;
+                return outcome;
+            }
+        };
+        self.step_request(&req).await
+    }
+
+    pub async fn step_request(&self, req: &FixRequest) -> FixOutcome {
+        let spec = self.spec();
+        let span = tracing::info_span!("remediate", fix = spec.name, resource_id = %req.resource_id, dry_run = req.dry_run);
+        let _guard = span.enter();
+        let ctx = FixContext { sdk: self.sdk.clone(), kms: KeyResolver::new(crate::clients::kms(&self.sdk)) };
+        let outcome = match self.fix.reconcile(&ctx, req).await {
+            Ok(outcome) => outcome,
+            Err(e) if e.class() == ErrorClass::Transient => {
+                tracing::warn!(error = %e, "transient failure; the next step will retry");
+                FixOutcome::in_progress(spec, req, format!("Waiting to retry after a temporary AWS error: {e}"))
+            }
+            Err(e) => FixOutcome::failed(spec, req, failure_message(&e)),
+        };
+        tracing::info!(status = ?outcome.status, message = %outcome.message, changes = outcome.changes.len(), "step finished");
+        if outcome.status.is_terminal() && !req.dry_run {
+            self.publish(&outcome).await;
+        }
+        outcome
+    }
+
+    /// The SSM document's loop, locally: step until terminal or `max_steps`.
+    pub async fn drive(&self, req: &FixRequest, options: &DriveOptions) -> FixOutcome {
+        let mut last = None;
+        for step in 0..options.max_steps.max(1) {
+            if step > 0 {
+                tokio::time::sleep(options.pause).await;
+            }
+            let outcome = self.step_request(req).await;
+            if outcome.status.is_terminal() {
+                return outcome;
+            }
+            last = Some(outcome);
+        }
+        let mut outcome = last.unwrap_or_else(|| FixOutcome::in_progress(self.spec(), req, ""));
+        outcome.status = FixStatus::Failed;
+        outcome.message = format!("Gave up after {} steps; last state: {}", options.max_steps, outcome.message);
+        outcome
+    }
+
+    async fn publish(&self, outcome: &FixOutcome) {
+        if let Some(alerts) = &self.alerts {
+            let alert = crate::alerts::fix_outcome_alert(self.spec(), outcome, &crate::clients::region_name(&self.sdk));
+            // A lost email must not turn a successful fix into a failed one; it is logged.
+            if let Err(e) = alerts.publish(&alert).await {
+                tracing::error!(error = %e, "could not publish the remediation result to SNS");
+            }
+        }
+    }
+}
+
+fn failure_message(error: &Error) -> String {
+    match error {
+        Error::AccessDenied { .. } => format!("Nothing more was changed: {error}."),
+        _ => format!("The fix stopped: {error}."),
+    }
+}

@@ -1,0 +1,487 @@
+#!/usr/bin/env python3
+"""Self-test of atrest_moto.py with boto3 (which comes with moto).
+
+    tests/moto/with-moto python tests/moto/test_atrest_moto.py
+    # or, inside the venv:  .venv/bin/python tests/moto/test_atrest_moto.py
+
+Starts its own extension server on a free port (it does not use the one
+with-moto started), exercises every added operation and /atrest-ext endpoint,
+and ends with a plain 'N passed, N failed' line.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import unittest
+import urllib.error
+import urllib.request
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SERVER = os.path.join(HERE, "atrest_moto.py")
+ENDPOINT = None  # set in setUpModule
+_proc = None
+
+AUTOMATION_DOC = json.dumps({
+    "schemaVersion": "0.3",
+    "description": "test remediation",
+    "parameters": {
+        "ResourceId": {"type": "String"},
+        "KmsKeyId": {"type": "String", "default": "alias/aws/rds"},
+        "AutomationAssumeRole": {"type": "String", "default": ""},
+    },
+    "mainSteps": [{"name": "noop", "action": "aws:sleep", "inputs": {"Duration": "PT1S"}}],
+})
+COMMAND_DOC = json.dumps({
+    "schemaVersion": "2.2", "description": "cmd",
+    "mainSteps": [{"action": "aws:runShellScript", "name": "x",
+                   "inputs": {"runCommand": ["true"]}}],
+})
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(parent_pid=None):
+    port = free_port()
+    cmd = [sys.executable, SERVER, "-H", "127.0.0.1", "-p", str(port)]
+    if parent_pid:
+        cmd += ["--parent-pid", str(parent_pid)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=2).read()
+            return proc, url
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError("atrest_moto.py exited during startup")
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("atrest_moto.py did not become ready in 60 s")
+
+
+def setUpModule():
+    global _proc, ENDPOINT
+    _proc, ENDPOINT = start_server(parent_pid=os.getpid())
+
+
+def tearDownModule():
+    _proc.terminate()
+    _proc.wait(10)
+
+
+def client(service, region="us-east-1", validate=True, account=None):
+    c = boto3.client(
+        service, endpoint_url=ENDPOINT, region_name=region,
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+        # No retries: a gap in the extension must fail fast, not after backoff.
+        config=Config(retries={"total_max_attempts": 1}, parameter_validation=validate),
+    )
+    if account:  # moto's per-request account override
+        c.meta.events.register("before-sign.*.*", lambda request, **_: request.headers.__setitem__(
+            "x-moto-account-id", account))
+    return c
+
+
+def http(method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(ENDPOINT + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def ev(rid, ctype="NON_COMPLIANT", ts=None, rtype="AWS::RDS::DBInstance", annotation=None):
+    e = {"ComplianceResourceType": rtype, "ComplianceResourceId": rid, "ComplianceType": ctype,
+         "OrderingTimestamp": ts or datetime(2026, 1, 1, tzinfo=timezone.utc)}
+    if annotation is not None:
+        e["Annotation"] = annotation
+    return e
+
+
+class Base(unittest.TestCase):
+    def setUp(self):
+        status, body = http("POST", "/moto-api/reset")
+        self.assertEqual((status, body), (200, {"status": "ok"}))
+        self.config = client("config")
+        self.ssm = client("ssm")
+
+    def assertError(self, code, fn, *args, **kwargs):
+        with self.assertRaises(ClientError) as cm:
+            fn(*args, **kwargs)
+        err = cm.exception.response
+        self.assertEqual(err["Error"]["Code"], code, err)
+        self.assertEqual(err["ResponseMetadata"]["HTTPStatusCode"], 400)
+        return err["Error"]["Message"]
+
+    def make_doc(self, name="Atrest-Remediate", content=AUTOMATION_DOC, doc_type="Automation"):
+        self.ssm.create_document(Name=name, Content=content, DocumentType=doc_type,
+                                 DocumentFormat="JSON")
+
+
+class Evaluations(Base):
+    def test_put_and_get_details(self):
+        out = self.config.put_evaluations(ResultToken="rule-a", Evaluations=[
+            ev("db-1", "NON_COMPLIANT", annotation="not encrypted"),
+            ev("db-2", "COMPLIANT"),
+            ev("db-3", "NOT_APPLICABLE"),
+        ])
+        self.assertEqual(out["FailedEvaluations"], [])
+        res = self.config.get_compliance_details_by_config_rule(ConfigRuleName="rule-a")
+        rows = res["EvaluationResults"]
+        # NOT_APPLICABLE only when asked for explicitly.
+        self.assertEqual([r["EvaluationResultIdentifier"]["EvaluationResultQualifier"]["ResourceId"]
+                          for r in rows], ["db-1", "db-2"])
+        r = rows[0]
+        q = r["EvaluationResultIdentifier"]["EvaluationResultQualifier"]
+        self.assertEqual((q["ConfigRuleName"], q["ResourceType"]), ("rule-a", "AWS::RDS::DBInstance"))
+        self.assertEqual(r["EvaluationResultIdentifier"]["OrderingTimestamp"],
+                         datetime(2026, 1, 1, tzinfo=timezone.utc))
+        self.assertEqual((r["ComplianceType"], r["Annotation"]), ("NON_COMPLIANT", "not encrypted"))
+        self.assertIsInstance(r["ResultRecordedTime"], datetime)
+        self.assertIsInstance(r["ConfigRuleInvokedTime"], datetime)
+        self.assertNotIn("Annotation", rows[1])
+
+        na = self.config.get_compliance_details_by_config_rule(
+            ConfigRuleName="rule-a", ComplianceTypes=["NOT_APPLICABLE"])["EvaluationResults"]
+        self.assertEqual([x["ComplianceType"] for x in na], ["NOT_APPLICABLE"])
+        self.assertError("InvalidParameterValueException",
+                         self.config.get_compliance_details_by_config_rule,
+                         ConfigRuleName="rule-a", ComplianceTypes=["INSUFFICIENT_DATA"])
+        self.assertError("NoSuchConfigRuleException",
+                         self.config.get_compliance_details_by_config_rule, ConfigRuleName="nope")
+
+    def test_ordering_timestamp_semantics(self):
+        t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        put = self.config.put_evaluations
+        put(ResultToken="r", Evaluations=[ev("db-1", "NON_COMPLIANT", t0)])
+        put(ResultToken="r", Evaluations=[ev("db-1", "COMPLIANT", t0 - timedelta(seconds=1))])
+        details = lambda: self.config.get_compliance_details_by_config_rule(  # noqa: E731
+            ConfigRuleName="r")["EvaluationResults"]
+        self.assertEqual(details()[0]["ComplianceType"], "NON_COMPLIANT")  # older one ignored
+        put(ResultToken="r", Evaluations=[ev("db-1", "COMPLIANT", t0)])  # equal replaces
+        self.assertEqual(details()[0]["ComplianceType"], "COMPLIANT")
+        put(ResultToken="r", Evaluations=[ev("db-1", "NON_COMPLIANT", t0 + timedelta(hours=1))])
+        self.assertEqual(len(details()), 1)
+        self.assertEqual(details()[0]["ComplianceType"], "NON_COMPLIANT")
+
+    def test_test_mode_stores_nothing(self):
+        out = self.config.put_evaluations(ResultToken="r", Evaluations=[ev("db-1")], TestMode=True)
+        self.assertEqual(out["FailedEvaluations"], [])
+        self.assertError("NoSuchConfigRuleException",
+                         self.config.get_compliance_details_by_config_rule, ConfigRuleName="r")
+
+    def test_limits_and_validation(self):
+        put = self.config.put_evaluations
+        msg = self.assertError("ValidationException", put, ResultToken="r",
+                               Evaluations=[ev(f"db-{i}") for i in range(101)])
+        self.assertIn("less than or equal to 100", msg)
+        put(ResultToken="r", Evaluations=[ev(f"db-{i}") for i in range(100)])  # 100 is fine
+        msg = self.assertError("ValidationException", put, ResultToken="r",
+                               Evaluations=[ev("db-1", annotation="x" * 257)])
+        self.assertIn("evaluations.1.member.annotation", msg)
+        put(ResultToken="r", Evaluations=[ev("db-1", annotation="x" * 256)])
+        self.assertError("ValidationException", put, ResultToken="r", Evaluations=[ev("i" * 769)])
+        put(ResultToken="r", Evaluations=[ev("i" * 768)])
+        self.assertError("ValidationException", put, ResultToken="r",
+                         Evaluations=[ev("db-1", rtype="T" * 257)])
+        self.assertError("InvalidParameterValueException", put, ResultToken="r",
+                         Evaluations=[ev("db-1", "INSUFFICIENT_DATA")])
+        self.assertError("ValidationException", put, ResultToken="r", Evaluations=[ev("db-1", "BOGUS")])
+        self.assertError("InvalidResultTokenException", put, ResultToken="", Evaluations=[ev("db-1")])
+        self.assertError("InvalidResultTokenException", put, ResultToken="", Evaluations=[ev("db-1")],
+                         TestMode=True)
+        # What botocore would refuse client-side (the Rust SDK may still send it).
+        raw = client("config", validate=False)
+        no_ts = ev("db-1")
+        del no_ts["OrderingTimestamp"]
+        msg = self.assertError("ValidationException", raw.put_evaluations, ResultToken="r",
+                               Evaluations=[no_ts])
+        self.assertIn("orderingTimestamp", msg)
+        self.assertError("InvalidResultTokenException", raw.put_evaluations, Evaluations=[ev("db-1")])
+        # Errors are awsJson: HTTP 400 with {"__type", "message"}.
+        status, body = self.raw_put({"ResultToken": "", "Evaluations": []})
+        self.assertEqual((status, body["__type"]), (400, "InvalidResultTokenException"))
+
+    def raw_put(self, payload):
+        req = urllib.request.Request(
+            ENDPOINT + "/", data=json.dumps(payload).encode(), method="POST",
+            headers={"Content-Type": "application/x-amz-json-1.1",
+                     "X-Amz-Target": "StarlingDoveService.PutEvaluations",
+                     "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/"
+                                      "config/aws4_request, SignedHeaders=host, Signature=x"})
+        try:
+            urllib.request.urlopen(req, timeout=10)
+            return 200, None
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def test_pagination(self):
+        self.config.put_evaluations(ResultToken="r", Evaluations=[ev(f"db-{i:02}") for i in range(25)])
+        seen, token, pages = [], None, 0
+        while True:
+            kw = {"NextToken": token} if token else {}
+            out = self.config.get_compliance_details_by_config_rule(ConfigRuleName="r", Limit=10, **kw)
+            pages += 1
+            seen += [r["EvaluationResultIdentifier"]["EvaluationResultQualifier"]["ResourceId"]
+                     for r in out["EvaluationResults"]]
+            token = out.get("NextToken")
+            if not token:
+                break
+        self.assertEqual((pages, seen), (3, [f"db-{i:02}" for i in range(25)]))
+        default = self.config.get_compliance_details_by_config_rule(ConfigRuleName="r")
+        self.assertEqual(len(default["EvaluationResults"]), 10)  # default Limit
+        self.assertError("ValidationException", self.config.get_compliance_details_by_config_rule,
+                         ConfigRuleName="r", Limit=101)
+        self.assertError("InvalidNextTokenException", self.config.get_compliance_details_by_config_rule,
+                         ConfigRuleName="r", NextToken="garbage")
+
+    def test_describe_compliance_by_config_rule(self):
+        self.config.put_evaluations(ResultToken="bad", Evaluations=[
+            ev(f"db-{i}") for i in range(30)] + [ev("ok", "COMPLIANT")])
+        self.config.put_evaluations(ResultToken="good", Evaluations=[ev("db-1", "COMPLIANT")])
+        self.config.put_evaluations(ResultToken="na", Evaluations=[ev("db-1", "NOT_APPLICABLE")])
+        # A rule that exists in moto but never got evaluations (managed rule: no Lambda needed).
+        self.config.put_config_rule(ConfigRule={
+            "ConfigRuleName": "managed", "Source": {
+                "Owner": "AWS", "SourceIdentifier": "S3_BUCKET_SERVER_SIDE_ENCRYPTION_ENABLED"}})
+        out = {r["ConfigRuleName"]: r["Compliance"] for r in
+               self.config.describe_compliance_by_config_rule()["ComplianceByConfigRules"]}
+        self.assertEqual(out["bad"], {"ComplianceType": "NON_COMPLIANT",
+                                      "ComplianceContributorCount": {"CappedCount": 25,
+                                                                     "CapExceeded": True}})
+        self.assertEqual(out["good"], {"ComplianceType": "COMPLIANT"})
+        self.assertEqual(out["na"]["ComplianceType"], "INSUFFICIENT_DATA")
+        self.assertEqual(out["managed"]["ComplianceType"], "INSUFFICIENT_DATA")
+        only = self.config.describe_compliance_by_config_rule(
+            ConfigRuleNames=["good", "bad"], ComplianceTypes=["NON_COMPLIANT"])
+        self.assertEqual([r["ConfigRuleName"] for r in only["ComplianceByConfigRules"]], ["bad"])
+        self.assertError("NoSuchConfigRuleException", self.config.describe_compliance_by_config_rule,
+                         ConfigRuleNames=["missing"])
+
+    def test_by_resource(self):
+        self.config.put_evaluations(ResultToken="r1", Evaluations=[ev("db-1"), ev("db-2", "COMPLIANT"),
+                                                                   ev("db-3", "NOT_APPLICABLE")])
+        self.config.put_evaluations(ResultToken="r2", Evaluations=[ev("db-1"), ev("db-2", "COMPLIANT")])
+        d = self.config.get_compliance_details_by_resource(ResourceType="AWS::RDS::DBInstance",
+                                                           ResourceId="db-1")["EvaluationResults"]
+        self.assertEqual([r["EvaluationResultIdentifier"]["EvaluationResultQualifier"]["ConfigRuleName"]
+                          for r in d], ["r1", "r2"])
+        out = self.config.describe_compliance_by_resource(
+            ResourceType="AWS::RDS::DBInstance")["ComplianceByResources"]
+        self.assertEqual([(r["ResourceId"], r["Compliance"]["ComplianceType"]) for r in out],
+                         [("db-1", "NON_COMPLIANT"), ("db-2", "COMPLIANT")])
+        self.assertEqual(out[0]["Compliance"]["ComplianceContributorCount"]["CappedCount"], 2)
+        one = self.config.describe_compliance_by_resource(
+            ResourceType="AWS::RDS::DBInstance", ResourceId="db-404")["ComplianceByResources"]
+        self.assertEqual(one[0]["Compliance"]["ComplianceType"], "INSUFFICIENT_DATA")
+        nc = self.config.describe_compliance_by_resource(ComplianceTypes=["COMPLIANT"])
+        self.assertEqual([r["ResourceId"] for r in nc["ComplianceByResources"]], ["db-2"])
+
+    def test_state_is_per_account_and_region(self):
+        self.config.put_evaluations(ResultToken="r", Evaluations=[ev("db-1")])
+        for other in (client("config", region="eu-west-1"), client("config", account="111111111111")):
+            self.assertError("NoSuchConfigRuleException",
+                             other.get_compliance_details_by_config_rule, ConfigRuleName="r")
+
+
+class Automation(Base):
+    def test_start_get_describe_stop(self):
+        self.make_doc()
+        self.assertError("AutomationDefinitionNotFoundException", self.ssm.start_automation_execution,
+                         DocumentName="Missing-Doc")
+        self.make_doc("Cmd-Doc", COMMAND_DOC, "Command")
+        self.assertError("AutomationDefinitionNotFoundException", self.ssm.start_automation_execution,
+                         DocumentName="Cmd-Doc")
+        self.assertError("InvalidAutomationExecutionParametersException",
+                         self.ssm.start_automation_execution, DocumentName="Atrest-Remediate")
+        self.assertError("InvalidAutomationExecutionParametersException",
+                         self.ssm.start_automation_execution, DocumentName="Atrest-Remediate",
+                         Parameters={"ResourceId": ["db-1"], "Bogus": ["x"]})
+        eid = self.ssm.start_automation_execution(
+            DocumentName="Atrest-Remediate", Parameters={"ResourceId": ["db-1"]})["AutomationExecutionId"]
+        self.assertEqual(len(eid), 36)
+        got = self.ssm.get_automation_execution(AutomationExecutionId=eid)["AutomationExecution"]
+        self.assertEqual((got["AutomationExecutionStatus"], got["DocumentName"], got["DocumentVersion"],
+                          got["Parameters"]), ("Pending", "Atrest-Remediate", "1", {"ResourceId": ["db-1"]}))
+        self.assertIsInstance(got["ExecutionStartTime"], datetime)
+
+        eid2 = self.ssm.start_automation_execution(
+            DocumentName="Atrest-Remediate", Parameters={"ResourceId": ["db-2"]})["AutomationExecutionId"]
+        listed = self.ssm.describe_automation_executions()["AutomationExecutionMetadataList"]
+        self.assertEqual({m["AutomationExecutionId"] for m in listed}, {eid, eid2})
+        only = self.ssm.describe_automation_executions(
+            Filters=[{"Key": "ExecutionId", "Values": [eid2]}])["AutomationExecutionMetadataList"]
+        self.assertEqual([m["AutomationExecutionId"] for m in only], [eid2])
+
+        self.ssm.stop_automation_execution(AutomationExecutionId=eid2)
+        self.assertEqual(self.ssm.get_automation_execution(AutomationExecutionId=eid2)
+                         ["AutomationExecution"]["AutomationExecutionStatus"], "Cancelled")
+        self.assertError("InvalidAutomationStatusUpdateException", self.ssm.stop_automation_execution,
+                         AutomationExecutionId=eid2)
+        self.assertError("AutomationExecutionNotFoundException", self.ssm.get_automation_execution,
+                         AutomationExecutionId=str(uuid.uuid4()))
+
+    def test_status_extension_endpoint(self):
+        self.make_doc()
+        eid = self.ssm.start_automation_execution(
+            DocumentName="Atrest-Remediate", Parameters={"ResourceId": ["db-1"]})["AutomationExecutionId"]
+        status, body = http("POST", f"/atrest-ext/automation-executions/{eid}/status",
+                            {"Status": "Success", "Outputs": {"SnapshotId": ["snap-1"], "N": 3}})
+        self.assertEqual((status, body["AutomationExecutionStatus"]), (200, "Success"))
+        got = self.ssm.get_automation_execution(AutomationExecutionId=eid)["AutomationExecution"]
+        self.assertEqual(got["Outputs"], {"SnapshotId": ["snap-1"], "N": ["3"]})
+        self.assertIn("ExecutionEndTime", got)
+        self.assertEqual(http("POST", f"/atrest-ext/automation-executions/{uuid.uuid4()}/status",
+                              {"Status": "Success"})[0], 404)
+        self.assertEqual(http("POST", f"/atrest-ext/automation-executions/{eid}/status",
+                              {"Status": "Done"})[0], 400)
+
+
+class Remediation(Base):
+    def put_config(self, rule="rule-a"):
+        self.config.put_remediation_configurations(RemediationConfigurations=[{
+            "ConfigRuleName": rule, "TargetType": "SSM_DOCUMENT", "TargetId": "Atrest-Remediate",
+            "Automatic": False,
+            "Parameters": {"ResourceId": {"ResourceValue": {"Value": "RESOURCE_ID"}},
+                           "KmsKeyId": {"StaticValue": {"Values": ["alias/atrest"]}}}}])
+
+    def test_configurations(self):
+        self.put_config()
+        got = self.config.describe_remediation_configurations(
+            ConfigRuleNames=["rule-a", "other"])["RemediationConfigurations"]
+        self.assertEqual(len(got), 1)
+        self.assertEqual((got[0]["TargetId"], got[0]["Parameters"]["KmsKeyId"]),
+                         ("Atrest-Remediate", {"StaticValue": {"Values": ["alias/atrest"]}}))
+        self.assertTrue(got[0]["Arn"].startswith(
+            "arn:aws:config:us-east-1:123456789012:remediation-configuration/rule-a/"))
+        self.assertError("ValidationException", self.config.put_remediation_configurations,
+                         RemediationConfigurations=[{"ConfigRuleName": "x", "TargetType": "LAMBDA",
+                                                     "TargetId": "d"}])
+        self.config.delete_remediation_configuration(ConfigRuleName="rule-a")
+        self.assertEqual(self.config.describe_remediation_configurations(
+            ConfigRuleNames=["rule-a"])["RemediationConfigurations"], [])
+        self.assertError("NoSuchRemediationConfigurationException",
+                         self.config.delete_remediation_configuration, ConfigRuleName="rule-a")
+
+    def test_execution_flow(self):
+        self.make_doc()
+        self.put_config()
+        key = {"resourceType": "AWS::RDS::DBInstance", "resourceId": "db-1"}
+        self.assertError("NoSuchRemediationConfigurationException",
+                         self.config.start_remediation_execution, ConfigRuleName="nope", ResourceKeys=[key])
+        self.assertError("ValidationException", self.config.start_remediation_execution,
+                         ConfigRuleName="rule-a", ResourceKeys=[key] * 101)
+        out = self.config.start_remediation_execution(ConfigRuleName="rule-a", ResourceKeys=[key])
+        self.assertEqual(out["FailedItems"], [])
+
+        execs = self.ssm.describe_automation_executions()["AutomationExecutionMetadataList"]
+        self.assertEqual(len(execs), 1)
+        eid = execs[0]["AutomationExecutionId"]
+        params = self.ssm.get_automation_execution(AutomationExecutionId=eid)["AutomationExecution"]["Parameters"]
+        self.assertEqual(params, {"ResourceId": ["db-1"], "KmsKeyId": ["alias/atrest"]})
+
+        st = self.config.describe_remediation_execution_status(ConfigRuleName="rule-a")
+        row = st["RemediationExecutionStatuses"][0]
+        self.assertEqual((row["ResourceKey"], row["State"]), (key, "QUEUED"))
+        self.assertIsInstance(row["InvocationTime"], datetime)
+        http("POST", f"/atrest-ext/automation-executions/{eid}/status", {
+            "Status": "Failed", "FailureMessage": "boom",
+            "StepExecutions": [{"StepName": "copy", "StepStatus": "Failed", "FailureMessage": "boom"}]})
+        row = self.config.describe_remediation_execution_status(
+            ConfigRuleName="rule-a", ResourceKeys=[key])["RemediationExecutionStatuses"][0]
+        self.assertEqual(row["State"], "FAILED")
+        self.assertEqual(row["StepDetails"], [{"Name": "copy", "State": "FAILED", "ErrorMessage": "boom"}])
+        self.assertError("NoSuchRemediationConfigurationException",
+                         self.config.describe_remediation_execution_status, ConfigRuleName="nope")
+
+    def test_missing_document_is_a_failed_item(self):
+        self.put_config()  # its document was never created
+        key = {"resourceType": "AWS::RDS::DBInstance", "resourceId": "db-1"}
+        out = self.config.start_remediation_execution(ConfigRuleName="rule-a", ResourceKeys=[key])
+        self.assertEqual(out["FailedItems"], [key])
+        self.assertIn("Atrest-Remediate", out["FailureMessage"])
+
+
+class ExtAndReset(Base):
+    def test_sns_messages(self):
+        sns = client("sns")
+        arn = sns.create_topic(Name="atrest-alerts")["TopicArn"]
+        self.assertEqual(http("GET", f"/atrest-ext/sns-messages?TopicArn={arn}"), (200, []))
+        sns.publish(TopicArn=arn, Subject="Remediated db-1", Message="body 1")
+        sns.publish(TopicArn=arn, Message="body 2")
+        status, msgs = http("GET", f"/atrest-ext/sns-messages?TopicArn={arn}")
+        self.assertEqual(status, 200)
+        self.assertEqual([(m["Subject"], m["Message"]) for m in msgs],
+                         [("Remediated db-1", "body 1"), (None, "body 2")])
+        self.assertEqual(http("GET", f"/atrest-ext/sns-messages?TopicArn={arn}x")[0], 404)
+        self.assertEqual(http("GET", "/atrest-ext/nope")[0], 404)
+
+    def test_reset_clears_everything(self):
+        self.make_doc()
+        self.config.put_evaluations(ResultToken="r", Evaluations=[ev("db-1")])
+        Remediation.put_config(self, "r")
+        eid = self.ssm.start_automation_execution(
+            DocumentName="Atrest-Remediate", Parameters={"ResourceId": ["db-1"]})["AutomationExecutionId"]
+        self.assertEqual(http("POST", "/moto-api/reset")[0], 200)
+        self.assertError("NoSuchConfigRuleException",
+                         self.config.get_compliance_details_by_config_rule, ConfigRuleName="r")
+        self.assertEqual(self.config.describe_remediation_configurations(
+            ConfigRuleNames=["r"])["RemediationConfigurations"], [])
+        self.assertError("AutomationExecutionNotFoundException", self.ssm.get_automation_execution,
+                         AutomationExecutionId=eid)
+
+    def test_default_amis_disabled(self):
+        ec2 = client("ec2")
+        self.assertEqual(ec2.describe_images(Owners=["amazon"])["Images"], [])
+
+
+class ParentPid(unittest.TestCase):
+    def test_exits_when_parent_dies(self):
+        # A throwaway parent starts a server with --parent-pid, prints its pid, sleeps.
+        script = (
+            "import subprocess, sys, time\n"
+            f"p = subprocess.Popen([sys.executable, {SERVER!r}, '-p', sys.argv[1], '--parent-pid', "
+            "str(__import__('os').getpid())], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+            "print(p.pid, flush=True)\n"
+            "time.sleep(600)\n")
+        parent = subprocess.Popen([sys.executable, "-c", script, str(free_port())],
+                                  stdout=subprocess.PIPE, text=True)
+        server_pid = int(parent.stdout.readline())
+        parent.stdout.close()
+        time.sleep(1)
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.kill(server_pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
+        os.kill(server_pid, 9)
+        self.fail("server outlived its --parent-pid")
+
+
+if __name__ == "__main__":
+    result = unittest.main(exit=False, verbosity=2).result
+    failed = len(result.failures) + len(result.errors)
+    print(f"{result.testsRun - failed - len(result.skipped)} passed, {failed} failed"
+          + (f", {len(result.skipped)} skipped" if result.skipped else ""))
+    sys.exit(1 if failed or not result.testsRun else 0)
