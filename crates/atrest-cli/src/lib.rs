@@ -1,1 +1,6 @@
-pub fn _p() {}
+//! The `atrest` command, as a library so its parts are testable.
+
+pub mod catalog;
+pub mod commands;
+pub mod demo;
+pub mod output;

@@ -1,1 +1,132 @@
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use atrest::remediation::DriveOptions;
+use atrest_cli::output::{Format, print_json};
+use atrest_cli::{commands, demo};
+use clap::{Parser, Subcommand};
+
+/// Find and fix AWS resources that store data without encryption at rest.
+///
+/// Uses the standard AWS credential and region chain and honours AWS_ENDPOINT_URL.
+/// Results go to stdout; logs and progress go to stderr (set ATREST_LOG=debug for more).
+#[derive(Parser)]
+#[command(name = "atrest", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the rules and fixes, with their resource types, triggers and parameters.
+    Rules {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Run a rule's Lambda handler code on a Config event file and print the evaluations.
+    Evaluate {
+        rule: String,
+        #[arg(long)]
+        event: PathBuf,
+        /// Also send the evaluations to AWS Config (PutEvaluations with the event's resultToken).
+        #[arg(long)]
+        put: bool,
+        /// Send them with TestMode=true: Config validates them and stores nothing.
+        #[arg(long, conflicts_with = "put")]
+        test_mode: bool,
+    },
+    /// Sweep the current account and region with every rule (or the named ones).
+    Scan {
+        #[arg(long = "rule")]
+        rules: Vec<String>,
+        /// JSON file {"<rule>": {"<param>": value}}, the values the template passes.
+        #[arg(long)]
+        rule_params: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Drive a fix to Succeeded or Failed exactly as its SSM Automation document would.
+    Remediate {
+        fix: String,
+        #[arg(long)]
+        resource_id: String,
+        /// A fix parameter, KEY=VALUE (repeatable), e.g. --param SSEAlgorithm=aws:kms
+        #[arg(long = "param", value_parser = parse_key_value)]
+        params: Vec<(String, String)>,
+        /// Report what would change and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Seconds between steps while the fix reports InProgress (the document sleeps too).
+        #[arg(long, default_value_t = 5)]
+        pause_seconds: u64,
+        /// Give up after this many steps.
+        #[arg(long, default_value_t = 720)]
+        max_steps: usize,
+    },
+    /// Seed an unencrypted estate on the local stand-in, scan, remediate, scan again.
+    Demo,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    let (k, v) = text.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))?;
+    Ok((k.trim().to_string(), v.to_string()))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    atrest::telemetry::init_cli("warn");
+    match run(cli).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<bool> {
+    if let Command::Rules { format } = cli.command {
+        commands::rules(format)?;
+        return Ok(true);
+    }
+    if matches!(cli.command, Command::Demo) && std::env::var_os("AWS_ENDPOINT_URL").is_none() {
+        return relaunch_under_stand_in();
+    }
+    let sdk = atrest::clients::load_sdk_config().await;
+    match cli.command {
+        Command::Rules { .. } => unreachable!("handled above"),
+        Command::Evaluate { rule, event, put, test_mode } => commands::evaluate(&sdk, &rule, &event, put, test_mode).await,
+        Command::Scan { rules, rule_params, format } => commands::scan(&sdk, &rules, rule_params.as_deref(), format).await,
+        Command::Remediate { fix, resource_id, params, dry_run, pause_seconds, max_steps } => {
+            let payload = commands::fix_payload(&resource_id, &params, dry_run);
+            let options = DriveOptions { max_steps, pause: std::time::Duration::from_secs(pause_seconds) };
+            let outcome = commands::remediate(&sdk, &fix, &payload, &options).await?;
+            print_json(&outcome)?;
+            Ok(commands::outcome_succeeded(&outcome))
+        }
+        Command::Demo => demo::run(&sdk).await,
+    }
+}
+
+/// Without an endpoint, `atrest demo` starts the local stand-in itself (tests/moto/with-moto,
+/// found from the working directory upwards) and runs again inside it.
+fn relaunch_under_stand_in() -> anyhow::Result<bool> {
+    let mut dir = std::env::current_dir()?;
+    let launcher = loop {
+        let candidate = dir.join("tests/moto/with-moto");
+        if candidate.is_file() {
+            break candidate;
+        }
+        if !dir.pop() {
+            anyhow::bail!("the demo needs the local AWS stand-in: run it from the atrest checkout (`make demo`), or set AWS_ENDPOINT_URL to a local moto server");
+        }
+    };
+    eprintln!("Starting the local AWS stand-in ({})...", launcher.display());
+    let me = std::env::current_exe().context("locating the atrest binary")?;
+    let status = std::process::Command::new(&launcher).current_dir(dir).arg(me).arg("demo").status().context("starting the stand-in")?;
+    Ok(status.success())
+}

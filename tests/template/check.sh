@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Checks template.yaml and samconfig.toml without AWS credentials or network:
+#   1. cfn-lint (must be clean: any error or warning fails)
+#   2. cfn-lint with the cfn-lint-serverless rules, if that plugin is installed
+#   3. tests/template/test_template.py: wiring, IAM, and the SSM reconciler loop run against
+#      scripted worker answers
+#   4. sam validate --lint, if the SAM CLI is installed
+#
+# Usage: tests/template/check.sh [VENV]
+#   VENV defaults to $ATREST_TPL_VENV, then <repo>/.venv. Create one with:
+#     python3 -m venv .venv
+#     .venv/bin/pip install cfn-lint==1.58.0 cfn-lint-serverless==0.3.6 aws-sam-cli==1.170.0
+#   (aws-sam-cli and cfn-lint-serverless are optional; cfn-lint is required.)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+venv=${1:-${ATREST_TPL_VENV:-$repo/.venv}}
+bin="$venv/bin"
+if [[ ! -x "$bin/cfn-lint" ]]; then
+  echo "check.sh: no cfn-lint in $venv (pass the venv directory as the first argument)" >&2
+  exit 2
+fi
+cd "$repo"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cfn-lint $("$bin/cfn-lint" --version | awk '{print $2}') template.yaml"
+"$bin/cfn-lint" template.yaml
+echo "clean"
+
+if "$bin/python" -c 'import cfn_lint_serverless' 2>/dev/null; then
+  # Ignored checks are listed, with reasons, in the template's cfn-lint metadata.
+  step "cfn-lint + cfn-lint-serverless rules, informational findings included"
+  "$bin/cfn-lint" -c I -a cfn_lint_serverless.rules -- template.yaml
+  echo "clean"
+else
+  step "cfn-lint-serverless not installed: skipped"
+fi
+
+step "structural tests (tests/template/test_template.py)"
+"$bin/python" tests/template/test_template.py
+
+if [[ -x "$bin/sam" ]]; then
+  step "sam validate --lint"
+  # Basic validation only needs a region; no credentials, no network.
+  SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1} \
+    "$bin/sam" validate --lint --template-file template.yaml
+else
+  step "SAM CLI not installed: sam validate skipped"
+fi
