@@ -49,7 +49,8 @@ pub async fn run(sdk: &SdkConfig) -> anyhow::Result<bool> {
         if *compliance == Compliance::NonCompliant {
             eprintln!("Remediating {bucket} with {fix}...");
             let outcome = remediate(sdk, fix, &fix_payload(bucket, &[], false), &options).await?;
-            results.insert(bucket.clone(), format!("{:?}: {}", outcome.status, outcome.message));
+            let what = if outcome.changes.is_empty() { outcome.message.clone() } else { outcome.changes.join("; ") };
+            results.insert(bucket.clone(), format!("{:?}: {what}", outcome.status));
         }
     }
 

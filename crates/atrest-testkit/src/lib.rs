@@ -1,1 +1,163 @@
+//! Test harness for integration tests against the local AWS stand-in (moto + the atrest
+//! extension in `tests/moto/`), started by `tests/moto/with-moto` (which `make test` uses).
+//!
+//! Tests share one server, so each test names its resources uniquely (`unique`) and asserts
+//! only on what it created; Config results are kept per rule name, and each test uses its own.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use serde_json::{Value, json};
+
+pub const REGION: &str = "us-east-1";
+pub const ACCOUNT_ID: &str = "123456789012";
+
+/// The stand-in's endpoint. Fails loudly when the tests were not started through the stand-in:
+/// an integration test that silently skips asserts nothing.
+pub fn endpoint() -> String {
+    let url = std::env::var("ATREST_TEST_ENDPOINT").or_else(|_| std::env::var("AWS_ENDPOINT_URL")).unwrap_or_default();
+    assert!(
+        url.starts_with("http://127.0.0.1:") || url.starts_with("http://localhost:"),
+        "integration tests need the local AWS stand-in: run `make test` (or `tests/moto/with-moto cargo test`); got endpoint {url:?}"
+    );
+    url
+}
+
+/// An SDK configuration pointed at the stand-in, with the same retry and timeout policy the
+/// Lambdas use, and static credentials so nothing is looked up on the machine.
+pub async fn sdk() -> SdkConfig {
+    let base = atrest::clients::load_sdk_config().await;
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint())
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+            "testing", "testing", None, None, "atrest-testkit",
+        )))
+        .set_retry_config(base.retry_config().cloned())
+        .set_timeout_config(base.timeout_config().cloned())
+        .build()
+}
+
+/// A name no other test (or earlier run against the same server) uses: lowercase, valid as an
+/// S3 bucket name when `prefix` is.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{prefix}-{:x}-{n}-{:x}", std::process::id(), nanos % 0xfffff)
+}
+
+/// The workspace's `events/` directory.
+pub fn events_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events")
+}
+
+/// A sample event from `events/`, parsed.
+pub fn load_event(relative: &str) -> Value {
+    let path = events_dir().join(relative);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+/// Rewrites a sample event for one test: its rule name and result token (the stand-in files
+/// evaluations under the token, which by convention is the rule name) and, through `edit`,
+/// its invoking event.
+pub fn adapt_event(mut event: Value, rule_name: &str, edit: impl FnOnce(&mut Value)) -> Value {
+    let mut invoking: Value = serde_json::from_str(event["invokingEvent"].as_str().expect("invokingEvent is a string")).expect("invokingEvent is JSON");
+    edit(&mut invoking);
+    event["invokingEvent"] = Value::String(invoking.to_string());
+    event["configRuleName"] = json!(rule_name);
+    event["resultToken"] = json!(rule_name);
+    event
+}
+
+/// One stored Config result, as `GetComplianceDetailsByConfigRule` returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredResult {
+    pub resource_type: String,
+    pub resource_id: String,
+    pub compliance: String,
+    pub annotation: Option<String>,
+}
+
+/// Every result Config holds for a rule, NOT_APPLICABLE included.
+pub async fn results_in_config(sdk: &SdkConfig, rule_name: &str) -> Vec<StoredResult> {
+    use aws_sdk_config::types::ComplianceType;
+    let client = aws_sdk_config::Client::new(sdk);
+    let mut out = Vec::new();
+    let mut pages = client
+        .get_compliance_details_by_config_rule()
+        .config_rule_name(rule_name)
+        .compliance_types(ComplianceType::Compliant)
+        .compliance_types(ComplianceType::NonCompliant)
+        .compliance_types(ComplianceType::NotApplicable)
+        .limit(100)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.expect("GetComplianceDetailsByConfigRule");
+        for r in page.evaluation_results() {
+            let q = r.evaluation_result_identifier().and_then(|i| i.evaluation_result_qualifier()).expect("qualifier");
+            out.push(StoredResult {
+                resource_type: q.resource_type().unwrap_or_default().to_string(),
+                resource_id: q.resource_id().unwrap_or_default().to_string(),
+                compliance: r.compliance_type().map(|c| c.as_str().to_string()).unwrap_or_default(),
+                annotation: r.annotation().map(str::to_string),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.resource_id.cmp(&b.resource_id));
+    out
+}
+
+/// The result Config holds for one resource under a rule.
+pub async fn result_for(sdk: &SdkConfig, rule_name: &str, resource_id: &str) -> Option<StoredResult> {
+    results_in_config(sdk, rule_name).await.into_iter().find(|r| r.resource_id == resource_id)
+}
+
+/// Messages published to an SNS topic, read through the stand-in's inspection endpoint.
+pub async fn sns_messages(topic_arn: &str) -> Vec<(Option<String>, String)> {
+    let url = format!("{}/atrest-ext/sns-messages?TopicArn={}", endpoint(), topic_arn);
+    let body = tokio::task::spawn_blocking(move || http_get(&url)).await.expect("join");
+    let list: Vec<Value> = serde_json::from_str(&body).unwrap_or_else(|e| panic!("sns-messages is not JSON ({e}): {body}"));
+    list.into_iter()
+        .map(|m| (m.get("Subject").and_then(Value::as_str).map(str::to_string), m.get("Message").and_then(Value::as_str).unwrap_or_default().to_string()))
+        .collect()
+}
+
+/// A minimal HTTP/1.1 GET on loopback, so the harness needs no HTTP client crate of its own.
+fn http_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut stream = std::net::TcpStream::connect(host).expect("connect to the stand-in");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"), "GET {url}: {head}");
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        return dechunk(body);
+    }
+    body.to_string()
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+    out
+}
+
+/// Creates an SNS topic for a test and returns its ARN.
+pub async fn topic(sdk: &SdkConfig, name: &str) -> String {
+    aws_sdk_sns::Client::new(sdk).create_topic().name(name).send().await.expect("CreateTopic").topic_arn().expect("topic ARN").to_string()
+}
