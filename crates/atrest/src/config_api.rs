@@ -82,13 +82,8 @@ pub async fn fetch_item(client: &aws_sdk_config::Client, resource_type: &str, re
         .await;
     let out = match out {
         Ok(out) => out,
-        Err(e) => {
-            let err = aws_error("config:GetResourceConfigHistory", format!("{resource_type} {resource_id}"), e);
-            return match err.aws_code() {
-                Some("ResourceNotDiscoveredException") => Ok(None),
-                _ => Err(err),
-            };
-        }
+        Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_not_discovered_exception()) => return Ok(None),
+        Err(e) => return Err(aws_error("config:GetResourceConfigHistory", format!("{resource_type} {resource_id}"), e)),
     };
     out.configuration_items().first().map(ConfigurationItem::from_history).transpose()
 }
@@ -112,7 +107,17 @@ pub async fn stale_resources(
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| aws_error("config:GetComplianceDetailsByConfigRule", rule_name, e))?;
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => {
+                let err = aws_error("config:GetComplianceDetailsByConfigRule", rule_name, e);
+                // A rule Config does not know has no earlier results to clean up.
+                if err.aws_code() == Some("NoSuchConfigRuleException") {
+                    return Ok(Vec::new());
+                }
+                return Err(err);
+            }
+        };
         for result in page.evaluation_results() {
             let Some(qualifier) = result.evaluation_result_identifier().and_then(|i| i.evaluation_result_qualifier()) else {
                 continue;

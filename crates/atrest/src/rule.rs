@@ -150,6 +150,13 @@ impl RuleRunner {
         RuleRunner { rule, sdk: sdk.clone(), config: crate::clients::config(sdk), concurrency: DEFAULT_SWEEP_CONCURRENCY }
     }
 
+    /// Uses this Config client instead of one built from the SDK configuration (tests use a
+    /// mocked one where the stand-in's Config API is wrong).
+    pub fn with_config_client(mut self, client: aws_sdk_config::Client) -> Self {
+        self.config = client;
+        self
+    }
+
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.max(1);
         self
