@@ -20,8 +20,12 @@ const RULE: &str = "s3-bucket-server-side-encryption-enabled";
 
 /// Whether an endpoint URL points at this machine.
 pub fn is_loopback(endpoint: &str) -> bool {
-    let host = endpoint.split("://").nth(1).unwrap_or(endpoint).split(['/', ':']).next().unwrap_or("");
-    matches!(host, "127.0.0.1" | "localhost" | "[") || host.starts_with("127.")
+    let authority = endpoint.split("://").nth(1).unwrap_or(endpoint).split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map(|(h, _)| h).unwrap_or(authority),
+    };
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 pub async fn run(sdk: &SdkConfig) -> anyhow::Result<bool> {
@@ -109,5 +113,6 @@ mod tests {
         assert!(super::is_loopback("http://localhost:5000/"));
         assert!(!super::is_loopback("https://s3.us-east-1.amazonaws.com"));
         assert!(!super::is_loopback("http://127.0.0.1.evil.example:80"));
+        assert!(super::is_loopback("http://[::1]:5000"));
     }
 }
