@@ -30,7 +30,11 @@ async fn encryption(sdk: &SdkConfig, bucket: &str) -> Option<(String, Option<Str
         Ok(out) => {
             let rule = out.server_side_encryption_configuration().unwrap().rules().first().unwrap().clone();
             let d = rule.apply_server_side_encryption_by_default().unwrap();
-            Some((d.sse_algorithm().as_str().to_string(), d.kms_master_key_id().map(str::to_string), rule.bucket_key_enabled().unwrap_or(false)))
+            Some((
+                d.sse_algorithm().as_str().to_string(),
+                d.kms_master_key_id().map(str::to_string),
+                rule.bucket_key_enabled().unwrap_or(false),
+            ))
         }
         Err(_) => None,
     }
@@ -40,7 +44,14 @@ async fn bucket_with_object(sdk: &SdkConfig, prefix: &str) -> String {
     let bucket = unique(prefix);
     let s3 = atrest::clients::s3(sdk);
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    s3.put_object().bucket(&bucket).key("data/report.csv").body(b"a,b\n1,2\n".to_vec().into()).metadata("owner", "finance").send().await.unwrap();
+    s3.put_object()
+        .bucket(&bucket)
+        .key("data/report.csv")
+        .body(b"a,b\n1,2\n".to_vec().into())
+        .metadata("owner", "finance")
+        .send()
+        .await
+        .unwrap();
     bucket
 }
 

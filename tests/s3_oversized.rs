@@ -12,8 +12,8 @@ use atrest::RuleRunner;
 use atrest_testkit::{adapt_event, load_event, sdk, unique};
 use aws_sdk_config::operation::get_resource_config_history::{GetResourceConfigHistoryError, GetResourceConfigHistoryOutput};
 use aws_sdk_config::operation::put_evaluations::PutEvaluationsOutput;
-use aws_sdk_config::types::{ComplianceType, ConfigurationItem, ConfigurationItemStatus, ResourceType};
 use aws_sdk_config::types::error::ResourceNotDiscoveredException;
+use aws_sdk_config::types::{ComplianceType, ConfigurationItem, ConfigurationItemStatus, ResourceType};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use aws_smithy_types::DateTime;
 use rule_s3_bucket_server_side_encryption_enabled::S3BucketServerSideEncryptionEnabled;
@@ -78,11 +78,15 @@ async fn without_history_the_live_bucket_is_read() {
     let bucket = unique("no-history");
     atrest::clients::s3(&sdk).create_bucket().bucket(&bucket).send().await.unwrap();
     let history = mock!(aws_sdk_config::Client::get_resource_config_history).then_error(|| {
-        GetResourceConfigHistoryError::ResourceNotDiscoveredException(ResourceNotDiscoveredException::builder().message("not recorded").build())
+        GetResourceConfigHistoryError::ResourceNotDiscoveredException(
+            ResourceNotDiscoveredException::builder().message("not recorded").build(),
+        )
     });
     let expected = bucket.clone();
     let put = mock!(aws_sdk_config::Client::put_evaluations)
-        .match_requests(move |r| r.evaluations()[0].compliance_resource_id() == expected && r.evaluations()[0].compliance_type() == &ComplianceType::NonCompliant)
+        .match_requests(move |r| {
+            r.evaluations()[0].compliance_resource_id() == expected && r.evaluations()[0].compliance_type() == &ComplianceType::NonCompliant
+        })
         .then_output(|| PutEvaluationsOutput::builder().build());
     let config = mock_client!(aws_sdk_config, RuleMode::MatchAny, [&history, &put]);
     let runner = RuleRunner::new(Arc::new(S3BucketServerSideEncryptionEnabled), &sdk).with_config_client(config);

@@ -8,7 +8,9 @@ use atrest::event::Invocation;
 use atrest::{Compliance, Evaluation, RuleRunner, Verdict};
 use atrest_testkit::{adapt_event, load_event, result_for, results_in_config, sdk, unique};
 use aws_config::SdkConfig;
-use aws_sdk_s3::types::{ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging};
+use aws_sdk_s3::types::{
+    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
+};
 use aws_smithy_types::DateTime;
 use rule_s3_bucket_server_side_encryption_enabled::S3BucketServerSideEncryptionEnabled;
 use serde_json::{Value, json};
@@ -29,7 +31,13 @@ async fn create_bucket(sdk: &SdkConfig, name: &str) {
 
 async fn encrypt(sdk: &SdkConfig, bucket: &str, algorithm: ServerSideEncryption, key: Option<&str>) {
     let rule = ServerSideEncryptionRule::builder()
-        .apply_server_side_encryption_by_default(ServerSideEncryptionByDefault::builder().sse_algorithm(algorithm).set_kms_master_key_id(key.map(str::to_string)).build().unwrap())
+        .apply_server_side_encryption_by_default(
+            ServerSideEncryptionByDefault::builder()
+                .sse_algorithm(algorithm)
+                .set_kms_master_key_id(key.map(str::to_string))
+                .build()
+                .unwrap(),
+        )
         .build();
     s3(sdk)
         .put_bucket_encryption()
@@ -163,7 +171,9 @@ async fn more_than_a_hundred_evaluations_are_sent_in_chunks() {
     let sdk = sdk().await;
     let rule = unique("rule-chunks");
     let evaluations: Vec<Evaluation> = (0..250)
-        .map(|i| Evaluation::new("AWS::S3::Bucket", &format!("bucket-{i:03}"), Verdict::non_compliant("x"), DateTime::from_secs(1_795_168_800)))
+        .map(|i| {
+            Evaluation::new("AWS::S3::Bucket", &format!("bucket-{i:03}"), Verdict::non_compliant("x"), DateTime::from_secs(1_795_168_800))
+        })
         .collect();
     // The stand-in rejects any call with more than 100, as Config does.
     config_api::put_evaluations(&atrest::clients::config(&sdk), &Delivery::Put { result_token: rule.clone() }, &evaluations).await.unwrap();

@@ -29,16 +29,35 @@ pub fn rules(format: Format) -> anyhow::Result<()> {
     let mut t = table(&["Rule", "Resource types", "Trigger", "Parameters", "Fix"]);
     for r in &rules {
         let s = r.spec();
-        let params: Vec<String> = s.all_parameters().iter().map(|p| if p.default.is_empty() { p.name.to_string() } else { format!("{}={}", p.name, p.default) }).collect();
+        let params: Vec<String> = s
+            .all_parameters()
+            .iter()
+            .map(|p| if p.default.is_empty() { p.name.to_string() } else { format!("{}={}", p.name, p.default) })
+            .collect();
         let triggers: Vec<String> = s.triggers.iter().map(|t| format!("{t:?}")).collect();
-        t.add_row(vec![s.name.to_string(), s.resource_types.join("\n"), triggers.join("\n"), params.join("\n"), s.fix.unwrap_or("-").to_string()]);
+        t.add_row(vec![
+            s.name.to_string(),
+            s.resource_types.join("\n"),
+            triggers.join("\n"),
+            params.join("\n"),
+            s.fix.unwrap_or("-").to_string(),
+        ]);
     }
     println!("{t}");
     let mut t = table(&["Fix", "Resource types", "Parameters", "Disruptive"]);
     for f in &fixes {
         let s = f.spec();
-        let params: Vec<String> = s.parameters.iter().map(|p| if p.default.is_empty() { p.name.to_string() } else { format!("{}={}", p.name, p.default) }).collect();
-        t.add_row(vec![s.name.to_string(), s.resource_types.join("\n"), params.join("\n"), if s.disruptive { "yes" } else { "no" }.to_string()]);
+        let params: Vec<String> = s
+            .parameters
+            .iter()
+            .map(|p| if p.default.is_empty() { p.name.to_string() } else { format!("{}={}", p.name, p.default) })
+            .collect();
+        t.add_row(vec![
+            s.name.to_string(),
+            s.resource_types.join("\n"),
+            params.join("\n"),
+            if s.disruptive { "yes" } else { "no" }.to_string(),
+        ]);
     }
     println!("{t}");
     Ok(())
@@ -94,7 +113,11 @@ pub async fn sweep(sdk: &SdkConfig, rule_names: &[String], params_file: Option<&
     };
     for name in overrides.keys() {
         if catalog::rule(name).is_none() {
-            bail!("{}: unknown rule {name}; known: {}", params_file.map(|p| p.display().to_string()).unwrap_or_default(), catalog::rule_names());
+            bail!(
+                "{}: unknown rule {name}; known: {}",
+                params_file.map(|p| p.display().to_string()).unwrap_or_default(),
+                catalog::rule_names()
+            );
         }
     }
     let now = DateTime::from(std::time::SystemTime::now());
@@ -102,7 +125,8 @@ pub async fn sweep(sdk: &SdkConfig, rule_names: &[String], params_file: Option<&
     let mut complete = true;
     for rule in selected {
         let spec = rule.spec();
-        let raw = overrides.iter().find(|(k, _)| k.strip_prefix("rule-").unwrap_or(k) == spec.name).map(|(_, v)| v.clone()).unwrap_or_default();
+        let raw =
+            overrides.iter().find(|(k, _)| k.strip_prefix("rule-").unwrap_or(k) == spec.name).map(|(_, v)| v.clone()).unwrap_or_default();
         let params = spec.parse_params(&raw).with_context(|| format!("parameters of {}", spec.name))?;
         let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
         bar.set_style(indicatif::ProgressStyle::with_template("{msg:40} {bar:30} {pos}/{len} {elapsed}").expect("static template"));

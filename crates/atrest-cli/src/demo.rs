@@ -10,7 +10,9 @@ use anyhow::{Context, bail};
 use atrest::remediation::DriveOptions;
 use atrest::{Compliance, clients};
 use aws_config::SdkConfig;
-use aws_sdk_s3::types::{ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging};
+use aws_sdk_s3::types::{
+    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
+};
 
 use crate::catalog;
 use crate::commands::{fix_payload, remediate, sweep};
@@ -93,7 +95,9 @@ async fn seed(sdk: &SdkConfig, prefix: &str) -> anyhow::Result<()> {
     let key = kms.create_key().description("atrest demo key").send().await.context("creating the demo KMS key")?;
     let key_arn = key.key_metadata().and_then(|m| m.arn()).context("the new key has no ARN")?.to_string();
     let rule = ServerSideEncryptionRule::builder()
-        .apply_server_side_encryption_by_default(ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::AwsKms).kms_master_key_id(key_arn).build()?)
+        .apply_server_side_encryption_by_default(
+            ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::AwsKms).kms_master_key_id(key_arn).build()?,
+        )
         .bucket_key_enabled(true)
         .build();
     s3.put_bucket_encryption()

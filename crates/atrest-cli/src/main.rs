@@ -122,7 +122,9 @@ fn relaunch_under_stand_in() -> anyhow::Result<bool> {
             break candidate;
         }
         if !dir.pop() {
-            anyhow::bail!("the demo needs the local AWS stand-in: run it from the atrest checkout (`make demo`), or set AWS_ENDPOINT_URL to a local moto server");
+            anyhow::bail!(
+                "the demo needs the local AWS stand-in: run it from the atrest checkout (`make demo`), or set AWS_ENDPOINT_URL to a local moto server"
+            );
         }
     };
     eprintln!("Starting the local AWS stand-in ({})...", launcher.display());

@@ -33,7 +33,11 @@ pub async fn sdk() -> SdkConfig {
         .region(Region::new(REGION))
         .endpoint_url(endpoint())
         .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
-            "testing", "testing", None, None, "atrest-testkit",
+            "testing",
+            "testing",
+            None,
+            None,
+            "atrest-testkit",
         )));
     builder.set_retry_config(base.retry_config().cloned());
     builder.set_timeout_config(base.timeout_config().cloned());
@@ -65,7 +69,8 @@ pub fn load_event(relative: &str) -> Value {
 /// evaluations under the token, which by convention is the rule name) and, through `edit`,
 /// its invoking event.
 pub fn adapt_event(mut event: Value, rule_name: &str, edit: impl FnOnce(&mut Value)) -> Value {
-    let mut invoking: Value = serde_json::from_str(event["invokingEvent"].as_str().expect("invokingEvent is a string")).expect("invokingEvent is JSON");
+    let mut invoking: Value =
+        serde_json::from_str(event["invokingEvent"].as_str().expect("invokingEvent is a string")).expect("invokingEvent is JSON");
     edit(&mut invoking);
     event["invokingEvent"] = Value::String(invoking.to_string());
     event["configRuleName"] = json!(rule_name);
@@ -128,7 +133,12 @@ pub async fn sns_messages(topic_arn: &str) -> Vec<(Option<String>, String)> {
     let body = tokio::task::spawn_blocking(move || http_get(&url)).await.expect("join");
     let list: Vec<Value> = serde_json::from_str(&body).unwrap_or_else(|e| panic!("sns-messages is not JSON ({e}): {body}"));
     list.into_iter()
-        .map(|m| (m.get("Subject").and_then(Value::as_str).map(str::to_string), m.get("Message").and_then(Value::as_str).unwrap_or_default().to_string()))
+        .map(|m| {
+            (
+                m.get("Subject").and_then(Value::as_str).map(str::to_string),
+                m.get("Message").and_then(Value::as_str).unwrap_or_default().to_string(),
+            )
+        })
         .collect()
 }
 

@@ -22,7 +22,15 @@ pub struct Alert {
 pub fn subject_line(text: &str) -> String {
     let mut clean: String = text
         .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else if c.is_whitespace() { ' ' } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else if c.is_whitespace() {
+                ' '
+            } else {
+                '?'
+            }
+        })
         .collect();
     clean = clean.split_whitespace().collect::<Vec<_>>().join(" ");
     if clean.chars().count() > MAX_SUBJECT_CHARS {

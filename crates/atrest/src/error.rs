@@ -2,9 +2,9 @@
 //! attempted and the resource it was attempted on, so an AccessDenied names the missing
 //! permission and a log line says what was being done.
 
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 /// How a failure should be treated by whoever drives the work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -141,7 +141,8 @@ mod tests {
 
     #[test]
     fn evaluation_serializes_with_aws_field_names() {
-        let e = Evaluation::new("AWS::S3::Bucket", "b", Verdict::non_compliant("no default encryption"), DateTime::from_secs(1_795_168_800));
+        let e =
+            Evaluation::new("AWS::S3::Bucket", "b", Verdict::non_compliant("no default encryption"), DateTime::from_secs(1_795_168_800));
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["ComplianceResourceType"], "AWS::S3::Bucket");
         assert_eq!(v["ComplianceResourceId"], "b");

@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 use crate::item::{ConfigurationItem, ItemStatus, parse_time};
 
 /// What triggered the invocation.
+// One per invocation and never copied around: boxing the item would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Trigger {
     /// A configuration change, with the item inline.
@@ -71,18 +73,15 @@ impl Invocation {
                 envelope.insert(key.into(), Value::String(text));
             }
         }
-        let event: ConfigEvent = serde_json::from_value(Value::Object(envelope))
-            .map_err(|e| Error::MalformedEvent(format!("not a Config rule event: {e}")))?;
+        let event: ConfigEvent =
+            serde_json::from_value(Value::Object(envelope)).map_err(|e| Error::MalformedEvent(format!("not a Config rule event: {e}")))?;
         Self::from_config_event(event)
     }
 
     pub fn from_config_event(event: ConfigEvent) -> Result<Self> {
-        let invoking_text = event
-            .invoking_event
-            .as_deref()
-            .ok_or_else(|| Error::MalformedEvent("invokingEvent is missing".into()))?;
-        let invoking: Value = serde_json::from_str(invoking_text)
-            .map_err(|e| Error::MalformedEvent(format!("invokingEvent is not valid JSON: {e}")))?;
+        let invoking_text = event.invoking_event.as_deref().ok_or_else(|| Error::MalformedEvent("invokingEvent is missing".into()))?;
+        let invoking: Value =
+            serde_json::from_str(invoking_text).map_err(|e| Error::MalformedEvent(format!("invokingEvent is not valid JSON: {e}")))?;
         let message_type = invoking
             .get("messageType")
             .and_then(Value::as_str)

@@ -95,8 +95,8 @@ impl ConfigurationItem {
 
     /// Decodes the `configurationItem` of a change notification.
     pub fn from_notification(value: &Value) -> Result<Self> {
-        let raw: NotificationItem = serde_json::from_value(value.clone())
-            .map_err(|e| Error::MalformedEvent(format!("configurationItem: {e}")))?;
+        let raw: NotificationItem =
+            serde_json::from_value(value.clone()).map_err(|e| Error::MalformedEvent(format!("configurationItem: {e}")))?;
         raw.into_item()
     }
 
@@ -111,8 +111,9 @@ impl ConfigurationItem {
             .ok_or_else(|| Error::Internal("GetResourceConfigHistory returned an item without resourceId".into()))?
             .to_string();
         let configuration = match item.configuration() {
-            Some(text) if !text.is_empty() => serde_json::from_str(text)
-                .map_err(|e| Error::Internal(format!("configuration of {resource_id} is not JSON: {e}")))?,
+            Some(text) if !text.is_empty() => {
+                serde_json::from_str(text).map_err(|e| Error::Internal(format!("configuration of {resource_id} is not JSON: {e}")))?
+            }
             _ => Value::Null,
         };
         let supplementary_configuration = item
@@ -137,11 +138,7 @@ impl ConfigurationItem {
     /// A supplementary configuration entry, looked up without regard to the case of its name
     /// (Config's own spelling has varied between APIs).
     pub fn supplementary(&self, name: &str) -> Option<&Value> {
-        self.supplementary_configuration
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-            .filter(|v| !v.is_null())
+        self.supplementary_configuration.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v).filter(|v| !v.is_null())
     }
 
     pub fn tag(&self, key: &str) -> Option<&str> {
@@ -289,7 +286,9 @@ mod tests {
     #[test]
     fn tags_as_map_and_as_list_mean_the_same() {
         let a = ConfigurationItem::from_notification(&item(json!({"atrest:exempt": "true", "team": "x"}))).unwrap();
-        let b = ConfigurationItem::from_notification(&item(json!([{"key": "atrest:exempt", "value": "true"}, {"Key": "team", "Value": "x"}]))).unwrap();
+        let b =
+            ConfigurationItem::from_notification(&item(json!([{"key": "atrest:exempt", "value": "true"}, {"Key": "team", "Value": "x"}])))
+                .unwrap();
         assert_eq!(a.tags, b.tags);
         assert_eq!(a.tag("atrest:exempt"), Some("true"));
     }

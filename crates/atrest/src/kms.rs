@@ -79,13 +79,7 @@ impl KeyResolver {
         if let Some(hit) = self.cache.lock().await.get(reference) {
             return Ok(hit.clone());
         }
-        let out = self
-            .client
-            .describe_key()
-            .key_id(reference)
-            .send()
-            .await
-            .map_err(|e| aws_error("kms:DescribeKey", reference, e))?;
+        let out = self.client.describe_key().key_id(reference).send().await.map_err(|e| aws_error("kms:DescribeKey", reference, e))?;
         let arn = out
             .key_metadata()
             .and_then(|m| m.arn())
@@ -132,7 +126,15 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_key() {
-        for bad in ["", "alias/", "arn:aws:s3:::bucket", "arn:aws:kms:us-east-1:123:key/x", "key id with spaces", "a/b", "arn:aws:kms:us-east-1:123456789012:secret/x"] {
+        for bad in [
+            "",
+            "alias/",
+            "arn:aws:s3:::bucket",
+            "arn:aws:kms:us-east-1:123:key/x",
+            "key id with spaces",
+            "a/b",
+            "arn:aws:kms:us-east-1:123456789012:secret/x",
+        ] {
             assert!(KeyRef::parse(bad).is_err(), "{bad}");
         }
     }
@@ -150,9 +152,9 @@ mod tests {
 
     #[tokio::test]
     async fn aliases_are_resolved_once_per_invocation() {
-        let describe = mock!(aws_sdk_kms::Client::describe_key)
-            .match_requests(|r| r.key_id() == Some("alias/app"))
-            .then_output(|| DescribeKeyOutput::builder().key_metadata(KeyMetadata::builder().key_id("1234").arn(KEY_ARN).build().unwrap()).build());
+        let describe = mock!(aws_sdk_kms::Client::describe_key).match_requests(|r| r.key_id() == Some("alias/app")).then_output(|| {
+            DescribeKeyOutput::builder().key_metadata(KeyMetadata::builder().key_id("1234").arn(KEY_ARN).build().unwrap()).build()
+        });
         let client = mock_client!(aws_sdk_kms, RuleMode::MatchAny, [&describe]);
         let resolver = KeyResolver::new(client);
         assert!(resolver.is_one_of(KEY_ARN, &["alias/app".into()]).await.unwrap());

@@ -140,15 +140,13 @@ pub fn denies_unencrypted_uploads(policy: &Policy, bucket: &str, accepted: &[&st
             }
             match op.as_str() {
                 "Null" if values.iter().any(|v| v.eq_ignore_ascii_case("true")) => denies_missing_header = true,
-                "StringNotEquals" | "StringNotEqualsIfExists" => {
-                    // Every value the policy still lets through must be an accepted algorithm.
-                    if !values.is_empty() && values.iter().all(|v| accepted.contains(&v.as_str())) {
-                        denies_other_algorithms = true;
-                        // `IfExists` also denies when the header is missing? No: it allows it.
-                        if op == "StringNotEquals" {
-                            denies_missing_header = true;
-                        }
-                    }
+                // Every value the policy still lets through must be an accepted algorithm.
+                // `StringNotEquals` also denies a missing header; `…IfExists` lets it through.
+                "StringNotEquals" | "StringNotEqualsIfExists"
+                    if !values.is_empty() && values.iter().all(|v| accepted.contains(&v.as_str())) =>
+                {
+                    denies_other_algorithms = true;
+                    denies_missing_header |= op == "StringNotEquals";
                 }
                 _ => {}
             }
@@ -201,7 +199,9 @@ mod tests {
     #[test]
     fn two_hundred_statements_parse() {
         let statements: Vec<String> = (0..200)
-            .map(|i| format!(r#"{{"Sid":"S{i}","Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/{i}"}}"#))
+            .map(|i| {
+                format!(r#"{{"Sid":"S{i}","Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/{i}"}}"#)
+            })
             .collect();
         let p = Policy::parse(&format!(r#"{{"Statement":[{}]}}"#, statements.join(","))).unwrap();
         assert_eq!(p.statements.len(), 200);

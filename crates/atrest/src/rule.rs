@@ -87,6 +87,8 @@ impl RuleContext {
 
 /// A resource found by a periodic sweep: either fully described already (paginated describes)
 /// or only named (its state is fetched with `fetch_item`).
+// Items are built once and consumed once; boxing them would only add allocations.
+#[allow(clippy::large_enum_variant)]
 pub enum Discovered {
     Item(ConfigurationItem),
     Id { resource_type: String, resource_id: String },
@@ -173,7 +175,10 @@ impl RuleRunner {
         let mut report = match &invocation.trigger {
             Trigger::Change { item } => {
                 let verdict = self.verdict_for_change(&ctx, item, invocation.event_left_scope).await?;
-                Report { evaluations: vec![Evaluation::new(&item.resource_type, &item.resource_id, verdict, item.capture_time)], ..Report::default() }
+                Report {
+                    evaluations: vec![Evaluation::new(&item.resource_type, &item.resource_id, verdict, item.capture_time)],
+                    ..Report::default()
+                }
             }
             Trigger::OversizedChange { summary } => {
                 let verdict = if invocation.event_left_scope || !summary.status.is_judged() {
@@ -335,7 +340,13 @@ impl RuleRunner {
                     tracing::error!(resource_id = %f.resource_id, error = %f.error, "resource not evaluated");
                 }
                 let non_compliant = report.evaluations.iter().filter(|e| e.compliance_type == Compliance::NonCompliant).count();
-                tracing::info!(evaluations = report.evaluations.len(), non_compliant, stale = report.stale, failures = report.failures.len(), "evaluations delivered");
+                tracing::info!(
+                    evaluations = report.evaluations.len(),
+                    non_compliant,
+                    stale = report.stale,
+                    failures = report.failures.len(),
+                    "evaluations delivered"
+                );
                 if let Some(first) = report.failures.first() {
                     return match first.error.class() {
                         ErrorClass::Customer => Ok(customer_error_response(&first.error)),

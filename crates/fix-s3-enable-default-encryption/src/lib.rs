@@ -76,10 +76,10 @@ impl S3EnableDefaultEncryption {
     async fn current(&self, s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Option<Current>> {
         match s3.get_bucket_encryption().bucket(bucket).send().await {
             Ok(out) => Ok(out.server_side_encryption_configuration().and_then(|c| {
-                c.rules().iter().find_map(|r| r.apply_server_side_encryption_by_default()).map(|d| Current {
-                    algorithm: d.sse_algorithm().as_str().to_string(),
-                    key: d.kms_master_key_id().map(str::to_string),
-                })
+                c.rules()
+                    .iter()
+                    .find_map(|r| r.apply_server_side_encryption_by_default())
+                    .map(|d| Current { algorithm: d.sse_algorithm().as_str().to_string(), key: d.kms_master_key_id().map(str::to_string) })
             })),
             Err(e) => {
                 let err = aws_error("s3:GetEncryptionConfiguration", bucket, e);
@@ -130,7 +130,11 @@ impl Fix for S3EnableDefaultEncryption {
         let current = match self.current(&s3, bucket).await {
             Ok(c) => c,
             Err(e) if e.aws_code() == Some("NoSuchBucket") => {
-                return Ok(FixOutcome::failed(&SPEC, req, format!("Bucket {bucket} does not exist (deleted since it was evaluated); nothing to do.")));
+                return Ok(FixOutcome::failed(
+                    &SPEC,
+                    req,
+                    format!("Bucket {bucket} does not exist (deleted since it was evaluated); nothing to do."),
+                ));
             }
             Err(e) => return Err(e),
         };
@@ -140,7 +144,10 @@ impl Fix for S3EnableDefaultEncryption {
             return Ok(FixOutcome::succeeded(
                 &SPEC,
                 req,
-                format!("Bucket {bucket} already has default encryption {}; nothing was changed.", describe(&cur.algorithm, cur.key.as_deref())),
+                format!(
+                    "Bucket {bucket} already has default encryption {}; nothing was changed.",
+                    describe(&cur.algorithm, cur.key.as_deref())
+                ),
             ));
         }
         let target = describe(&desired.algorithm, desired.key_arn.as_deref());
@@ -160,7 +167,8 @@ impl Fix for S3EnableDefaultEncryption {
             // Bucket Keys cut KMS request costs by ~99%; S3 does not support them with DSSE-KMS.
             .bucket_key_enabled(desired.algorithm == "aws:kms")
             .build();
-        let config = ServerSideEncryptionConfiguration::builder().rules(rule).build().map_err(|e| atrest::Error::Internal(e.to_string()))?;
+        let config =
+            ServerSideEncryptionConfiguration::builder().rules(rule).build().map_err(|e| atrest::Error::Internal(e.to_string()))?;
         s3.put_bucket_encryption()
             .bucket(bucket)
             .server_side_encryption_configuration(config)

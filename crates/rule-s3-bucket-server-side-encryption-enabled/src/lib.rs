@@ -206,9 +206,9 @@ pub fn encryption_json(config: &aws_sdk_s3::types::ServerSideEncryptionConfigura
         .rules()
         .iter()
         .map(|rule| {
-            let default = rule.apply_server_side_encryption_by_default().map(|d| {
-                json!({ "sseAlgorithm": d.sse_algorithm().as_str(), "kmsMasterKeyID": d.kms_master_key_id() })
-            });
+            let default = rule
+                .apply_server_side_encryption_by_default()
+                .map(|d| json!({ "sseAlgorithm": d.sse_algorithm().as_str(), "kmsMasterKeyID": d.kms_master_key_id() }));
             json!({ "applyServerSideEncryptionByDefault": default, "bucketKeyEnabled": rule.bucket_key_enabled().unwrap_or(false) })
         })
         .collect();
@@ -263,12 +263,27 @@ mod tests {
             ("SSE-S3, any algorithm", json!({}), sse("AES256", None), Compliance::Compliant),
             ("SSE-S3 when KMS required", json!({"requiredAlgorithm": "aws:kms"}), sse("AES256", None), Compliance::NonCompliant),
             ("DSSE satisfies KMS", json!({"requiredAlgorithm": "aws:kms"}), sse("aws:kms:dsse", Some(KEY)), Compliance::Compliant),
-            ("KMS does not satisfy DSSE", json!({"requiredAlgorithm": "aws:kms:dsse"}), sse("aws:kms", Some(KEY)), Compliance::NonCompliant),
+            (
+                "KMS does not satisfy DSSE",
+                json!({"requiredAlgorithm": "aws:kms:dsse"}),
+                sse("aws:kms", Some(KEY)),
+                Compliance::NonCompliant,
+            ),
             ("approved key", json!({"kmsKeyArns": format!("{OTHER}, {KEY}")}), sse("aws:kms", Some(KEY)), Compliance::Compliant),
             ("unapproved key", json!({"kmsKeyArns": OTHER}), sse("aws:kms", Some(KEY)), Compliance::NonCompliant),
             ("key list implies KMS", json!({"kmsKeyArns": KEY}), sse("AES256", None), Compliance::NonCompliant),
-            ("deny policy instead of default", json!({"requiredAlgorithm": "aws:kms"}), json!({"BucketPolicy": {"policyText": deny_policy}}), Compliance::Compliant),
-            ("deny policy is not a key list", json!({"kmsKeyArns": KEY}), json!({"BucketPolicy": {"policyText": deny_policy}}), Compliance::NonCompliant),
+            (
+                "deny policy instead of default",
+                json!({"requiredAlgorithm": "aws:kms"}),
+                json!({"BucketPolicy": {"policyText": deny_policy}}),
+                Compliance::Compliant,
+            ),
+            (
+                "deny policy is not a key list",
+                json!({"kmsKeyArns": KEY}),
+                json!({"BucketPolicy": {"policyText": deny_policy}}),
+                Compliance::NonCompliant,
+            ),
             ("garbage policy", json!({}), json!({"BucketPolicy": {"policyText": "{{{"}}), Compliance::NonCompliant),
         ];
         for (name, params, supplementary, expected) in cases {
@@ -281,7 +296,12 @@ mod tests {
     #[test]
     fn reads_the_history_shape_too() {
         // GetResourceConfigHistory spells fields differently and nests JSON strings.
-        let it = item(json!({"ServerSideEncryptionConfiguration": {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": KEY}, "BucketKeyEnabled": true}]}}));
-        assert_eq!(default_encryption(&it), Some(DefaultEncryption { algorithm: "aws:kms".into(), kms_key: Some(KEY.into()), bucket_key: true }));
+        let it = item(
+            json!({"ServerSideEncryptionConfiguration": {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": KEY}, "BucketKeyEnabled": true}]}}),
+        );
+        assert_eq!(
+            default_encryption(&it),
+            Some(DefaultEncryption { algorithm: "aws:kms".into(), kms_key: Some(KEY.into()), bucket_key: true })
+        );
     }
 }
