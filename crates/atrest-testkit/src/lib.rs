@@ -142,17 +142,26 @@ pub async fn sns_messages(topic_arn: &str) -> Vec<(Option<String>, String)> {
         .collect()
 }
 
-/// A minimal HTTP/1.1 GET on loopback, so the harness needs no HTTP client crate of its own.
 fn http_get(url: &str) -> String {
+    http_request("GET", url, "")
+}
+
+/// A minimal HTTP/1.1 request on loopback, so the harness needs no HTTP client crate of its own.
+fn http_request(method: &str, url: &str, body: &str) -> String {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("http URL");
     let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
     let mut stream = std::net::TcpStream::connect(host).expect("connect to the stand-in");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").expect("write");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read");
     let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"), "GET {url}: {head}");
+    assert!(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"), "{method} {url}: {head}");
     if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
         return dechunk(body);
     }
@@ -175,4 +184,35 @@ fn dechunk(mut body: &str) -> String {
 /// Creates an SNS topic for a test and returns its ARN.
 pub async fn topic(sdk: &SdkConfig, name: &str) -> String {
     aws_sdk_sns::Client::new(sdk).create_topic().name(name).send().await.expect("CreateTopic").topic_arn().expect("topic ARN").to_string()
+}
+
+/// Plays the SSM Automation service for one execution the stand-in recorded (it cannot run
+/// documents or Lambdas): builds the worker payload exactly as the document's `InputPayload`
+/// does — every document parameter except the assume role, plus `ExecutionId` — drives the
+/// worker's loop to a terminal status, and records that status on the execution.
+pub async fn run_automation_execution(sdk: &SdkConfig, execution_id: &str, runner: &atrest::FixRunner) -> atrest::FixOutcome {
+    let ssm = aws_sdk_ssm::Client::new(sdk);
+    let execution = ssm.get_automation_execution().automation_execution_id(execution_id).send().await.expect("GetAutomationExecution");
+    let execution = execution.automation_execution().expect("execution");
+    let mut payload = serde_json::Map::new();
+    for (name, values) in execution.parameters().into_iter().flatten() {
+        if name != "AutomationAssumeRole" {
+            payload.insert(name.clone(), json!(values.first().cloned().unwrap_or_default()));
+        }
+    }
+    payload.insert("ExecutionId".into(), json!(execution_id));
+    let payload = Value::Object(payload);
+    let request = atrest::FixRequest::decode(runner.spec(), &payload);
+    let outcome = match request {
+        Ok(req) => runner.drive(&req, &atrest::remediation::DriveOptions { max_steps: 50, pause: std::time::Duration::ZERO }).await,
+        Err(_) => runner.step(&payload).await,
+    };
+    let status = match outcome.status {
+        atrest::FixStatus::Succeeded => "Success",
+        _ => "Failed",
+    };
+    let body = json!({"Status": status, "Outputs": {"Status": [format!("{:?}", outcome.status)], "Message": [outcome.message]}, "FailureMessage": if status == "Failed" { outcome.message.clone() } else { String::new() }});
+    let url = format!("{}/atrest-ext/automation-executions/{execution_id}/status", endpoint());
+    tokio::task::spawn_blocking(move || http_request("POST", &url, &body.to_string())).await.expect("join");
+    outcome
 }

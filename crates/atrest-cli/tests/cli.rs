@@ -1,0 +1,110 @@
+//! The `atrest` binary as users and scripts call it: JSON on stdout only, exit codes that mean
+//! something, against the local stand-in.
+
+use std::process::{Command, Output};
+
+use atrest_testkit::{endpoint, events_dir, unique};
+use serde_json::Value;
+
+fn atrest(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_atrest"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", endpoint())
+        .env("AWS_REGION", atrest_testkit::REGION)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("ATREST_ALERT_TOPIC_ARN")
+        .output()
+        .expect("run atrest")
+}
+
+fn stdout_json(out: &Output) -> Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("stdout is not pure JSON ({e}):\n{text}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+async fn bucket(name: &str) {
+    let sdk = atrest_testkit::sdk().await;
+    atrest::clients::s3(&sdk).create_bucket().bucket(name).send().await.unwrap();
+}
+
+#[test]
+fn rules_lists_every_rule_and_fix_as_json() {
+    let out = atrest(&["rules", "--format", "json"]);
+    assert!(out.status.success());
+    let v = stdout_json(&out);
+    let rules: Vec<&str> = v["rules"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert!(rules.contains(&"s3-bucket-server-side-encryption-enabled"));
+    let fixes: Vec<&str> = v["fixes"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert!(fixes.contains(&"s3-enable-default-encryption"));
+}
+
+#[test]
+fn evaluate_prints_aws_shaped_evaluations() {
+    let event = events_dir().join("s3-bucket-server-side-encryption-enabled/change-unencrypted.json");
+    let out = atrest(&["evaluate", "s3-bucket-server-side-encryption-enabled", "--event", event.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = stdout_json(&out);
+    let e = &v[0];
+    assert_eq!(e["ComplianceResourceType"], "AWS::S3::Bucket");
+    assert_eq!(e["ComplianceResourceId"], "example-unencrypted-bucket");
+    assert_eq!(e["ComplianceType"], "NON_COMPLIANT");
+    assert_eq!(e["OrderingTimestamp"], "2026-11-20T10:00:00Z");
+    assert!(e["Annotation"].as_str().unwrap().contains("no default encryption"));
+}
+
+#[test]
+fn evaluate_rejects_unknown_rules_and_bad_events() {
+    let out = atrest(&["evaluate", "no-such-rule", "--event", "/dev/null"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown rule no-such-rule"));
+    let out = atrest(&["evaluate", "s3-bucket-server-side-encryption-enabled", "--event", "/dev/null"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn scan_and_remediate_round_trip() {
+    let name = unique("cli");
+    bucket(&name).await;
+    let scan = |format: &str| atrest(&["scan", "--rule", "s3-bucket-server-side-encryption-enabled", "--format", format]);
+
+    let before = stdout_json(&scan("json"));
+    let mine = |v: &Value| v.as_array().unwrap().iter().find(|e| e["ComplianceResourceId"] == name.as_str()).cloned().unwrap();
+    assert_eq!(mine(&before)["ComplianceType"], "NON_COMPLIANT");
+    assert_eq!(mine(&before)["ConfigRuleName"], "s3-bucket-server-side-encryption-enabled");
+
+    let dry = atrest(&["remediate", "s3-enable-default-encryption", "--resource-id", &name, "--dry-run"]);
+    assert!(dry.status.success());
+    assert_eq!(stdout_json(&dry)["DryRun"], true);
+    assert_eq!(mine(&stdout_json(&scan("json")))["ComplianceType"], "NON_COMPLIANT", "a dry run changes nothing");
+
+    let fix = atrest(&["remediate", "fix-s3-enable-default-encryption", "--resource-id", &name, "--param", "SSEAlgorithm=AES256"]);
+    assert!(fix.status.success(), "{}", String::from_utf8_lossy(&fix.stdout));
+    assert_eq!(stdout_json(&fix)["Status"], "Succeeded");
+    assert_eq!(mine(&stdout_json(&scan("json")))["ComplianceType"], "COMPLIANT");
+
+    let table = scan("table");
+    assert!(String::from_utf8_lossy(&table.stdout).contains(&name));
+}
+
+#[test]
+fn scan_rule_params_file_is_validated() {
+    let dir = std::env::temp_dir().join(unique("params"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("params.json");
+    std::fs::write(&file, r#"{"s3-bucket-server-side-encryption-enabled": {"requiredAlgorithm": "DES"}}"#).unwrap();
+    let out = atrest(&["scan", "--rule-params", file.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("requiredAlgorithm"));
+}
+
+#[test]
+fn a_failed_fix_exits_non_zero_with_a_reason() {
+    let out = atrest(&["remediate", "s3-enable-default-encryption", "--resource-id", "bucket", "--param", "SSEAlgorithm=DES"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = stdout_json(&out);
+    assert_eq!(v["Status"], "Failed");
+    assert!(v["Message"].as_str().unwrap().contains("SSEAlgorithm"));
+}
