@@ -134,3 +134,84 @@ pub async fn stale_resources(
     }
     Ok(stale)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluation::Verdict;
+    use aws_sdk_config::operation::put_evaluations::{PutEvaluationsError, PutEvaluationsOutput};
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use aws_smithy_types::DateTime;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    fn evaluations(n: usize) -> Vec<Evaluation> {
+        (0..n).map(|i| Evaluation::new("AWS::S3::Bucket", &format!("b{i}"), Verdict::compliant("ok"), DateTime::from_secs(1))).collect()
+    }
+
+    #[tokio::test]
+    async fn failed_evaluations_are_sent_again_until_accepted() {
+        let put = mock!(aws_sdk_config::Client::put_evaluations)
+            .sequence()
+            .output(|| {
+                // Config accepted the call but reports one evaluation as failed.
+                let failed = Evaluation::new("AWS::S3::Bucket", "b1", Verdict::compliant("ok"), DateTime::from_secs(1)).to_sdk().unwrap();
+                PutEvaluationsOutput::builder().failed_evaluations(failed).build()
+            })
+            .output(|| PutEvaluationsOutput::builder().build())
+            .build();
+        let client = mock_client!(aws_sdk_config, RuleMode::Sequential, [&put]);
+        put_evaluations(&client, &Delivery::Put { result_token: "t".into() }, &evaluations(3)).await.unwrap();
+        assert_eq!(put.num_calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn evaluations_that_keep_failing_are_reported() {
+        let put = mock!(aws_sdk_config::Client::put_evaluations).then_output(|| {
+            let failed = Evaluation::new("AWS::S3::Bucket", "b0", Verdict::compliant("ok"), DateTime::from_secs(1)).to_sdk().unwrap();
+            PutEvaluationsOutput::builder().failed_evaluations(failed).build()
+        });
+        let client = mock_client!(aws_sdk_config, RuleMode::MatchAny, [&put]);
+        let err = put_evaluations(&client, &Delivery::Put { result_token: "t".into() }, &evaluations(1)).await.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Transient);
+        assert!(err.to_string().contains("b0"), "{err}");
+        assert_eq!(put.num_calls(), 1 + FAILED_EVALUATION_RESENDS as usize);
+    }
+
+    #[tokio::test]
+    async fn chunks_of_at_most_one_hundred_and_nothing_for_no_evaluations() {
+        let put = mock!(aws_sdk_config::Client::put_evaluations)
+            .match_requests(|r| r.evaluations().len() <= MAX_EVALUATIONS_PER_CALL && !r.test_mode().unwrap_or(false))
+            .then_output(|| PutEvaluationsOutput::builder().build());
+        let client = mock_client!(aws_sdk_config, RuleMode::MatchAny, [&put]);
+        put_evaluations(&client, &Delivery::Put { result_token: "t".into() }, &evaluations(250)).await.unwrap();
+        assert_eq!(put.num_calls(), 3);
+        put_evaluations(&client, &Delivery::Put { result_token: "t".into() }, &[]).await.unwrap();
+        assert_eq!(put.num_calls(), 3);
+    }
+
+    #[tokio::test]
+    async fn throttling_is_retried_by_the_sdk_retry_policy() {
+        let put = mock!(aws_sdk_config::Client::put_evaluations)
+            .sequence()
+            .error(|| PutEvaluationsError::generic(ErrorMetadata::builder().code("ThrottlingException").message("Rate exceeded").build()))
+            .times(3)
+            .output(|| PutEvaluationsOutput::builder().build())
+            .build();
+        // The same retry policy the Lambdas load (clients::load_sdk_config).
+        let client = mock_client!(aws_sdk_config, RuleMode::Sequential, [&put], |c| c
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(crate::clients::MAX_ATTEMPTS)));
+        put_evaluations(&client, &Delivery::Put { result_token: "t".into() }, &evaluations(1)).await.unwrap();
+        assert_eq!(put.num_calls(), 4);
+    }
+
+    #[tokio::test]
+    async fn access_denied_names_the_permission() {
+        let put = mock!(aws_sdk_config::Client::put_evaluations).then_error(|| {
+            PutEvaluationsError::generic(ErrorMetadata::builder().code("AccessDeniedException").message("not authorized").build())
+        });
+        let client = mock_client!(aws_sdk_config, RuleMode::MatchAny, [&put]);
+        let err = put_evaluations(&client, &Delivery::Put { result_token: "t".into() }, &evaluations(1)).await.unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Customer);
+        assert!(err.to_string().contains("config:PutEvaluations"), "{err}");
+    }
+}
