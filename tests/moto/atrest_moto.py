@@ -676,6 +676,8 @@ def _patch():
     ):
         for fn in functions:
             setattr(cls, fn.__name__, fn)
+    import atrest_moto_rds  # noqa: E402  (beside this file; RDS corrections, see its docstring)
+    atrest_moto_rds.patch()
 
 
 # --------------------------------------------------------------------------- /atrest-ext endpoints

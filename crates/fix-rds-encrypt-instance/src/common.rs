@@ -1,0 +1,269 @@
+//! What the three RDS fixes share: deterministic names, atrest's bookkeeping tags, lookups that
+//! turn "not found" into `None`, and the progress wording.
+//!
+//! All of a fix's state lives in AWS: each intermediate or final resource has a name derived
+//! from the source's immutable resource id (or its original identifier) and carries
+//! `atrest:source-resource-id`, so a re-run finds what an earlier run made and verifies that it
+//! is really ours before building on it.
+
+use atrest::error::{Error, Result, aws_error};
+use aws_sdk_rds::types::{DbCluster, DbClusterSnapshot, DbInstance, DbSnapshot, Filter, Tag};
+
+/// RDS identifiers (instances, clusters, snapshots) are at most 63 characters.
+pub const MAX_IDENTIFIER: usize = 63;
+
+/// On every encrypted copy: the identifier of what it was made from.
+pub const TAG_ENCRYPTED_FROM: &str = "atrest:encrypted-from";
+/// On every snapshot, instance and cluster a fix creates: the source's immutable resource id
+/// (DbiResourceId, DbClusterResourceId or snapshot ARN). A re-run trusts only resources with it.
+pub const TAG_SOURCE_RESOURCE_ID: &str = "atrest:source-resource-id";
+/// On the source once its encrypted replacement is ready: the replacement's identifier.
+pub const TAG_REPLACED_BY: &str = "atrest:replaced-by";
+/// On the source before a rename cutover: its name before the rename (so a resumed run knows it).
+pub const TAG_ORIGINAL_IDENTIFIER: &str = "atrest:original-identifier";
+/// On an encrypted target once the settings a restore cannot set were applied.
+pub const TAG_SETTINGS_APPLIED: &str = "atrest:settings-applied";
+
+/// Bookkeeping tags that are never carried from a source to its copy.
+const OWN_TAGS: &[&str] = &[TAG_ENCRYPTED_FROM, TAG_SOURCE_RESOURCE_ID, TAG_REPLACED_BY, TAG_ORIGINAL_IDENTIFIER, TAG_SETTINGS_APPLIED];
+
+/// RDS allows 50 tags per resource.
+pub const MAX_TAGS: usize = 50;
+
+/// The AWS managed key RDS uses when none is named.
+pub const DEFAULT_KMS_KEY: &str = "alias/aws/rds";
+
+/// Whether `id` is a valid RDS identifier: 1–63 letters, digits and hyphens, starting with a
+/// letter, no trailing hyphen and no two hyphens in a row.
+pub fn is_valid_identifier(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_IDENTIFIER
+        && id.starts_with(|c: char| c.is_ascii_alphabetic())
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !id.ends_with('-')
+        && !id.contains("--")
+}
+
+/// A valid identifier made of `base` and `suffix` (e.g. `orders-db` + `-encrypted`).
+///
+/// Characters RDS does not allow (the `:` of automated snapshot names) become hyphens. When the
+/// result would pass 63 characters, `base` is shortened and a 4-hex-digit hash of the whole
+/// base keeps two long names with the same prefix apart.
+pub fn derived_identifier(base: &str, suffix: &str) -> String {
+    let clean = |s: &str| -> String {
+        let mapped: String =
+            s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+        let mut out = String::with_capacity(mapped.len());
+        for c in mapped.chars() {
+            if !(c == '-' && out.ends_with('-')) {
+                out.push(c);
+            }
+        }
+        out
+    };
+    let mut head = clean(base).trim_matches('-').to_string();
+    if !head.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        head.insert_str(0, "x-");
+    }
+    let suffix = clean(suffix);
+    if head.len() + suffix.len() > MAX_IDENTIFIER {
+        let hash = format!("-{:04x}", fnv1a(base) & 0xffff);
+        let keep = MAX_IDENTIFIER - suffix.len() - hash.len();
+        head.truncate(keep);
+        while head.ends_with('-') {
+            head.pop();
+        }
+        head.push_str(&hash);
+    }
+    let mut out = format!("{head}{suffix}");
+    while out.contains("--") {
+        out = out.replace("--", "-");
+    }
+    out.trim_end_matches('-').to_string()
+}
+
+fn fnv1a(text: &str) -> u32 {
+    text.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+}
+
+pub fn tag(key: &str, value: &str) -> Tag {
+    Tag::builder().key(key).value(value).build()
+}
+
+pub fn tag_value<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
+    tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
+}
+
+/// The source's own tags (not AWS-reserved `aws:` ones, not atrest's bookkeeping), then
+/// `markers`, within RDS's 50-tag limit (markers win: a copy must be recognisable).
+pub fn carried_tags(source: &[Tag], markers: Vec<Tag>) -> Vec<Tag> {
+    let room = MAX_TAGS.saturating_sub(markers.len());
+    let mut out: Vec<Tag> = source
+        .iter()
+        .filter(|t| t.key().is_some_and(|k| !k.starts_with("aws:") && !OWN_TAGS.contains(&k)))
+        .take(room)
+        .cloned()
+        .collect();
+    out.extend(markers);
+    out
+}
+
+pub fn client(sdk: &aws_config::SdkConfig) -> aws_sdk_rds::Client {
+    aws_sdk_rds::Client::new(sdk)
+}
+
+fn filter(name: &str, value: &str) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+/// The instance with this DbiResourceId (Config's resource id for AWS::RDS::DBInstance), whatever
+/// it is called now.
+pub async fn instance_by_resource_id(rds: &aws_sdk_rds::Client, resource_id: &str) -> Result<Option<DbInstance>> {
+    match rds.describe_db_instances().filters(filter("dbi-resource-id", resource_id)).send().await {
+        Ok(out) => Ok(out.db_instances().iter().find(|i| i.dbi_resource_id() == Some(resource_id)).cloned()),
+        Err(e) => none_if(aws_error("rds:DescribeDBInstances", resource_id, e), "DBInstanceNotFound"),
+    }
+}
+
+pub async fn instance_by_id(rds: &aws_sdk_rds::Client, identifier: &str) -> Result<Option<DbInstance>> {
+    match rds.describe_db_instances().db_instance_identifier(identifier).send().await {
+        Ok(out) => Ok(out.db_instances().first().cloned()),
+        Err(e) => none_if(aws_error("rds:DescribeDBInstances", identifier, e), "DBInstanceNotFound"),
+    }
+}
+
+/// The cluster with this DbClusterResourceId (Config's resource id for AWS::RDS::DBCluster).
+pub async fn cluster_by_resource_id(rds: &aws_sdk_rds::Client, resource_id: &str) -> Result<Option<DbCluster>> {
+    match rds.describe_db_clusters().filters(filter("db-cluster-resource-id", resource_id)).send().await {
+        Ok(out) => Ok(out.db_clusters().iter().find(|c| c.db_cluster_resource_id() == Some(resource_id)).cloned()),
+        Err(e) => none_if(aws_error("rds:DescribeDBClusters", resource_id, e), "DBClusterNotFoundFault"),
+    }
+}
+
+pub async fn cluster_by_id(rds: &aws_sdk_rds::Client, identifier: &str) -> Result<Option<DbCluster>> {
+    match rds.describe_db_clusters().db_cluster_identifier(identifier).send().await {
+        Ok(out) => Ok(out.db_clusters().first().cloned()),
+        Err(e) => none_if(aws_error("rds:DescribeDBClusters", identifier, e), "DBClusterNotFoundFault"),
+    }
+}
+
+pub async fn db_snapshot(rds: &aws_sdk_rds::Client, identifier: &str) -> Result<Option<DbSnapshot>> {
+    match rds.describe_db_snapshots().db_snapshot_identifier(identifier).send().await {
+        Ok(out) => Ok(out.db_snapshots().first().cloned()),
+        Err(e) => none_if(aws_error("rds:DescribeDBSnapshots", identifier, e), "DBSnapshotNotFound"),
+    }
+}
+
+pub async fn cluster_snapshot(rds: &aws_sdk_rds::Client, identifier: &str) -> Result<Option<DbClusterSnapshot>> {
+    match rds.describe_db_cluster_snapshots().db_cluster_snapshot_identifier(identifier).send().await {
+        Ok(out) => Ok(out.db_cluster_snapshots().first().cloned()),
+        Err(e) => none_if(aws_error("rds:DescribeDBClusterSnapshots", identifier, e), "DBClusterSnapshotNotFoundFault"),
+    }
+}
+
+fn none_if<T>(err: Error, not_found_code: &str) -> Result<Option<T>> {
+    if err.aws_code() == Some(not_found_code) { Ok(None) } else { Err(err) }
+}
+
+/// Where a snapshot or copy stands, from its status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    Ready,
+    Working,
+    Broken,
+}
+
+/// Snapshot statuses: `available` is done; `creating`/`copying`/`pending` are in flight.
+pub fn snapshot_progress(status: Option<&str>) -> Progress {
+    match status.unwrap_or("") {
+        "available" => Progress::Ready,
+        "creating" | "copying" | "pending" | "" => Progress::Working,
+        _ => Progress::Broken,
+    }
+}
+
+/// Instance and cluster statuses that will not become `available` without an operator.
+pub fn is_broken_status(status: &str) -> bool {
+    status == "failed"
+        || status == "deleting"
+        || status == "restore-error"
+        || status == "storage-full"
+        || status.starts_with("incompatible-")
+        || status.starts_with("inaccessible-")
+}
+
+/// "creating, 40%" for messages.
+pub fn status_text(status: Option<&str>, percent: Option<i32>) -> String {
+    match (status.unwrap_or("unknown"), percent) {
+        (s, Some(p)) if p > 0 && p < 100 => format!("{s}, {p}%"),
+        (s, _) => s.to_string(),
+    }
+}
+
+/// "host:port", or the identifier when RDS has not published an endpoint yet.
+pub fn endpoint_text(instance: &DbInstance) -> String {
+    match instance.endpoint() {
+        Some(e) => format!("{}:{}", e.address().unwrap_or("?"), e.port().map(|p| p.to_string()).unwrap_or_else(|| "?".into())),
+        None => format!("(endpoint of {} not published yet)", instance.db_instance_identifier().unwrap_or("?")),
+    }
+}
+
+/// Engines whose instances and clusters the RDS API lists but which RDS does not restore this
+/// way (they have their own services and Config resource types).
+pub fn is_non_rds_engine(engine: &str) -> bool {
+    engine == "docdb" || engine.starts_with("neptune")
+}
+
+/// Instance classes RDS cannot encrypt (previous generations).
+pub fn is_unencryptable_class(class: &str) -> bool {
+    ["db.m1.", "db.m2.", "db.t1."].iter().any(|p| class.starts_with(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_names_are_valid_and_at_most_63_characters() {
+        assert_eq!(derived_identifier("orders-db", "-encrypted"), "orders-db-encrypted");
+        assert_eq!(derived_identifier("Orders-DB", "-unencrypted"), "orders-db-unencrypted");
+        assert_eq!(derived_identifier("rds:orders-2026-11-20-10-00", "-encrypted"), "rds-orders-2026-11-20-10-00-encrypted");
+        let long = format!("a{}", "b".repeat(62));
+        assert_eq!(long.len(), 63);
+        for suffix in ["-encrypted", "-unencrypted", ""] {
+            let name = derived_identifier(&long, suffix);
+            assert!(is_valid_identifier(&name), "{name}");
+            assert!(name.len() <= 63, "{name}");
+            assert!(name.ends_with(suffix));
+        }
+        // Same 63-character prefix, different sources: different names.
+        let other = format!("a{}c", "b".repeat(61));
+        assert_ne!(derived_identifier(&long, "-encrypted"), derived_identifier(&other, "-encrypted"));
+        // A hyphen at the cut never leaves "--" or a trailing hyphen.
+        let hyphens = format!("a{}", "-b".repeat(31));
+        let name = derived_identifier(&hyphens, "-encrypted");
+        assert!(is_valid_identifier(&name), "{name}");
+        assert!(is_valid_identifier(&derived_identifier("9lives", "-encrypted")));
+    }
+
+    #[test]
+    fn identifier_validation() {
+        assert!(is_valid_identifier("orders-db"));
+        for bad in ["", "1db", "db-", "db--x", "db_x", &"a".repeat(64)] {
+            assert!(!is_valid_identifier(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn carried_tags_drop_reserved_and_bookkeeping_and_keep_the_limit() {
+        let mut source: Vec<Tag> = (0..60).map(|i| tag(&format!("k{i}"), "v")).collect();
+        source.insert(0, tag("aws:cloudformation:stack-name", "s"));
+        source.insert(0, tag(TAG_REPLACED_BY, "x"));
+        let out = carried_tags(&source, vec![tag(TAG_ENCRYPTED_FROM, "db1")]);
+        assert_eq!(out.len(), MAX_TAGS);
+        assert_eq!(tag_value(&out, TAG_ENCRYPTED_FROM), Some("db1"));
+        assert_eq!(tag_value(&out, "k0"), Some("v"));
+        assert!(tag_value(&out, "aws:cloudformation:stack-name").is_none());
+        assert!(tag_value(&out, TAG_REPLACED_BY).is_none());
+    }
+}

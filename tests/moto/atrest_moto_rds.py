@@ -1,0 +1,75 @@
+"""RDS corrections for moto 5.2.5, applied by atrest_moto.py at start-up.
+
+Each patch makes moto answer as AWS does where atrest's RDS rules and fixes depend on it:
+
+* DbiResourceId: moto gives every DB instance the same hard-coded `db-M5ENSHXFPU6XHZ4G4ZEI5QIO2U`.
+  AWS gives each instance its own immutable id (Config's RESOURCE_ID for AWS::RDS::DBInstance),
+  kept across renames and never reused. Each instance now gets a unique `db-` + 26 characters.
+* DescribeDBClusters filter `db-cluster-resource-id` (AWS supports it; moto rejects it).
+* RestoreDBClusterFromSnapshot with `KmsKeyId` from an unencrypted snapshot: AWS encrypts the new
+  cluster with that key; moto left it unencrypted.
+* ModifyDBCluster `NewDBClusterIdentifier`: AWS keeps the member instances in the renamed cluster;
+  moto left them pointing at the old name (so the cluster lost its members).
+"""
+
+import random
+import string
+
+from moto.rds.models import DBCluster, DBInstance, FilterDef, RDSBackend
+
+
+def _random_suffix(n=26):
+    return "".join(random.choice(string.ascii_uppercase + string.digits) for _ in range(n))
+
+
+def _unique_dbi_resource_ids():
+    original_init = DBInstance.__init__
+
+    def __init__(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.dbi_resource_id = "db-" + _random_suffix()
+
+    DBInstance.__init__ = __init__
+
+
+def _cluster_resource_id_filter():
+    DBCluster.SUPPORTED_FILTERS = dict(DBCluster.SUPPORTED_FILTERS)
+    DBCluster.SUPPORTED_FILTERS["db-cluster-resource-id"] = FilterDef(
+        ["db_cluster_resource_id"], "DB Cluster Resource Ids")
+
+
+def _cluster_restore_encrypts_with_kms_key():
+    original = RDSBackend.restore_db_cluster_from_snapshot
+
+    def restore_db_cluster_from_snapshot(self, from_snapshot_id, overrides):
+        cluster = original(self, from_snapshot_id, overrides)
+        key = overrides.get("kms_key_id")
+        if key and not cluster.storage_encrypted:
+            cluster.storage_encrypted = True
+            cluster.kms_key_id = self._validate_kms_key(key)
+        return cluster
+
+    RDSBackend.restore_db_cluster_from_snapshot = restore_db_cluster_from_snapshot
+
+
+def _cluster_rename_keeps_members():
+    original = RDSBackend.modify_db_cluster
+
+    def modify_db_cluster(self, kwargs):
+        old = kwargs.get("db_cluster_identifier")
+        new = kwargs.get("new_db_cluster_identifier")
+        cluster = original(self, kwargs)
+        if new and old and new != old:
+            for database in self.databases.values():
+                if database.db_cluster_identifier == old:
+                    database.db_cluster_identifier = new
+        return cluster
+
+    RDSBackend.modify_db_cluster = modify_db_cluster
+
+
+def patch():
+    _unique_dbi_resource_ids()
+    _cluster_resource_id_filter()
+    _cluster_restore_encrypts_with_kms_key()
+    _cluster_rename_keeps_members()
