@@ -1,1 +1,206 @@
+//! `fix-ebs-encrypt-volumes`: replace unencrypted EBS volumes by encrypted copies, in place.
+//!
+//! EBS cannot encrypt a volume after creation. For a volume attached to an instance, the whole
+//! instance is handled in one run, so it stops at most once: every unencrypted volume (root
+//! included) is snapshotted, copied encrypted with the requested key and recreated in the same
+//! AZ with the same type, size, IOPS, throughput, multi-attach setting and tags (plus
+//! `atrest:encrypted-from=<old>`); then the instance is stopped (only with
+//! `AllowInstanceStop=true`), the volumes are swapped at the same devices with the same
+//! DeleteOnTermination, and the instance is started again if it was running. A failed attach
+//! rolls back. Old volumes are kept, detached, tagged `atrest:replaced-by=<new>`; never deleted.
+//! A detached volume is simply replaced.
+//!
+//! Each invocation observes AWS (`observe`), decides the next action (`plan`, pure) and runs it
+//! (`act`), repeating until it has to wait for AWS, reaches its per-invocation budget, or is
+//! finished. All progress is in tags, so a crash or timeout anywhere resumes where it stopped.
 
+pub mod act;
+pub mod model;
+pub mod observe;
+pub mod plan;
+
+use std::time::{Duration, Instant};
+
+use atrest::error::{ErrorClass, Result};
+use atrest::remediation::FixContext;
+use atrest::{Fix, FixOutcome, FixRequest, FixSpec, ParamKind, ParamSpec, async_trait};
+
+use crate::model::{Observed, tag};
+use crate::plan::{Action, Settings, Step};
+
+pub const DEFAULT_KEY: &str = "alias/aws/ebs";
+
+pub static SPEC: FixSpec = FixSpec {
+    name: "ebs-encrypt-volumes",
+    description: "Replace unencrypted EBS volumes (a whole instance at once, root included) by encrypted copies; old volumes kept.",
+    resource_types: &["AWS::EC2::Volume"],
+    parameters: &[
+        ParamSpec {
+            name: "KmsKeyId",
+            kind: ParamKind::KmsKey,
+            default: DEFAULT_KEY,
+            description: "KMS key for the new volumes (key id, key ARN, alias or alias ARN).",
+        },
+        ParamSpec {
+            name: "AllowInstanceStop",
+            kind: ParamKind::Bool,
+            default: "false",
+            description: "Stop a running instance (once) to swap its volumes. When false, the encrypted volumes are prepared and the run fails asking for a stop.",
+        },
+    ],
+    disruptive: true,
+};
+
+/// The worker. `Default` is what the Lambda runs; tests shorten the budgets or pass an EC2
+/// client with a fault injected.
+pub struct EbsEncryptVolumes {
+    ec2: Option<aws_sdk_ec2::Client>,
+    /// Actions per invocation before handing back `InProgress` (1 = "crash" after every step).
+    pub max_actions: usize,
+    /// Wall-clock budget per invocation; the SSM step allows 300 s.
+    pub budget: Duration,
+    /// While AWS works, poll this often inside the invocation (until `budget`) instead of
+    /// handing back at once. Zero: hand back at once.
+    pub poll: Duration,
+}
+
+impl Default for EbsEncryptVolumes {
+    fn default() -> Self {
+        EbsEncryptVolumes { ec2: None, max_actions: 200, budget: Duration::from_secs(150), poll: Duration::from_secs(5) }
+    }
+}
+
+impl EbsEncryptVolumes {
+    pub fn with_client(mut self, ec2: aws_sdk_ec2::Client) -> Self {
+        self.ec2 = Some(ec2);
+        self
+    }
+}
+
+/// Errors that mean "someone (a concurrent run, a retry) already did it": observe again.
+const ALREADY_DONE: &[&str] = &[
+    "IncorrectState",
+    "IncorrectInstanceState",
+    "InvalidVolume.NotFound",
+    "InvalidSnapshot.NotFound",
+    "InvalidAttachment.NotFound",
+    "VolumeInUse",
+    "IdempotentParameterMismatch",
+];
+
+fn dry_run_message(obs: &Observed, step: &Step, settings: &Settings) -> (String, Vec<String>) {
+    if let Step::Done(m) | Step::Fail(m) = step {
+        return (format!("Dry run: {m}"), Vec::new());
+    }
+    let changes: Vec<String> = obs
+        .targets
+        .iter()
+        .map(|t| {
+            let place = match (&obs.instance, &t.device) {
+                (Some(i), Some(d)) => format!(" on {} {d}", i.id),
+                _ => " (detached)".to_string(),
+            };
+            format!("{}{place} ({}) -> new volume encrypted with {}; old volume kept", t.old.id, t.old.shape(), settings.key_arn)
+        })
+        .collect();
+    let stop = match &obs.instance {
+        Some(i) if i.state == "running" && settings.allow_stop => format!(" Instance {} would be stopped once and started again.", i.id),
+        Some(i) if i.state == "running" => {
+            format!(" Instance {} is running: the copies would be prepared, and the swap needs AllowInstanceStop=true.", i.id)
+        }
+        _ => String::new(),
+    };
+    (format!("Dry run: would replace {} volume(s).{stop} Nothing was changed.", changes.len()), changes)
+}
+
+#[async_trait]
+impl Fix for EbsEncryptVolumes {
+    fn spec(&self) -> &'static FixSpec {
+        &SPEC
+    }
+
+    async fn reconcile(&self, ctx: &FixContext, req: &FixRequest) -> Result<FixOutcome> {
+        let started = Instant::now();
+        let volume_id = req.resource_id.as_str();
+        if !volume_id.starts_with("vol-") {
+            return Err(atrest::Error::invalid_parameter("ResourceId", format!("{volume_id:?} is not an EBS volume id (vol-...)")));
+        }
+        let key = req.params.text("KmsKeyId").unwrap_or(DEFAULT_KEY);
+        // Resolved once: copies and volumes are always created with an explicit key ARN.
+        let key_arn = ctx.kms.key_arn(key).await.map_err(|e| match e {
+            atrest::Error::Aws { code, message, .. } if code == "NotFoundException" => {
+                atrest::Error::invalid_parameter("KmsKeyId", format!("{key} was not found: {message}"))
+            }
+            other => other,
+        })?;
+        let settings = Settings { key_arn: key_arn.clone(), allow_stop: req.params.bool("AllowInstanceStop") };
+        let ec2 = self.ec2.clone().unwrap_or_else(|| aws_sdk_ec2::Client::new(&ctx.sdk));
+        let region = atrest::clients::region_name(&ctx.sdk);
+        let executor = act::Executor { ec2: &ec2, key_arn: &key_arn, region: &region };
+
+        let mut changes: Vec<String> = Vec::new();
+        let with_changes = |mut outcome: FixOutcome, changes: &[String]| {
+            outcome.changes = changes.to_vec();
+            outcome
+        };
+        let mut actions = 0;
+        loop {
+            let Some(obs) = observe::observe(&ec2, volume_id, &key_arn).await? else {
+                return Ok(with_changes(
+                    FixOutcome::failed(&SPEC, req, format!("Volume {volume_id} does not exist (deleted since it was evaluated); nothing to do.")),
+                    &changes,
+                ));
+            };
+            let step = plan::plan(&obs, &settings);
+            tracing::debug!(?step, "planned");
+            if req.dry_run {
+                let (message, would) = dry_run_message(&obs, &step, &settings);
+                let outcome = if matches!(step, Step::Fail(_)) {
+                    FixOutcome::failed(&SPEC, req, message)
+                } else {
+                    FixOutcome::succeeded(&SPEC, req, message)
+                };
+                return Ok(with_changes(outcome, &would));
+            }
+            match step {
+                Step::Done(message) => return Ok(with_changes(FixOutcome::succeeded(&SPEC, req, message), &changes)),
+                Step::Fail(message) => return Ok(with_changes(FixOutcome::failed(&SPEC, req, message), &changes)),
+                Step::Wait(message) => {
+                    if self.poll.is_zero() || started.elapsed() + self.poll >= self.budget {
+                        return Ok(with_changes(FixOutcome::in_progress(&SPEC, req, message), &changes));
+                    }
+                    tokio::time::sleep(self.poll).await;
+                }
+                Step::Act(action) => {
+                    match executor.run(&action).await {
+                        Ok(change) => {
+                            tracing::info!(change = %change, "changed");
+                            changes.push(change);
+                        }
+                        Err(e) if e.aws_code().is_some_and(|c| ALREADY_DONE.contains(&c)) => {
+                            tracing::warn!(error = %e, "already done or in the way; observing again");
+                        }
+                        Err(e) if e.class() != ErrorClass::Transient && matches!(action, Action::Attach { original: false, .. }) => {
+                            let Action::Attach { instance, .. } = &action else { unreachable!() };
+                            let reason: String = e.to_string().chars().take(250).collect();
+                            tracing::error!(error = %e, "attach failed; rolling back");
+                            ec2.create_tags()
+                                .resources(instance)
+                                .tags(aws_sdk_ec2::types::Tag::builder().key(tag::ROLLED_BACK).value(&reason).build())
+                                .send()
+                                .await
+                                .map_err(|e| atrest::error::aws_error("ec2:CreateTags", instance.as_str(), e))?;
+                            changes.push(format!("attach failed ({reason}); rolling back"));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    actions += 1;
+                    if actions >= self.max_actions || started.elapsed() >= self.budget {
+                        let last = changes.last().cloned().unwrap_or_default();
+                        return Ok(with_changes(FixOutcome::in_progress(&SPEC, req, format!("Working: {last}.")), &changes));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! What the fix observes, reduced to the fields it decides on. Built from EC2 describe calls
+//! (`observe.rs`) or by hand in the planner's table tests.
+
+use std::collections::BTreeMap;
+
+/// Tags this fix writes. Every piece of progress lives in one of them, so a re-run finds it.
+pub mod tag {
+    /// On temporary snapshots and new volumes: the unencrypted volume they are made from.
+    pub const ENCRYPTING: &str = "atrest:encrypting";
+    /// On temporary snapshots: `source` (plain snapshot) or `encrypted` (the encrypted copy).
+    pub const STAGE: &str = "atrest:stage";
+    /// On encrypted copies: the plain snapshot they were copied from.
+    pub const SOURCE_SNAPSHOT: &str = "atrest:source-snapshot";
+    /// On snapshots and new volumes: whether the instance was `running` or `stopped` (or the
+    /// volume `detached`) when the plain snapshot was taken, and when (epoch seconds).
+    pub const TAKEN_WHILE: &str = "atrest:taken-while";
+    pub const TAKEN_AT: &str = "atrest:taken-at";
+    /// On new volumes, for good: the volume they replace.
+    pub const ENCRYPTED_FROM: &str = "atrest:encrypted-from";
+    /// On new volumes until the swap is done: where they go.
+    pub const FOR_INSTANCE: &str = "atrest:for-instance";
+    pub const FOR_DEVICE: &str = "atrest:for-device";
+    pub const DELETE_ON_TERMINATION: &str = "atrest:delete-on-termination";
+    /// On old volumes, for good: the encrypted volume that replaced them.
+    pub const REPLACED_BY: &str = "atrest:replaced-by";
+    /// On the instance while this fix has it stopped: restart it at the end; when it was stopped.
+    pub const RESTART: &str = "atrest:restart-after-encryption";
+    pub const STOPPED_AT: &str = "atrest:stopped-for-encryption-at";
+    /// On the instance after a failed swap was rolled back: the reason. While it is there the
+    /// fix only completes the rollback and reports it; remove it to try again.
+    pub const ROLLED_BACK: &str = "atrest:encryption-rolled-back";
+
+    /// Tags that are bookkeeping, never copied from an old volume to its replacement.
+    pub const OPERATIONAL: &[&str] = &[
+        ENCRYPTING,
+        STAGE,
+        SOURCE_SNAPSHOT,
+        TAKEN_WHILE,
+        TAKEN_AT,
+        ENCRYPTED_FROM,
+        FOR_INSTANCE,
+        FOR_DEVICE,
+        DELETE_ON_TERMINATION,
+        REPLACED_BY,
+    ];
+    /// Removed from a new volume once it is in place.
+    pub const TRANSIENT_ON_NEW: &[&str] = &[ENCRYPTING, TAKEN_WHILE, TAKEN_AT, FOR_INSTANCE, FOR_DEVICE, DELETE_ON_TERMINATION];
+}
+
+pub type Tags = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attachment {
+    pub instance_id: String,
+    pub device: String,
+    /// attaching | attached | detaching | detached | busy
+    pub state: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Volume {
+    pub id: String,
+    pub availability_zone: String,
+    pub volume_type: String,
+    pub size_gib: i32,
+    pub iops: Option<i32>,
+    pub throughput: Option<i32>,
+    pub multi_attach: bool,
+    pub outpost_arn: Option<String>,
+    pub encrypted: bool,
+    pub kms_key_id: Option<String>,
+    /// creating | available | in-use | deleting | deleted | error
+    pub state: String,
+    pub tags: Tags,
+    pub attachments: Vec<Attachment>,
+}
+
+impl Volume {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.get(key).map(String::as_str)
+    }
+
+    /// The live attachment to `instance_id`, if any.
+    pub fn attachment_to(&self, instance_id: &str) -> Option<&Attachment> {
+        self.attachments.iter().find(|a| a.instance_id == instance_id && a.state != "detached")
+    }
+
+    pub fn is_detached(&self) -> bool {
+        self.attachments.iter().all(|a| a.state == "detached")
+    }
+
+    /// A short description for messages: `gp3 20 GiB, 4000 IOPS, 250 MiB/s`.
+    pub fn shape(&self) -> String {
+        let mut s = format!("{} {} GiB", self.volume_type, self.size_gib);
+        if let Some(i) = self.iops.filter(|_| carries_iops(&self.volume_type)) {
+            s.push_str(&format!(", {i} IOPS"));
+        }
+        if let Some(t) = self.throughput.filter(|_| self.volume_type == "gp3") {
+            s.push_str(&format!(", {t} MiB/s"));
+        }
+        if self.multi_attach {
+            s.push_str(", multi-attach");
+        }
+        s
+    }
+
+    /// Where the new volume goes, from its own tags.
+    pub fn destination(&self) -> Option<(&str, &str)> {
+        Some((self.tag(tag::FOR_INSTANCE)?, self.tag(tag::FOR_DEVICE)?))
+    }
+}
+
+/// Volume types whose IOPS are provisioned (and must be passed again to keep them).
+pub fn carries_iops(volume_type: &str) -> bool {
+    matches!(volume_type, "io1" | "io2" | "gp3")
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub id: String,
+    /// pending | completed | error | recoverable | recovering
+    pub state: String,
+    pub start_secs: i64,
+    pub encrypted: bool,
+    pub progress: Option<String>,
+    pub tags: Tags,
+}
+
+impl Snapshot {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.get(key).map(String::as_str)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockDevice {
+    pub device: String,
+    pub volume_id: String,
+    pub delete_on_termination: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub id: String,
+    /// pending | running | stopping | stopped | shutting-down | terminated
+    pub state: String,
+    pub launch_secs: i64,
+    pub tags: Tags,
+    pub block_devices: Vec<BlockDevice>,
+}
+
+impl Instance {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.get(key).map(String::as_str)
+    }
+
+    pub fn device(&self, device: &str) -> Option<&BlockDevice> {
+        self.block_devices.iter().find(|b| b.device == device)
+    }
+}
+
+/// One volume to replace and everything made for it so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub old: Volume,
+    /// Device and DeleteOnTermination to restore: from the instance while the old volume is
+    /// attached, from the new volume's tags once it is not. `None` for a detached volume.
+    pub device: Option<String>,
+    pub delete_on_termination: Option<bool>,
+    /// Plain snapshots (`stage=source`) and encrypted copies (`stage=encrypted`), oldest first.
+    pub sources: Vec<Snapshot>,
+    pub copies: Vec<Snapshot>,
+    /// Volumes tagged `encrypted-from=<old>` (not deleted), oldest first.
+    pub new_volumes: Vec<Volume>,
+}
+
+/// Everything one turn decides on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    /// The volume the run was started for.
+    pub requested: Volume,
+    pub instance: Option<Instance>,
+    /// Volumes still to replace (not yet tagged `replaced-by`), sorted by device.
+    pub targets: Vec<Target>,
+    /// Pairs already replaced on this instance (old, new, device), for the final message.
+    pub replaced: Vec<(String, String, String)>,
+    /// Temporary snapshots of volumes already replaced: deleted once everything is in place.
+    pub leftover_snapshots: Vec<Snapshot>,
+}

@@ -1,0 +1,226 @@
+//! Reads what AWS shows now into the model. Every lookup goes by id or by this fix's tags, so
+//! a fresh invocation sees exactly what an earlier one left.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use atrest::error::{Result, aws_error};
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::Filter;
+
+use crate::model::{Attachment, BlockDevice, Instance, Observed, Snapshot, Tags, Target, Volume, tag};
+
+fn tags_of(tags: &[aws_sdk_ec2::types::Tag]) -> Tags {
+    tags.iter().filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string()))).collect()
+}
+
+fn volume(v: &aws_sdk_ec2::types::Volume) -> Option<Volume> {
+    Some(Volume {
+        id: v.volume_id()?.to_string(),
+        availability_zone: v.availability_zone().unwrap_or_default().to_string(),
+        volume_type: v.volume_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+        size_gib: v.size().unwrap_or(0),
+        iops: v.iops(),
+        throughput: v.throughput(),
+        multi_attach: v.multi_attach_enabled().unwrap_or(false),
+        outpost_arn: v.outpost_arn().map(str::to_string),
+        encrypted: v.encrypted().unwrap_or(false),
+        kms_key_id: v.kms_key_id().map(str::to_string),
+        state: v.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        tags: tags_of(v.tags()),
+        attachments: v
+            .attachments()
+            .iter()
+            .filter_map(|a| {
+                Some(Attachment {
+                    instance_id: a.instance_id()?.to_string(),
+                    device: a.device().unwrap_or_default().to_string(),
+                    state: a.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                })
+            })
+            .collect(),
+    })
+}
+
+fn snapshot(s: &aws_sdk_ec2::types::Snapshot) -> Option<Snapshot> {
+    Some(Snapshot {
+        id: s.snapshot_id()?.to_string(),
+        state: s.state().map(|st| st.as_str().to_string()).unwrap_or_default(),
+        start_secs: s.start_time().map(|t| t.secs()).unwrap_or(0),
+        encrypted: s.encrypted().unwrap_or(false),
+        progress: s.progress().map(str::to_string),
+        tags: tags_of(s.tags()),
+    })
+}
+
+fn filter(name: &str, values: impl IntoIterator<Item = String>) -> Filter {
+    Filter::builder().name(name).set_values(Some(values.into_iter().collect())).build()
+}
+
+/// Volumes by id; ids that no longer exist are left out.
+pub async fn volumes_by_id(ec2: &Client, ids: &BTreeSet<String>) -> Result<Vec<Volume>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // By filter rather than VolumeIds: one missing id must not fail the whole call.
+    volumes_where(ec2, filter("volume-id", ids.iter().cloned())).await
+}
+
+async fn volumes_where(ec2: &Client, f: Filter) -> Result<Vec<Volume>> {
+    let mut out = Vec::new();
+    let mut pages = ec2.describe_volumes().filters(f).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_error("ec2:DescribeVolumes", "volumes", e))?;
+        out.extend(page.volumes().iter().filter_map(volume).filter(|v| !matches!(v.state.as_str(), "deleting" | "deleted")));
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
+async fn snapshots_where(ec2: &Client, f: Filter) -> Result<Vec<Snapshot>> {
+    let mut out = Vec::new();
+    let mut pages = ec2.describe_snapshots().owner_ids("self").filters(f).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_error("ec2:DescribeSnapshots", "temporary snapshots", e))?;
+        out.extend(page.snapshots().iter().filter_map(snapshot));
+    }
+    out.sort_by(|a, b| (a.start_secs, &a.id).cmp(&(b.start_secs, &b.id)));
+    Ok(out)
+}
+
+async fn instance(ec2: &Client, id: &str) -> Result<Option<Instance>> {
+    let out = match ec2.describe_instances().instance_ids(id).send().await {
+        Ok(out) => out,
+        Err(e) => {
+            let err = aws_error("ec2:DescribeInstances", id, e);
+            return if err.aws_code() == Some("InvalidInstanceID.NotFound") { Ok(None) } else { Err(err) };
+        }
+    };
+    let Some(i) = out.reservations().iter().flat_map(|r| r.instances()).find(|i| i.instance_id() == Some(id)) else {
+        return Ok(None);
+    };
+    Ok(Some(Instance {
+        id: id.to_string(),
+        state: i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default(),
+        launch_secs: i.launch_time().map(|t| t.secs()).unwrap_or(0),
+        tags: tags_of(i.tags()),
+        block_devices: i
+            .block_device_mappings()
+            .iter()
+            .filter_map(|m| {
+                let ebs = m.ebs()?;
+                Some(BlockDevice {
+                    device: m.device_name()?.to_string(),
+                    volume_id: ebs.volume_id()?.to_string(),
+                    delete_on_termination: ebs.delete_on_termination().unwrap_or(false),
+                })
+            })
+            .collect(),
+    }))
+}
+
+/// Whether a volume still has to be replaced: unencrypted, or (only the volume the run was
+/// started for) encrypted with another key than the one requested.
+pub fn needs_replacement(v: &Volume, requested: &str, key_arn: &str) -> bool {
+    if v.tag(tag::REPLACED_BY).is_some() {
+        return false;
+    }
+    if !v.encrypted {
+        return true;
+    }
+    v.id == requested && v.tag(tag::ENCRYPTED_FROM).is_none() && v.kms_key_id.as_deref().is_some_and(|k| k != key_arn)
+}
+
+/// Everything the planner needs; `None` when the volume does not exist.
+pub async fn observe(ec2: &Client, volume_id: &str, key_arn: &str) -> Result<Option<Observed>> {
+    let Some(requested) = volumes_by_id(ec2, &BTreeSet::from([volume_id.to_string()])).await?.into_iter().next() else {
+        return Ok(None);
+    };
+    // Which instance: where it is attached, or (mid-swap, after its detach) where its
+    // replacement is headed.
+    let mut instance_id = requested.attachments.iter().find(|a| a.state != "detached").map(|a| a.instance_id.clone());
+    if instance_id.is_none() && requested.tag(tag::REPLACED_BY).is_none() {
+        let in_flight = volumes_where(ec2, filter(&format!("tag:{}", tag::ENCRYPTED_FROM), [requested.id.clone()])).await?;
+        instance_id = in_flight.iter().find_map(|n| n.tag(tag::FOR_INSTANCE).map(str::to_string));
+    }
+    let instance = match &instance_id {
+        Some(id) => Some(instance(ec2, id).await?.ok_or_else(|| {
+            atrest::Error::Unsupported(format!("{volume_id} belongs to instance {id}, which does not exist any more"))
+        })?),
+        None => None,
+    };
+
+    let mut olds: BTreeMap<String, Volume> = BTreeMap::new();
+    let mut replaced = Vec::new();
+    let mut finished_olds = BTreeSet::new();
+    match &instance {
+        Some(i) => {
+            let attached_ids: BTreeSet<String> = i.block_devices.iter().map(|b| b.volume_id.clone()).collect();
+            let attached = volumes_by_id(ec2, &attached_ids).await?;
+            let in_flight = volumes_where(ec2, filter(&format!("tag:{}", tag::FOR_INSTANCE), [i.id.clone()])).await?;
+            let in_flight_olds: BTreeSet<String> =
+                in_flight.iter().filter_map(|n| n.tag(tag::ENCRYPTED_FROM).map(str::to_string)).collect();
+            for v in &attached {
+                if let Some(from) = v.tag(tag::ENCRYPTED_FROM) {
+                    let device = i.block_devices.iter().find(|b| b.volume_id == v.id).map(|b| b.device.clone()).unwrap_or_default();
+                    if !in_flight_olds.contains(from) {
+                        replaced.push((from.to_string(), v.id.clone(), device));
+                        finished_olds.insert(from.to_string());
+                    }
+                } else if needs_replacement(v, volume_id, key_arn) {
+                    olds.insert(v.id.clone(), v.clone());
+                }
+            }
+            let missing: BTreeSet<String> = in_flight_olds.iter().filter(|o| !olds.contains_key(*o)).cloned().collect();
+            for v in volumes_by_id(ec2, &missing).await? {
+                if v.tag(tag::REPLACED_BY).is_none() {
+                    olds.insert(v.id.clone(), v);
+                }
+            }
+        }
+        None => {
+            if let Some(new) = requested.tag(tag::REPLACED_BY) {
+                replaced.push((requested.id.clone(), new.to_string(), String::new()));
+                finished_olds.insert(requested.id.clone());
+            } else if needs_replacement(&requested, volume_id, key_arn) {
+                olds.insert(requested.id.clone(), requested.clone());
+            }
+        }
+    }
+
+    let mut targets = Vec::new();
+    if !olds.is_empty() {
+        let ids: Vec<String> = olds.keys().cloned().collect();
+        let new_volumes = volumes_where(ec2, filter(&format!("tag:{}", tag::ENCRYPTED_FROM), ids.clone())).await?;
+        let snapshots = snapshots_where(ec2, filter(&format!("tag:{}", tag::ENCRYPTING), ids)).await?;
+        for old in olds.into_values() {
+            let mine: Vec<Volume> = new_volumes.iter().filter(|n| n.tag(tag::ENCRYPTED_FROM) == Some(old.id.as_str())).cloned().collect();
+            let snaps = snapshots.iter().filter(|s| s.tag(tag::ENCRYPTING) == Some(old.id.as_str()));
+            let (mut device, mut dot) = (None, None);
+            if let Some(i) = &instance {
+                if let Some(b) = i.block_devices.iter().find(|b| b.volume_id == old.id) {
+                    device = Some(b.device.clone());
+                    dot = Some(b.delete_on_termination);
+                } else if let Some(n) = mine.iter().find(|n| n.destination().is_some_and(|(inst, _)| inst == i.id)) {
+                    device = n.tag(tag::FOR_DEVICE).map(str::to_string);
+                    dot = n.tag(tag::DELETE_ON_TERMINATION).map(|v| v == "true");
+                }
+            }
+            targets.push(Target {
+                sources: snaps.clone().filter(|s| s.tag(tag::STAGE) == Some("source")).cloned().collect(),
+                copies: snaps.filter(|s| s.tag(tag::STAGE) == Some("encrypted")).cloned().collect(),
+                new_volumes: mine,
+                device,
+                delete_on_termination: dot,
+                old,
+            });
+        }
+        targets.sort_by(|a, b| (&a.device, &a.old.id).cmp(&(&b.device, &b.old.id)));
+    }
+    let leftover_snapshots = if finished_olds.is_empty() {
+        Vec::new()
+    } else {
+        snapshots_where(ec2, filter(&format!("tag:{}", tag::ENCRYPTING), finished_olds)).await?
+    };
+    replaced.sort_by(|a, b| a.2.cmp(&b.2));
+    Ok(Some(Observed { requested, instance, targets, replaced, leftover_snapshots }))
+}

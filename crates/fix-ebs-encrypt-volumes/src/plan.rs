@@ -1,0 +1,368 @@
+//! The decision: given what AWS shows now, the one next thing to do. Pure, so every branch is
+//! a table test, and the worker is just observe → plan → act, repeated.
+//!
+//! Order of work for an instance (one stop at most):
+//! 1. For every volume to replace: plain snapshot → encrypted copy (explicit key) → new volume
+//!    (same AZ, type, size, IOPS, throughput, multi-attach, tags). All volumes in parallel.
+//! 2. Once every new volume is `available`: stop the instance if it runs (only with
+//!    AllowInstanceStop). Snapshots taken while it ran miss the writes made since, so those
+//!    copies are replaced by fresh ones taken after the stop — incremental against the first
+//!    encrypted copy, so the downtime is minutes, not the hours of a first full copy.
+//! 3. Detach each old volume, attach its replacement at the same device, restore
+//!    DeleteOnTermination. A failed attach starts a rollback (originals back, instance restarted).
+//! 4. Tag each old volume `replaced-by`, start the instance if this fix stopped it, delete the
+//!    temporary snapshots. Old volumes are never deleted.
+
+use crate::model::{Instance, Observed, Snapshot, Target, Volume, tag};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    SnapshotSource { volume: String, taken_while: String },
+    CopyEncrypted { volume: String, source: String, taken_while: String, taken_at: i64 },
+    CreateVolume { old: Box<Volume>, copy: String, source: String, taken_while: String, taken_at: i64, destination: Option<Destination> },
+    DeleteVolume { volume: String, why: String },
+    DeleteSnapshot { snapshot: String, why: String },
+    StopInstance { instance: String },
+    StartInstance { instance: String },
+    ClearInstanceTags { instance: String },
+    Detach { volume: String, instance: String, device: String },
+    Attach { volume: String, instance: String, device: String, original: bool },
+    SetDeleteOnTermination { instance: String, device: String, volume: String, value: bool },
+    MarkReplaced { old: String, new: String },
+}
+
+/// Where a new volume goes (recorded on it at creation, so the swap survives the old volume
+/// being detached).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Destination {
+    pub instance: String,
+    pub device: String,
+    pub delete_on_termination: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Act(Action),
+    Wait(String),
+    Done(String),
+    Fail(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub key_arn: String,
+    pub allow_stop: bool,
+}
+
+/// Whether a snapshot or volume (by its `taken-while`/`taken-at` tags) holds the data the swap
+/// needs. While the instance runs any copy will do (it is only preparation); once it is stopped
+/// only copies taken after the stop, with no start since, are current.
+fn current_for(instance: Option<&Instance>, tags: &crate::model::Tags) -> bool {
+    let taken_while = tags.get(tag::TAKEN_WHILE).map(String::as_str).unwrap_or("");
+    let taken_at: i64 = tags.get(tag::TAKEN_AT).and_then(|t| t.parse().ok()).unwrap_or(0);
+    match instance {
+        None => taken_while == "detached",
+        Some(i) if i.state == "running" => true,
+        Some(i) => {
+            let stopped_at: i64 = i.tag(tag::STOPPED_AT).and_then(|t| t.parse().ok()).unwrap_or(0);
+            taken_while == "stopped" && taken_at >= stopped_at && taken_at >= i.launch_secs
+        }
+    }
+}
+
+fn taken_while(instance: Option<&Instance>) -> &'static str {
+    match instance {
+        None => "detached",
+        Some(i) if i.state == "running" => "running",
+        Some(_) => "stopped",
+    }
+}
+
+/// Step 1 for one target: its usable new volume, or the next step toward one.
+fn prepare<'a>(t: &'a Target, instance: Option<&Instance>) -> Result<&'a Volume, Step> {
+    if let Some(i) = instance
+        && let Some(n) = t.new_volumes.iter().find(|n| n.attachment_to(&i.id).is_some())
+    {
+        return Ok(n); // mid-swap: already attached
+    }
+    let current = |tags| current_for(instance, tags);
+    if let Some(n) = t.new_volumes.iter().find(|n| current(&n.tags) && n.is_detached()) {
+        return match n.state.as_str() {
+            "available" => Ok(n),
+            "error" => Err(Step::Act(Action::DeleteVolume {
+                volume: n.id.clone(),
+                why: format!("EC2 failed to create it from the encrypted copy of {}", t.old.id),
+            })),
+            state => Err(Step::Wait(format!("{} is {state} (new encrypted volume for {})", n.id, t.old.id))),
+        };
+    }
+    let destination = |i: &Instance| -> Option<Destination> {
+        Some(Destination {
+            instance: i.id.clone(),
+            device: t.device.clone()?,
+            delete_on_termination: t.delete_on_termination.unwrap_or(false),
+        })
+    };
+    if let Some(copy) = t.copies.iter().find(|s| current(&s.tags)) {
+        return match copy.state.as_str() {
+            "completed" => Err(Step::Act(Action::CreateVolume {
+                old: Box::new(t.old.clone()),
+                copy: copy.id.clone(),
+                source: copy.tag(tag::SOURCE_SNAPSHOT).unwrap_or(&copy.id).to_string(),
+                taken_while: copy.tag(tag::TAKEN_WHILE).unwrap_or("").to_string(),
+                taken_at: copy.tag(tag::TAKEN_AT).and_then(|v| v.parse().ok()).unwrap_or(copy.start_secs),
+                destination: instance.and_then(destination),
+            })),
+            "error" => Err(Step::Act(Action::DeleteSnapshot {
+                snapshot: copy.id.clone(),
+                why: format!("the encrypted copy for {} failed", t.old.id),
+            })),
+            _ => Err(Step::Wait(progress("encrypting a copy of", &t.old.id, copy))),
+        };
+    }
+    if let Some(source) = t.sources.iter().find(|s| current(&s.tags)) {
+        return match source.state.as_str() {
+            "completed" => Err(Step::Act(Action::CopyEncrypted {
+                volume: t.old.id.clone(),
+                source: source.id.clone(),
+                taken_while: source.tag(tag::TAKEN_WHILE).unwrap_or("").to_string(),
+                taken_at: source.tag(tag::TAKEN_AT).and_then(|v| v.parse().ok()).unwrap_or(source.start_secs),
+            })),
+            "error" => Err(Step::Act(Action::DeleteSnapshot {
+                snapshot: source.id.clone(),
+                why: format!("the snapshot of {} failed", t.old.id),
+            })),
+            _ => Err(Step::Wait(progress("snapshotting", &t.old.id, source))),
+        };
+    }
+    Err(Step::Act(Action::SnapshotSource { volume: t.old.id.clone(), taken_while: taken_while(instance).to_string() }))
+}
+
+fn progress(what: &str, volume: &str, s: &Snapshot) -> String {
+    let pct = s.progress.as_deref().filter(|p| !p.is_empty()).map(|p| format!(", {p}")).unwrap_or_default();
+    format!("{what} {volume} ({}{pct})", s.id)
+}
+
+/// Step 1 for every target at once: the first action any of them needs, else a combined wait,
+/// else every ready volume.
+fn prepare_all<'a>(targets: &'a [Target], instance: Option<&Instance>) -> Result<Vec<(&'a Target, &'a Volume)>, Step> {
+    let mut ready = Vec::new();
+    let mut waits = Vec::new();
+    for t in targets {
+        match prepare(t, instance) {
+            Ok(n) => ready.push((t, n)),
+            Err(Step::Wait(m)) => waits.push(m),
+            Err(step) => return Err(step),
+        }
+    }
+    if !waits.is_empty() {
+        return Err(Step::Wait(format!("Waiting for AWS: {}.", waits.join("; "))));
+    }
+    Ok(ready)
+}
+
+pub fn plan(obs: &Observed, settings: &Settings) -> Step {
+    match &obs.instance {
+        Some(i) => plan_instance(obs, i, settings),
+        None => plan_detached(obs),
+    }
+}
+
+fn plan_detached(obs: &Observed) -> Step {
+    if obs.targets.is_empty() {
+        if let Some(s) = obs.leftover_snapshots.first() {
+            return Step::Act(Action::DeleteSnapshot { snapshot: s.id.clone(), why: "temporary snapshot, no longer needed".into() });
+        }
+        return Step::Done(done_message(obs, None));
+    }
+    // A new volume made while the old one was attached may be older than its data: drop it.
+    for t in &obs.targets {
+        if let Some(stale) = t.new_volumes.iter().find(|n| !current_for(None, &n.tags) && n.is_detached() && n.state == "available") {
+            return Step::Act(Action::DeleteVolume { volume: stale.id.clone(), why: "made before the volume was detached".into() });
+        }
+    }
+    match prepare_all(&obs.targets, None) {
+        Err(step) => step,
+        Ok(ready) => {
+            let (t, n) = ready[0];
+            Step::Act(Action::MarkReplaced { old: t.old.id.clone(), new: n.id.clone() })
+        }
+    }
+}
+
+fn plan_instance(obs: &Observed, i: &Instance, settings: &Settings) -> Step {
+    match i.state.as_str() {
+        "terminated" | "shutting-down" => {
+            return Step::Fail(format!("Instance {} is {}; nothing was changed.", i.id, i.state));
+        }
+        "pending" | "stopping" => return Step::Wait(format!("Instance {} is {}.", i.id, i.state)),
+        _ => {}
+    }
+    if let Some(reason) = i.tag(tag::ROLLED_BACK) {
+        return plan_rollback(obs, i, reason);
+    }
+    if obs.targets.is_empty() {
+        return finish(obs, i);
+    }
+    for t in &obs.targets {
+        if t.old.attachments.iter().filter(|a| a.state != "detached").count() > 1 {
+            return Step::Fail(format!(
+                "{} is attached to several instances (multi-attach); swapping it would affect all of them. Nothing was changed.",
+                t.old.id
+            ));
+        }
+        if t.device.is_none() {
+            return Step::Fail(format!("Cannot tell at which device of {} volume {} belongs; nothing was changed.", i.id, t.old.id));
+        }
+    }
+    if i.state == "stopped" {
+        for t in &obs.targets {
+            if let Some(stale) =
+                t.new_volumes.iter().find(|n| !current_for(Some(i), &n.tags) && n.is_detached() && n.state == "available")
+            {
+                return Step::Act(Action::DeleteVolume {
+                    volume: stale.id.clone(),
+                    why: format!("made from a snapshot of {} older than the instance's last stop; a current copy replaces it", t.old.id),
+                });
+            }
+        }
+    }
+    let ready = match prepare_all(&obs.targets, Some(i)) {
+        Ok(ready) => ready,
+        Err(step) => return step,
+    };
+    if i.state == "running" {
+        if !settings.allow_stop {
+            let pairs = ready.iter().map(|(t, n)| format!("{} for {}", n.id, t.old.id)).collect::<Vec<_>>().join(", ");
+            return Step::Fail(format!(
+                "The encrypted volumes are ready ({pairs}), but instance {} is running and a stop is needed to swap them. \
+                 Nothing was detached. Run the remediation again with AllowInstanceStop=true in a maintenance window: \
+                 the instance is stopped once, fresh copies are made from current data, swapped in, and the instance started again.",
+                i.id
+            ));
+        }
+        return Step::Act(Action::StopInstance { instance: i.id.clone() });
+    }
+    // Stopped: swap, one device at a time.
+    for (t, n) in &ready {
+        let device = t.device.clone().unwrap_or_default();
+        if let Some(a) = t.old.attachment_to(&i.id) {
+            if a.state != "attached" {
+                return Step::Wait(format!("{} is {} at {}.", t.old.id, a.state, a.device));
+            }
+            return Step::Act(Action::Detach { volume: t.old.id.clone(), instance: i.id.clone(), device: a.device.clone() });
+        }
+        match n.attachment_to(&i.id) {
+            Some(a) if a.state != "attached" => return Step::Wait(format!("{} is {} at {}.", n.id, a.state, a.device)),
+            Some(_) => {}
+            None => {
+                if let Some(other) = i.device(&device).filter(|b| b.volume_id != n.id) {
+                    return Step::Fail(format!(
+                        "Device {device} of {} is taken by {}; cannot attach {} there. Nothing more was changed.",
+                        i.id, other.volume_id, n.id
+                    ));
+                }
+                return Step::Act(Action::Attach { volume: n.id.clone(), instance: i.id.clone(), device, original: false });
+            }
+        }
+        let wanted = t.delete_on_termination.unwrap_or(false);
+        if i.device(&device).map(|b| b.delete_on_termination) != Some(wanted) {
+            return Step::Act(Action::SetDeleteOnTermination { instance: i.id.clone(), device, volume: n.id.clone(), value: wanted });
+        }
+    }
+    let (t, n) = ready[0];
+    Step::Act(Action::MarkReplaced { old: t.old.id.clone(), new: n.id.clone() })
+}
+
+/// After the swap: restart if this fix stopped the instance, then delete temporary snapshots.
+fn finish(obs: &Observed, i: &Instance) -> Step {
+    if i.tag(tag::RESTART) == Some("true") {
+        return match i.state.as_str() {
+            "stopped" => Step::Act(Action::StartInstance { instance: i.id.clone() }),
+            "running" => Step::Act(Action::ClearInstanceTags { instance: i.id.clone() }),
+            other => Step::Wait(format!("Instance {} is {other}.", i.id)),
+        };
+    }
+    if i.tag(tag::STOPPED_AT).is_some() {
+        return Step::Act(Action::ClearInstanceTags { instance: i.id.clone() });
+    }
+    if let Some(s) = obs.leftover_snapshots.first() {
+        return Step::Act(Action::DeleteSnapshot { snapshot: s.id.clone(), why: "temporary snapshot; the swap is verified".into() });
+    }
+    Step::Done(done_message(obs, Some(i)))
+}
+
+fn plan_rollback(obs: &Observed, i: &Instance, reason: &str) -> Step {
+    for t in &obs.targets {
+        for n in &t.new_volumes {
+            if let Some(a) = n.attachment_to(&i.id) {
+                if a.state != "attached" {
+                    return Step::Wait(format!("{} is {} at {}.", n.id, a.state, a.device));
+                }
+                return Step::Act(Action::Detach { volume: n.id.clone(), instance: i.id.clone(), device: a.device.clone() });
+            }
+        }
+    }
+    for t in &obs.targets {
+        let Some(device) = t.device.clone() else { continue };
+        match t.old.attachment_to(&i.id) {
+            Some(a) if a.state != "attached" => return Step::Wait(format!("{} is {} at {}.", t.old.id, a.state, a.device)),
+            Some(_) => {}
+            None => {
+                if let Some(other) = i.device(&device) {
+                    return Step::Fail(format!(
+                        "Rollback blocked: device {device} of {} is taken by {}, so original volume {} could not be reattached. \
+                         Reattach it by hand. First failure: {reason}",
+                        i.id, other.volume_id, t.old.id
+                    ));
+                }
+                return Step::Act(Action::Attach { volume: t.old.id.clone(), instance: i.id.clone(), device, original: true });
+            }
+        }
+        if let Some(wanted) = t.delete_on_termination
+            && i.device(&device).map(|b| b.delete_on_termination) != Some(wanted)
+        {
+            return Step::Act(Action::SetDeleteOnTermination { instance: i.id.clone(), device, volume: t.old.id.clone(), value: wanted });
+        }
+    }
+    if i.tag(tag::RESTART) == Some("true") {
+        match i.state.as_str() {
+            "stopped" => return Step::Act(Action::StartInstance { instance: i.id.clone() }),
+            "running" => return Step::Act(Action::ClearInstanceTags { instance: i.id.clone() }),
+            other => return Step::Wait(format!("Instance {} is {other}.", i.id)),
+        }
+    }
+    let kept = obs.targets.iter().flat_map(|t| t.new_volumes.iter().map(|n| n.id.as_str())).collect::<Vec<_>>().join(", ");
+    Step::Fail(format!(
+        "The swap on {} failed and was rolled back: {reason}. The original volumes are attached again at their devices \
+         and the instance is {}. The encrypted volumes ({kept}) were kept, detached, for inspection. \
+         Remove the tag {} from {} to try again.",
+        i.id,
+        i.state,
+        tag::ROLLED_BACK,
+        i.id
+    ))
+}
+
+fn done_message(obs: &Observed, instance: Option<&Instance>) -> String {
+    if obs.replaced.is_empty() {
+        let v = &obs.requested;
+        let key = v.kms_key_id.as_deref().map(|k| format!(" with KMS key {k}")).unwrap_or_default();
+        return match instance {
+            Some(i) => format!("{} and every other volume of {} are encrypted{key}; nothing was changed.", v.id, i.id),
+            None => format!("{} is encrypted{key}; nothing was changed.", v.id),
+        };
+    }
+    let pairs: Vec<String> = obs
+        .replaced
+        .iter()
+        .map(|(old, new, device)| match instance {
+            Some(i) => format!("{old} on {} {device} replaced by encrypted {new}", i.id),
+            None => format!("{old} (detached) replaced by encrypted {new}"),
+        })
+        .collect();
+    let kept = if obs.replaced.len() == 1 { "old volume kept" } else { "old volumes kept" };
+    let detached = if instance.is_some() { ", detached" } else { "" };
+    let state = instance.map(|i| format!(" Instance {} is {}.", i.id, i.state)).unwrap_or_default();
+    format!("{}; {kept}{detached} (tagged {}).{state}", pairs.join("; "), tag::REPLACED_BY)
+}
