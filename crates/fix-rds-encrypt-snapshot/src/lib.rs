@@ -1,1 +1,295 @@
+//! `fix-rds-encrypt-snapshot`: make an encrypted copy of an unencrypted RDS DB snapshot or DB
+//! cluster snapshot.
+//!
+//! Steps (one per invocation, resumable): find the snapshot (DB snapshot first, then cluster
+//! snapshot; an ARN says which) → copy it with the KMS key to `<snapshot>-encrypted`, with its
+//! tags and `atrest:source-resource-id` → wait for `available` → delete the unencrypted source
+//! only when `DeleteSource=true` (manual snapshots only: RDS deletes automated ones itself).
 
+use atrest::error::{Error, Result, aws_error};
+use atrest::remediation::FixContext;
+use atrest::{Fix, FixOutcome, FixRequest, FixSpec, ParamKind, ParamSpec, async_trait};
+use aws_sdk_rds::types::Tag;
+use fix_rds_encrypt_instance::common::*;
+use fix_rds_encrypt_instance::{key_matches, resolve_key};
+
+pub static SPEC: FixSpec = FixSpec {
+    name: "rds-encrypt-snapshot",
+    description: "Copy an RDS DB snapshot or DB cluster snapshot to an encrypted copy with its tags; delete the source only when asked.",
+    resource_types: &["AWS::RDS::DBSnapshot", "AWS::RDS::DBClusterSnapshot"],
+    parameters: &[
+        ParamSpec {
+            name: "KmsKeyId",
+            kind: ParamKind::KmsKey,
+            default: DEFAULT_KMS_KEY,
+            description: "KMS key for the encrypted copy: key id, key ARN, alias or alias ARN. Default: the AWS managed key aws/rds.",
+        },
+        ParamSpec {
+            name: "TargetSnapshotIdentifier",
+            kind: ParamKind::Text,
+            default: "",
+            description: "Name of the encrypted copy. Default: <snapshot>-encrypted (shortened to 63 characters).",
+        },
+        ParamSpec {
+            name: "DeleteSource",
+            kind: ParamKind::Bool,
+            default: "false",
+            description: "true deletes the unencrypted manual snapshot once its encrypted copy is available.",
+        },
+    ],
+    disruptive: false,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Db,
+    Cluster,
+}
+
+impl Kind {
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::Db => "DB snapshot",
+            Kind::Cluster => "DB cluster snapshot",
+        }
+    }
+}
+
+/// One snapshot of either kind, reduced to what the fix needs.
+#[derive(Debug, Clone)]
+struct Snap {
+    kind: Kind,
+    id: String,
+    arn: Option<String>,
+    status: Option<String>,
+    percent: Option<i32>,
+    encrypted: bool,
+    key: Option<String>,
+    automated: bool,
+    tags: Vec<Tag>,
+}
+
+async fn find(rds: &aws_sdk_rds::Client, kind: Kind, id: &str) -> Result<Option<Snap>> {
+    Ok(match kind {
+        Kind::Db => db_snapshot(rds, id).await?.map(|s| Snap {
+            kind,
+            id: s.db_snapshot_identifier().unwrap_or(id).to_string(),
+            arn: s.db_snapshot_arn().map(str::to_string),
+            status: s.status().map(str::to_string),
+            percent: s.percent_progress(),
+            encrypted: s.encrypted() == Some(true),
+            key: s.kms_key_id().map(str::to_string),
+            automated: s.snapshot_type() == Some("automated"),
+            tags: s.tag_list().to_vec(),
+        }),
+        Kind::Cluster => cluster_snapshot(rds, id).await?.map(|s| Snap {
+            kind,
+            id: s.db_cluster_snapshot_identifier().unwrap_or(id).to_string(),
+            arn: s.db_cluster_snapshot_arn().map(str::to_string),
+            status: s.status().map(str::to_string),
+            percent: s.percent_progress(),
+            encrypted: s.storage_encrypted() == Some(true),
+            key: s.kms_key_id().map(str::to_string),
+            automated: s.snapshot_type() == Some("automated"),
+            tags: s.tag_list().to_vec(),
+        }),
+    })
+}
+
+/// The kinds to look in and the identifier, from a Config resource id (the snapshot identifier)
+/// or a snapshot ARN.
+fn parse_resource_id(resource_id: &str) -> (Vec<Kind>, String) {
+    let parts: Vec<&str> = resource_id.splitn(7, ':').collect();
+    if parts.len() == 7 && parts[0] == "arn" && parts[2] == "rds" {
+        match parts[5] {
+            "snapshot" => return (vec![Kind::Db], parts[6].to_string()),
+            "cluster-snapshot" => return (vec![Kind::Cluster], parts[6].to_string()),
+            _ => {}
+        }
+    }
+    (vec![Kind::Db, Kind::Cluster], resource_id.to_string())
+}
+
+pub struct RdsEncryptSnapshot;
+
+#[async_trait]
+impl Fix for RdsEncryptSnapshot {
+    fn spec(&self) -> &'static FixSpec {
+        &SPEC
+    }
+
+    async fn reconcile(&self, ctx: &FixContext, req: &FixRequest) -> Result<FixOutcome> {
+        let rds = client(&ctx.sdk);
+        let (kinds, source_id) = parse_resource_id(&req.resource_id);
+        let target_id = match req.params.text("TargetSnapshotIdentifier") {
+            Some(t) if is_valid_identifier(&t.to_ascii_lowercase()) => t.to_ascii_lowercase(),
+            Some(t) => return Err(Error::invalid_parameter("TargetSnapshotIdentifier", format!("{t:?} is not a valid snapshot identifier"))),
+            None => derived_identifier(&source_id, "-encrypted"),
+        };
+        let delete_source = req.params.bool("DeleteSource");
+        let key_arn = resolve_key(ctx, req).await?;
+
+        let mut source = None;
+        for kind in &kinds {
+            if let Some(found) = find(&rds, *kind, &source_id).await? {
+                source = Some(found);
+                break;
+            }
+        }
+        let mut target = None;
+        for kind in &kinds {
+            if let Some(found) = find(&rds, *kind, &target_id).await? {
+                target = Some(found);
+                break;
+            }
+        }
+        let Some(source) = source else {
+            // Deleted by an earlier run with DeleteSource=true?
+            if let Some(t) = &target
+                && tag_value(&t.tags, TAG_ENCRYPTED_FROM) == Some(source_id.as_str())
+                && t.encrypted
+            {
+                return Ok(FixOutcome::succeeded(
+                    &SPEC,
+                    req,
+                    format!("Encrypted copy {} of {source_id} exists and {source_id} is gone; nothing was changed.", t.id),
+                ));
+            }
+            return Ok(FixOutcome::failed(&SPEC, req, format!("No DB or DB cluster snapshot named {source_id} exists. Nothing was changed.")));
+        };
+        let noun = source.kind.noun();
+        let source_marker = source.arn.clone().unwrap_or_else(|| source.id.clone());
+
+        if target.is_none() && source.encrypted && key_matches(ctx, source.key.as_deref(), &key_arn).await? {
+            return Ok(FixOutcome::succeeded(&SPEC, req, format!("{noun} {source_id} is already encrypted with KMS key {key_arn}; nothing was changed.")));
+        }
+
+        let Some(target) = target else {
+            match snapshot_progress(source.status.as_deref()) {
+                Progress::Ready => {}
+                Progress::Working => {
+                    return Ok(FixOutcome::in_progress(
+                        &SPEC,
+                        req,
+                        format!("Waiting for {noun} {source_id} to be available ({}).", status_text(source.status.as_deref(), source.percent)),
+                    ));
+                }
+                Progress::Broken => {
+                    return Ok(FixOutcome::failed(
+                        &SPEC,
+                        req,
+                        format!("{noun} {source_id} is {}; it cannot be copied. Nothing was changed.", source.status.as_deref().unwrap_or("?")),
+                    ));
+                }
+            }
+            let change = format!("copy {noun} {source_id} to encrypted snapshot {target_id} with KMS key {key_arn} and its tags");
+            if req.dry_run {
+                let delete = if delete_source { format!(", then delete {source_id}") } else { format!("; {source_id} would be kept") };
+                return Ok(FixOutcome::succeeded(&SPEC, req, format!("Dry run: would {change}{delete}. Nothing was changed.")).with_change(change));
+            }
+            // Tags are passed explicitly (the source's own plus atrest's markers): with explicit
+            // tags RDS ignores CopyTags, so this is the only way to have both.
+            let tags = carried_tags(&source.tags, vec![tag(TAG_ENCRYPTED_FROM, &source.id), tag(TAG_SOURCE_RESOURCE_ID, &source_marker)]);
+            match source.kind {
+                Kind::Db => {
+                    rds.copy_db_snapshot()
+                        .source_db_snapshot_identifier(&source.id)
+                        .target_db_snapshot_identifier(&target_id)
+                        .kms_key_id(&key_arn)
+                        .set_tags(Some(tags))
+                        .send()
+                        .await
+                        .map_err(|e| aws_error("rds:CopyDBSnapshot", &target_id, e))?;
+                }
+                Kind::Cluster => {
+                    rds.copy_db_cluster_snapshot()
+                        .source_db_cluster_snapshot_identifier(&source.id)
+                        .target_db_cluster_snapshot_identifier(&target_id)
+                        .kms_key_id(&key_arn)
+                        .set_tags(Some(tags))
+                        .send()
+                        .await
+                        .map_err(|e| aws_error("rds:CopyDBClusterSnapshot", &target_id, e))?;
+                }
+            }
+            return Ok(FixOutcome::in_progress(&SPEC, req, format!("Started: {change}.")).with_change(change));
+        };
+
+        if tag_value(&target.tags, TAG_SOURCE_RESOURCE_ID) != Some(source_marker.as_str()) {
+            return Ok(FixOutcome::failed(
+                &SPEC,
+                req,
+                format!("A snapshot named {target_id} already exists and is not atrest's copy of {source_id}; pass another TargetSnapshotIdentifier. Nothing was changed."),
+            ));
+        }
+        match snapshot_progress(target.status.as_deref()) {
+            Progress::Ready => {}
+            Progress::Working => {
+                return Ok(FixOutcome::in_progress(
+                    &SPEC,
+                    req,
+                    format!("Copying {source_id} to encrypted snapshot {target_id} ({}).", status_text(target.status.as_deref(), target.percent)),
+                ));
+            }
+            Progress::Broken => {
+                return Ok(FixOutcome::failed(
+                    &SPEC,
+                    req,
+                    format!("Encrypted copy {target_id} is {}; delete it and run the fix again.", target.status.as_deref().unwrap_or("?")),
+                ));
+            }
+        }
+        if !target.encrypted {
+            return Ok(FixOutcome::failed(&SPEC, req, format!("Copy {target_id} reports that it is not encrypted; it was left for inspection.")));
+        }
+        let key = target.key.as_deref().unwrap_or(&key_arn);
+        if delete_source && !source.automated {
+            let change = format!("delete unencrypted {noun} {source_id}");
+            if req.dry_run {
+                return Ok(FixOutcome::succeeded(&SPEC, req, format!("Dry run: {target_id} is ready; would {change}. Nothing was changed.")).with_change(change));
+            }
+            match source.kind {
+                Kind::Db => {
+                    rds.delete_db_snapshot().db_snapshot_identifier(&source.id).send().await.map_err(|e| aws_error("rds:DeleteDBSnapshot", &source.id, e))?;
+                }
+                Kind::Cluster => {
+                    rds.delete_db_cluster_snapshot()
+                        .db_cluster_snapshot_identifier(&source.id)
+                        .send()
+                        .await
+                        .map_err(|e| aws_error("rds:DeleteDBClusterSnapshot", &source.id, e))?;
+                }
+            }
+            return Ok(FixOutcome::succeeded(
+                &SPEC,
+                req,
+                format!(
+                    "Encrypted copy {target_id} of {noun} {source_id} is available (KMS key {key}, same tags), and the unencrypted \
+                     {source_id} was deleted as DeleteSource=true asked. Next: restore from {target_id} from now on."
+                ),
+            )
+            .with_change(change));
+        }
+        let kept = if delete_source && source.automated {
+            format!("{source_id} is an automated snapshot, which RDS deletes itself at the end of its retention period; it was kept.")
+        } else {
+            format!("The unencrypted {source_id} was kept. Next: use {target_id} from now on, then delete {source_id} when satisfied (or run again with DeleteSource=true).")
+        };
+        Ok(FixOutcome::succeeded(&SPEC, req, format!("Encrypted copy {target_id} of {noun} {source_id} is available (KMS key {key}, same tags). {kept}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_ids_and_arns() {
+        assert_eq!(parse_resource_id("orders-snap"), (vec![Kind::Db, Kind::Cluster], "orders-snap".to_string()));
+        assert_eq!(
+            parse_resource_id("arn:aws:rds:us-east-1:123456789012:snapshot:rds:orders-2026-11-20-10-00"),
+            (vec![Kind::Db], "rds:orders-2026-11-20-10-00".to_string())
+        );
+        assert_eq!(parse_resource_id("arn:aws:rds:us-east-1:123456789012:cluster-snapshot:c1"), (vec![Kind::Cluster], "c1".to_string()));
+    }
+}
