@@ -4,6 +4,8 @@
 #   2. cfn-lint with the cfn-lint-serverless rules, if that plugin is installed
 #   3. tests/template/test_template.py: wiring, IAM, and the SSM reconciler loop run against
 #      scripted worker answers
+#   3b. tests/template/test_least_privilege.py: each function's role allows exactly the IAM
+#      actions its crate's SDK calls need (mapping: tests/template/iam_actions.json)
 #   4. sam validate --lint, if the SAM CLI is installed
 #
 # Usage: tests/template/check.sh [VENV]
@@ -39,6 +41,9 @@ fi
 
 step "structural tests (tests/template/test_template.py)"
 "$bin/python" tests/template/test_template.py
+
+step "least privilege: each role allows exactly what its crate calls (tests/template/test_least_privilege.py)"
+"$bin/python" tests/template/test_least_privilege.py
 
 if [[ -x "$bin/sam" ]]; then
   step "sam validate --lint"
