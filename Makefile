@@ -14,7 +14,7 @@ TOOLS_VENV ?= $(CURDIR)/.venv-tools
 export ATREST_VENV := $(VENV)
 WITH_MOTO := tests/moto/with-moto
 
-.PHONY: build test test-rust test-template demo lint fmt clippy package deploy tools clean
+.PHONY: build test test-rust test-template demo bench lint fmt clippy package deploy tools clean
 
 build:
 	cargo build --workspace --locked
@@ -60,3 +60,8 @@ deploy: tools
 
 clean:
 	rm -rf .venv .venv-tools .moto .aws-sam
+
+# Criterion benchmarks of the rule runtime's own CPU work (no network); reports in
+# $(CARGO_TARGET_DIR)/criterion.
+bench:
+	cargo bench --locked -p atrest-tests --bench runtime
