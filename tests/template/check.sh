@@ -6,7 +6,9 @@
 #      scripted worker answers
 #   3b. tests/template/test_least_privilege.py: each function's role allows exactly the IAM
 #      actions its crate's SDK calls need (mapping: tests/template/iam_actions.json)
-#   4. sam validate --lint, if the SAM CLI is installed
+#   4. cfn-guard policy rules (tests/template/guard/*.guard) and their tests, if cfn-guard is
+#      installed (make lint installs it; make test uses it only when already cached)
+#   5. sam validate --lint, if the SAM CLI is installed
 #
 # Usage: tests/template/check.sh [VENV]
 #   VENV defaults to $ATREST_TPL_VENV, then <repo>/.venv. Create one with:
@@ -44,6 +46,36 @@ step "structural tests (tests/template/test_template.py)"
 
 step "least privilege: each role allows exactly what its crate calls (tests/template/test_least_privilege.py)"
 "$bin/python" tests/template/test_least_privilege.py
+
+# cfn-guard is a crates.io binary that takes ~5-8 minutes to build, so `make test` runs these
+# checks only when it is already installed (by `make lint`, into ~/.cache/atrest/tools);
+# `make lint` sets ATREST_REQUIRE_GUARD=1 so that there they never silently skip.
+guard=${ATREST_CFN_GUARD:-$HOME/.cache/atrest/tools/bin/cfn-guard}
+[[ -x "$guard" ]] || guard=$(command -v cfn-guard || true)
+if [[ -n "$guard" && -x "$guard" ]]; then
+  step "cfn-guard $("$guard" --version | awk '{print $2}'): policy rules (tests/template/guard)"
+  # Exit codes: 0 pass, 19 a rule failed. Never pipe its output into head: a broken pipe
+  # makes it panic.
+  guard_failed=0
+  for rules in tests/template/guard/*.guard; do
+    "$guard" validate --rules "$rules" --data template.yaml --show-summary fail || guard_failed=1
+  done
+  [[ $guard_failed == 0 ]] || { echo "check.sh: template.yaml breaks a cfn-guard rule (above)" >&2; exit 1; }
+  echo "template.yaml: every rule passes"
+  step "cfn-guard test: each rule fails on its bad examples"
+  for rules in tests/template/guard/*.guard; do
+    "$guard" test --rules-file "$rules" --test-data "${rules%.guard}_tests.yaml" >/dev/null || {
+      "$guard" test --rules-file "$rules" --test-data "${rules%.guard}_tests.yaml"
+      exit 1
+    }
+    echo "ok   $(basename "$rules")"
+  done
+elif [[ "${ATREST_REQUIRE_GUARD:-0}" == 1 ]]; then
+  echo "check.sh: cfn-guard not found (ATREST_CFN_GUARD, ~/.cache/atrest/tools/bin, PATH)" >&2
+  exit 2
+else
+  step "cfn-guard not installed: policy rules skipped (make lint installs it)"
+fi
 
 if [[ -x "$bin/sam" ]]; then
   step "sam validate --lint"
