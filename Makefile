@@ -2,8 +2,9 @@
 #
 #   make test      unit + integration tests against a private moto server, template checks
 #   make demo      seed an unencrypted estate locally, scan, remediate, scan again
-#   make lint      rustfmt, clippy -D warnings, template checks (cfn-lint, sam validate)
-#   make package   arm64 Lambda bootstraps with cargo-lambda
+#   make lint      rustfmt, clippy -D warnings, template checks (cfn-lint + serverless rules,
+#                  sam validate, checkov, cfn-guard rules and their tests, least-privilege test)
+#   make package   arm64 Lambda bootstraps with cargo-lambda (zipped, sizes listed)
 #   make deploy    sam build && sam deploy --guided
 
 SHELL := /bin/bash
@@ -11,10 +12,21 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/atrest/target
 VENV ?= $(CURDIR)/.venv
 TOOLS_VENV ?= $(CURDIR)/.venv-tools
+# checkov's dependencies clash with the SAM CLI's pins: a venv of its own.
+CHECKOV_VENV ?= $(CURDIR)/.venv-checkov
+# cfn-guard comes from crates.io and takes 5-8 minutes to build, so it is built once into a cache
+# outside the checkout, with its own target dir (no fight over the workspace's build lock).
+# `make test` runs the guard rules only when this binary already exists; `make lint` installs it.
+GUARD_ROOT ?= $(HOME)/.cache/atrest/tools
+CFN_GUARD_VERSION := 3.2.1
+export ATREST_CFN_GUARD := $(GUARD_ROOT)/bin/cfn-guard
+# Release (and cross) builds get their own target dir: switching profiles and targets in the
+# test build cache would evict what `make test` needs.
+LAMBDA_TARGET_DIR ?= $(HOME)/.cache/atrest/target-lambda
 export ATREST_VENV := $(VENV)
 WITH_MOTO := tests/moto/with-moto
 
-.PHONY: build test test-rust test-template demo bench lint fmt clippy package deploy tools clean
+.PHONY: build test test-rust test-template demo bench lint fmt clippy package deploy tools guard checkov-tools clean
 
 build:
 	cargo build --workspace --locked
@@ -37,10 +49,11 @@ demo:
 fmt:
 	cargo fmt --all
 
-lint: tools
+lint: tools guard checkov-tools
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
-	tests/template/check.sh $(TOOLS_VENV)
+	ATREST_REQUIRE_GUARD=1 tests/template/check.sh $(TOOLS_VENV)
+	tests/template/checkov.sh $(CHECKOV_VENV)
 
 tools: $(TOOLS_VENV)/.stamp
 $(TOOLS_VENV)/.stamp: tools/requirements.txt
@@ -48,18 +61,30 @@ $(TOOLS_VENV)/.stamp: tools/requirements.txt
 	$(TOOLS_VENV)/bin/pip install --quiet -r tools/requirements.txt
 	touch $@
 
+checkov-tools: $(CHECKOV_VENV)/.stamp
+$(CHECKOV_VENV)/.stamp: tools/requirements-checkov.txt
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet -r tools/requirements-checkov.txt
+	touch $@
+
+guard: $(ATREST_CFN_GUARD)
+$(ATREST_CFN_GUARD):
+	CARGO_TARGET_DIR=$(GUARD_ROOT)/target cargo install cfn-guard --version $(CFN_GUARD_VERSION) --locked --root $(GUARD_ROOT)
+	rm -rf $(GUARD_ROOT)/target
+
 # cargo-lambda cross-compiles with zig (from PyPI); the arm64 std library is added once.
 package: tools
 	rustup target add aarch64-unknown-linux-gnu
-	PATH=$(TOOLS_VENV)/bin:$$PATH cargo lambda build --release --arm64 --workspace
-	@ls -l $(CARGO_TARGET_DIR)/lambda/*/bootstrap
+	PATH=$(TOOLS_VENV)/bin:$$PATH CARGO_TARGET_DIR=$(LAMBDA_TARGET_DIR) \
+	  cargo lambda build --release --arm64 --locked --workspace --exclude atrest-cli --exclude atrest-testkit --output-format zip
+	@ls -l $(LAMBDA_TARGET_DIR)/lambda/*/bootstrap.zip
 
 deploy: tools
 	PATH=$(TOOLS_VENV)/bin:$$PATH sam build
 	PATH=$(TOOLS_VENV)/bin:$$PATH sam deploy --guided
 
 clean:
-	rm -rf .venv .venv-tools .moto .aws-sam
+	rm -rf .venv .venv-tools .venv-checkov .moto .aws-sam
 
 # Criterion benchmarks of the rule runtime's own CPU work (no network); reports in
 # $(CARGO_TARGET_DIR)/criterion.
