@@ -297,16 +297,20 @@ def _ref_target(value) -> str | None:
     return None
 
 
+def _branches(items) -> list[dict]:
+    """List items with every Fn::If expanded to its branches (AWS::NoValue dropped)."""
+    out = []
+    for item in _as_list(items):
+        if isinstance(item, dict) and "Fn::If" in item:
+            out.extend(_branches(item["Fn::If"][1:]))
+        elif isinstance(item, dict) and item != {"Ref": "AWS::NoValue"}:
+            out.append(item)
+    return out
+
+
 def _statements(document) -> list[dict]:
     """Allow statements of a policy document; both branches of an Fn::If count."""
-    out = []
-    for statement in _as_list(document.get("Statement", [])):
-        if isinstance(statement, dict) and "Fn::If" in statement:
-            branches = statement["Fn::If"][1:]
-            out.extend(b for b in branches if isinstance(b, dict) and "Effect" in b)
-        else:
-            out.append(statement)
-    return [s for s in out if s.get("Effect") == "Allow"]
+    return [s for s in _branches(document.get("Statement", [])) if s.get("Effect") == "Allow"]
 
 
 def role_actions(role_id: str) -> tuple[set[str], list[str]]:
@@ -315,7 +319,7 @@ def role_actions(role_id: str) -> tuple[set[str], list[str]]:
     props = role["Properties"]
     if props.get("ManagedPolicyArns"):
         problems.append(f"{role_id}: managed policies cannot be checked for least privilege")
-    statements = [s for p in props.get("Policies", []) for s in _statements(p["PolicyDocument"])]
+    statements = [s for p in _branches(props.get("Policies", [])) for s in _statements(p["PolicyDocument"])]
     for name, resource in RESOURCES.items():
         if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
             roles = {_ref_target(r) for r in _as_list(resource["Properties"].get("Roles", []))}
@@ -325,7 +329,13 @@ def role_actions(role_id: str) -> tuple[set[str], list[str]]:
     for statement in statements:
         if "NotAction" in statement:
             problems.append(f"{role_id}: NotAction cannot be checked for least privilege")
-        actions.update(_as_list(statement.get("Action", [])))
+        for action in _as_list(statement.get("Action", [])):
+            if isinstance(action, dict) and "Fn::If" in action:
+                actions.update(a for branch in action["Fn::If"][1:] for a in _as_list(branch) if isinstance(a, str))
+            elif isinstance(action, str):
+                actions.add(action)
+            else:
+                problems.append(f"{role_id}: cannot read action {action!r}")
     return actions, problems
 
 
@@ -368,6 +378,34 @@ def test_each_function_has_its_own_role():
     for function_id, (_, role_id) in functions().items():
         assert role_id not in roles, f"{function_id} shares role {role_id} with {roles.get(role_id)}"
         roles[role_id] = function_id
+
+
+def test_comparison_catches_a_missing_and_an_extra_action():
+    # The comparison itself, on a copy of a real role: drop one needed action, add one unneeded.
+    import copy
+
+    function_id, (crate, role_id) = next(iter(functions().items()))
+    saved = copy.deepcopy(RESOURCES[role_id])
+    try:
+        needed = derive(CRATES[crate])[0]
+        dropped = sorted(a for a in needed if not a.startswith("logs:"))[0]
+        for policy in _branches(RESOURCES[role_id]["Properties"]["Policies"]):
+            for statement in _statements(policy["PolicyDocument"]):
+                actions = [a for a in _as_list(statement["Action"]) if a != dropped]
+                statement["Action"] = actions or ["logs:PutLogEvents"]
+        RESOURCES[role_id]["Properties"]["Policies"].append(
+            {"PolicyName": "Extra", "PolicyDocument": {"Statement": [{"Effect": "Allow", "Action": "s3:DeleteBucket", "Resource": "*"}]}}
+        )
+        problems = "\n".join(_compare(function_id, crate, role_id))
+    finally:
+        RESOURCES[role_id] = saved
+    # The dropped action may also come from an AWS::IAM::Policy attached to the role.
+    attached = set()
+    for resource in RESOURCES.values():
+        if resource["Type"] == "AWS::IAM::Policy" and role_id in {_ref_target(r) for r in _as_list(resource["Properties"].get("Roles", []))}:
+            attached.update(a for st in _statements(resource["Properties"]["PolicyDocument"]) for a in _as_list(st["Action"]))
+    assert dropped in attached or f"lacks {dropped}" in problems, problems
+    assert "allows s3:DeleteBucket" in problems, problems
 
 
 def test_mapping_file_is_well_formed():
