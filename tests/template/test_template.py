@@ -63,7 +63,8 @@ def function_property(function: dict, key: str):
 
 
 def documents() -> dict:
-    return resources_of("AWS::SSM::Document")
+    """The Automation documents (the reconciler loops). Command documents run on instances."""
+    return {n: d for n, d in resources_of("AWS::SSM::Document").items() if d["Properties"]["DocumentType"] == "Automation"}
 
 
 def steps_by_name(document: dict) -> dict:
@@ -124,11 +125,15 @@ def test_custom_rules_are_change_and_periodic_triggered_and_invocable_by_config_
         assert source["Owner"] == "CUSTOM_LAMBDA", name
         function_id = ref_target(source["SourceIdentifier"])
         message_types = {d["MessageType"] for d in source["SourceDetails"]}
-        assert message_types == {
-            "ConfigurationItemChangeNotification",
-            "OversizedConfigurationItemChangeNotification",
-            "ScheduledNotification",
-        }, name
+        if "Scope" not in props:
+            # Account-level settings (AWS::::Account) are no recorded resource: periodic only.
+            assert message_types == {"ScheduledNotification"}, name
+        else:
+            assert message_types == {
+                "ConfigurationItemChangeNotification",
+                "OversizedConfigurationItemChangeNotification",
+                "ScheduledNotification",
+            }, name
         for detail in source["SourceDetails"]:
             assert detail["EventSource"] == "aws.config", name
             if detail["MessageType"] == "ScheduledNotification":
@@ -395,6 +400,17 @@ def test_no_wildcard_actions_in_iam_policies():
 
 def test_star_resources_only_where_the_action_has_no_resource_level_permissions():
     star_ok = {"config:PutEvaluations", "config:GetResourceConfigHistory", "s3:ListAllMyBuckets"}
+    # EC2 describes and the account-level EBS encryption settings have no resource-level permissions.
+    star_ok |= {
+        "ec2:DescribeVolumes",
+        "ec2:DescribeSnapshots",
+        "ec2:DescribeInstances",
+        "ec2:DescribeInstanceTypes",
+        "ec2:GetEbsEncryptionByDefault",
+        "ec2:EnableEbsEncryptionByDefault",
+        "ec2:GetEbsDefaultKmsKeyId",
+        "ec2:ModifyEbsDefaultKmsKeyId",
+    }
     for name, statement in _iam_statements():
         if statement.get("Resource") == "*":
             assert set(_as_list(statement["Action"])) <= star_ok, f"{name}: {statement['Action']}"

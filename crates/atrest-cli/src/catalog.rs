@@ -5,11 +5,20 @@ use std::sync::Arc;
 use atrest::{ConfigRule, Fix};
 
 pub fn rules() -> Vec<Arc<dyn ConfigRule>> {
-    vec![Arc::new(rule_s3_bucket_server_side_encryption_enabled::S3BucketServerSideEncryptionEnabled)]
+    vec![
+        Arc::new(rule_s3_bucket_server_side_encryption_enabled::S3BucketServerSideEncryptionEnabled),
+        Arc::new(rule_encrypted_volumes::EncryptedVolumes),
+        Arc::new(rule_ec2_ebs_encryption_by_default::Ec2EbsEncryptionByDefault::default()),
+        Arc::new(rule_ec2_instance_store_encrypted::Ec2InstanceStoreEncrypted::default()),
+    ]
 }
 
 pub fn fixes() -> Vec<Arc<dyn Fix>> {
-    vec![Arc::new(fix_s3_enable_default_encryption::S3EnableDefaultEncryption)]
+    vec![
+        Arc::new(fix_s3_enable_default_encryption::S3EnableDefaultEncryption),
+        Arc::new(fix_ebs_encrypt_volumes::EbsEncryptVolumes::default()),
+        Arc::new(fix_ebs_enable_default_encryption::EbsEnableDefaultEncryption::default()),
+    ]
 }
 
 /// A rule by name, with or without the crate's `rule-` prefix.

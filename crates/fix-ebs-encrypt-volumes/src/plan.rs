@@ -366,3 +366,259 @@ fn done_message(obs: &Observed, instance: Option<&Instance>) -> String {
     let state = instance.map(|i| format!(" Instance {} is {}.", i.id, i.state)).unwrap_or_default();
     format!("{}; {kept}{detached} (tagged {}).{state}", pairs.join("; "), tag::REPLACED_BY)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Attachment, BlockDevice, Tags};
+
+    const I: &str = "i-0abc";
+    const OLD: &str = "vol-0old";
+    const NEW: &str = "vol-0new";
+
+    fn tags(pairs: &[(&str, &str)]) -> Tags {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn vol(id: &str, state: &str, attached_at: Option<&str>, tag_pairs: &[(&str, &str)]) -> Volume {
+        Volume {
+            id: id.into(),
+            availability_zone: "us-east-1a".into(),
+            volume_type: "gp3".into(),
+            size_gib: 20,
+            iops: Some(4000),
+            throughput: Some(250),
+            multi_attach: false,
+            outpost_arn: None,
+            encrypted: id == NEW,
+            kms_key_id: None,
+            state: state.into(),
+            tags: tags(tag_pairs),
+            attachments: attached_at
+                .map(|d| vec![Attachment { instance_id: I.into(), device: d.into(), state: "attached".into() }])
+                .unwrap_or_default(),
+        }
+    }
+
+    fn snap(id: &str, stage: &str, state: &str, taken_while: &str, taken_at: i64) -> Snapshot {
+        Snapshot {
+            id: id.into(),
+            state: state.into(),
+            start_secs: taken_at,
+            encrypted: stage == "encrypted",
+            progress: Some("40%".into()),
+            tags: tags(&[
+                (tag::ENCRYPTING, OLD),
+                (tag::STAGE, stage),
+                (tag::TAKEN_WHILE, taken_while),
+                (tag::TAKEN_AT, &taken_at.to_string()),
+                (tag::SOURCE_SNAPSHOT, "snap-src"),
+            ]),
+        }
+    }
+
+    fn new_vol(state: &str, attached_at: Option<&str>, taken_while: &str, taken_at: i64) -> Volume {
+        vol(
+            NEW,
+            state,
+            attached_at,
+            &[
+                (tag::ENCRYPTED_FROM, OLD),
+                (tag::FOR_INSTANCE, I),
+                (tag::FOR_DEVICE, "/dev/sdf"),
+                (tag::TAKEN_WHILE, taken_while),
+                (tag::TAKEN_AT, &taken_at.to_string()),
+            ],
+        )
+    }
+
+    fn instance(state: &str, devices: &[(&str, &str, bool)], tag_pairs: &[(&str, &str)]) -> Instance {
+        Instance {
+            id: I.into(),
+            state: state.into(),
+            launch_secs: 100,
+            tags: tags(tag_pairs),
+            block_devices: devices
+                .iter()
+                .map(|(d, v, dot)| BlockDevice { device: d.to_string(), volume_id: v.to_string(), delete_on_termination: *dot })
+                .collect(),
+        }
+    }
+
+    fn target(old: Volume, sources: Vec<Snapshot>, copies: Vec<Snapshot>, new_volumes: Vec<Volume>) -> Target {
+        Target { old, device: Some("/dev/sdf".into()), delete_on_termination: Some(false), sources, copies, new_volumes }
+    }
+
+    fn observed(i: Instance, targets: Vec<Target>) -> Observed {
+        Observed { requested: vol(OLD, "in-use", Some("/dev/sdf"), &[]), instance: Some(i), targets, replaced: vec![], leftover_snapshots: vec![] }
+    }
+
+    fn settings(allow_stop: bool) -> Settings {
+        Settings { key_arn: "arn:aws:kms:us-east-1:123456789012:key/k".into(), allow_stop }
+    }
+
+    fn act(step: Step) -> Action {
+        match step {
+            Step::Act(a) => a,
+            other => panic!("expected an action, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn preparation_runs_snapshot_copy_volume_and_waits_in_between() {
+        let running = || instance("running", &[("/dev/sdf", OLD, false)], &[]);
+        let old = || vol(OLD, "in-use", Some("/dev/sdf"), &[]);
+        let s = settings(false);
+
+        let a = act(plan(&observed(running(), vec![target(old(), vec![], vec![], vec![])]), &s));
+        assert_eq!(a, Action::SnapshotSource { volume: OLD.into(), taken_while: "running".into() });
+
+        let pending = observed(running(), vec![target(old(), vec![snap("snap-src", "source", "pending", "running", 200)], vec![], vec![])]);
+        assert!(matches!(plan(&pending, &s), Step::Wait(m) if m.contains("snapshotting vol-0old") && m.contains("40%")));
+
+        let done = observed(running(), vec![target(old(), vec![snap("snap-src", "source", "completed", "running", 200)], vec![], vec![])]);
+        assert!(matches!(act(plan(&done, &s)), Action::CopyEncrypted { source, taken_at: 200, .. } if source == "snap-src"));
+
+        let copy = observed(
+            running(),
+            vec![target(old(), vec![snap("snap-src", "source", "completed", "running", 200)], vec![snap("snap-enc", "encrypted", "completed", "running", 200)], vec![])],
+        );
+        match act(plan(&copy, &s)) {
+            Action::CreateVolume { copy, source, destination, .. } => {
+                assert_eq!((copy.as_str(), source.as_str()), ("snap-enc", "snap-src"));
+                assert_eq!(destination, Some(Destination { instance: I.into(), device: "/dev/sdf".into(), delete_on_termination: false }));
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let creating = observed(running(), vec![target(old(), vec![], vec![], vec![new_vol("creating", None, "running", 200)])]);
+        assert!(matches!(plan(&creating, &s), Step::Wait(m) if m.contains("creating")));
+
+        let failed_copy = observed(running(), vec![target(old(), vec![], vec![snap("snap-enc", "encrypted", "error", "running", 200)], vec![])]);
+        assert!(matches!(act(plan(&failed_copy, &s)), Action::DeleteSnapshot { snapshot, .. } if snapshot == "snap-enc"));
+    }
+
+    #[test]
+    fn a_running_instance_is_stopped_only_when_allowed_and_only_once_everything_is_ready() {
+        let obs = observed(
+            instance("running", &[("/dev/sdf", OLD, false)], &[]),
+            vec![target(vol(OLD, "in-use", Some("/dev/sdf"), &[]), vec![], vec![], vec![new_vol("available", None, "running", 200)])],
+        );
+        match plan(&obs, &settings(false)) {
+            Step::Fail(m) => assert!(m.contains("volumes are ready") && m.contains("a stop is needed") && m.contains("Nothing was detached"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(act(plan(&obs, &settings(true))), Action::StopInstance { instance: I.into() });
+    }
+
+    #[test]
+    fn after_the_stop_copies_older_than_the_stop_are_replaced_by_current_ones() {
+        let stopped = instance("stopped", &[("/dev/sdf", OLD, false)], &[(tag::RESTART, "true"), (tag::STOPPED_AT, "300")]);
+        let stale = new_vol("available", None, "running", 200);
+        let obs = observed(stopped.clone(), vec![target(vol(OLD, "in-use", Some("/dev/sdf"), &[]), vec![], vec![], vec![stale])]);
+        assert!(matches!(act(plan(&obs, &settings(true))), Action::DeleteVolume { volume, .. } if volume == NEW));
+
+        // The stale encrypted copy is kept (the next copy is incremental) but not used.
+        let obs = observed(
+            stopped,
+            vec![target(vol(OLD, "in-use", Some("/dev/sdf"), &[]), vec![], vec![snap("snap-enc", "encrypted", "completed", "running", 200)], vec![])],
+        );
+        assert_eq!(act(plan(&obs, &settings(true))), Action::SnapshotSource { volume: OLD.into(), taken_while: "stopped".into() });
+    }
+
+    #[test]
+    fn the_swap_detaches_attaches_at_the_same_device_restores_delete_on_termination_then_marks() {
+        let s = settings(true);
+        let current = |attached| new_vol("available", attached, "stopped", 400);
+        let stopped = |devices: &[(&str, &str, bool)]| instance("stopped", devices, &[(tag::RESTART, "true"), (tag::STOPPED_AT, "300")]);
+
+        let obs = observed(stopped(&[("/dev/sdf", OLD, false)]), vec![target(vol(OLD, "in-use", Some("/dev/sdf"), &[]), vec![], vec![], vec![current(None)])]);
+        assert_eq!(act(plan(&obs, &s)), Action::Detach { volume: OLD.into(), instance: I.into(), device: "/dev/sdf".into() });
+
+        let obs = observed(stopped(&[]), vec![target(vol(OLD, "available", None, &[]), vec![], vec![], vec![current(None)])]);
+        assert_eq!(act(plan(&obs, &s)), Action::Attach { volume: NEW.into(), instance: I.into(), device: "/dev/sdf".into(), original: false });
+
+        let obs = observed(stopped(&[("/dev/sdf", "vol-0other", false)]), vec![target(vol(OLD, "available", None, &[]), vec![], vec![], vec![current(None)])]);
+        assert!(matches!(plan(&obs, &s), Step::Fail(m) if m.contains("taken by vol-0other")));
+
+        // Attaching resets DeleteOnTermination to false; the root had true.
+        let mut t = target(vol(OLD, "available", None, &[]), vec![], vec![], vec![current(Some("/dev/sdf"))]);
+        t.delete_on_termination = Some(true);
+        let obs = observed(stopped(&[("/dev/sdf", NEW, false)]), vec![t.clone()]);
+        assert_eq!(
+            act(plan(&obs, &s)),
+            Action::SetDeleteOnTermination { instance: I.into(), device: "/dev/sdf".into(), volume: NEW.into(), value: true }
+        );
+        let obs = observed(stopped(&[("/dev/sdf", NEW, true)]), vec![t]);
+        assert_eq!(act(plan(&obs, &s)), Action::MarkReplaced { old: OLD.into(), new: NEW.into() });
+    }
+
+    #[test]
+    fn finishing_restarts_only_what_it_stopped_then_deletes_snapshots() {
+        let s = settings(true);
+        let mut obs = observed(instance("stopped", &[("/dev/sdf", NEW, false)], &[(tag::RESTART, "true"), (tag::STOPPED_AT, "300")]), vec![]);
+        obs.replaced = vec![(OLD.into(), NEW.into(), "/dev/sdf".into())];
+        obs.leftover_snapshots = vec![snap("snap-src", "source", "completed", "stopped", 400)];
+        assert_eq!(act(plan(&obs, &s)), Action::StartInstance { instance: I.into() });
+        obs.instance.as_mut().unwrap().state = "running".into();
+        assert_eq!(act(plan(&obs, &s)), Action::ClearInstanceTags { instance: I.into() });
+        obs.instance.as_mut().unwrap().tags.clear();
+        assert!(matches!(act(plan(&obs, &s)), Action::DeleteSnapshot { snapshot, .. } if snapshot == "snap-src"));
+        obs.leftover_snapshots.clear();
+        match plan(&obs, &s) {
+            Step::Done(m) => assert_eq!(
+                m,
+                "vol-0old on i-0abc /dev/sdf replaced by encrypted vol-0new; old volume kept, detached (tagged atrest:replaced-by). Instance i-0abc is running."
+            ),
+            other => panic!("{other:?}"),
+        }
+        // An instance that was stopped before the fix stays stopped.
+        let obs = observed(instance("stopped", &[], &[]), vec![]);
+        assert!(matches!(plan(&obs, &s), Step::Done(_)));
+    }
+
+    #[test]
+    fn a_rolled_back_swap_reattaches_the_originals_restarts_and_reports() {
+        let s = settings(true);
+        let rolled = |devices: &[(&str, &str, bool)], state: &str| {
+            instance(state, devices, &[(tag::ROLLED_BACK, "AttachVolume failed"), (tag::RESTART, "true"), (tag::STOPPED_AT, "300")])
+        };
+        let t = |old_at, new_at| target(vol(OLD, "available", old_at, &[]), vec![], vec![], vec![new_vol("available", new_at, "stopped", 400)]);
+        let obs = observed(rolled(&[("/dev/sdf", NEW, false)], "stopped"), vec![t(None, Some("/dev/sdf"))]);
+        assert_eq!(act(plan(&obs, &s)), Action::Detach { volume: NEW.into(), instance: I.into(), device: "/dev/sdf".into() });
+        let obs = observed(rolled(&[], "stopped"), vec![t(None, None)]);
+        assert_eq!(act(plan(&obs, &s)), Action::Attach { volume: OLD.into(), instance: I.into(), device: "/dev/sdf".into(), original: true });
+        let obs = observed(rolled(&[("/dev/sdf", OLD, false)], "stopped"), vec![t(Some("/dev/sdf"), None)]);
+        assert_eq!(act(plan(&obs, &s)), Action::StartInstance { instance: I.into() });
+        let mut done = rolled(&[("/dev/sdf", OLD, false)], "running");
+        done.tags.remove(tag::RESTART);
+        let obs = observed(done, vec![t(Some("/dev/sdf"), None)]);
+        assert!(matches!(plan(&obs, &s), Step::Fail(m) if m.contains("rolled back: AttachVolume failed") && m.contains("vol-0new")));
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_do_safely() {
+        let s = settings(true);
+        let obs = observed(instance("terminated", &[], &[]), vec![]);
+        assert!(matches!(plan(&obs, &s), Step::Fail(m) if m.contains("terminated")));
+        let mut shared = vol(OLD, "in-use", Some("/dev/sdf"), &[]);
+        shared.attachments.push(Attachment { instance_id: "i-0other".into(), device: "/dev/sdg".into(), state: "attached".into() });
+        let obs = observed(instance("running", &[("/dev/sdf", OLD, false)], &[]), vec![target(shared, vec![], vec![], vec![])]);
+        assert!(matches!(plan(&obs, &s), Step::Fail(m) if m.contains("multi-attach")));
+        let obs = observed(instance("stopping", &[], &[]), vec![]);
+        assert!(matches!(plan(&obs, &s), Step::Wait(_)));
+    }
+
+    #[test]
+    fn a_detached_volume_is_replaced_and_marked() {
+        let s = settings(false);
+        let old = vol(OLD, "available", None, &[]);
+        let mut t = target(old.clone(), vec![], vec![], vec![]);
+        t.device = None;
+        let mut obs = Observed { requested: old, instance: None, targets: vec![t.clone()], replaced: vec![], leftover_snapshots: vec![] };
+        assert_eq!(act(plan(&obs, &s)), Action::SnapshotSource { volume: OLD.into(), taken_while: "detached".into() });
+        t.new_volumes = vec![vol(NEW, "available", None, &[(tag::ENCRYPTED_FROM, OLD), (tag::TAKEN_WHILE, "detached")])];
+        obs.targets = vec![t];
+        assert_eq!(act(plan(&obs, &s)), Action::MarkReplaced { old: OLD.into(), new: NEW.into() });
+    }
+}
