@@ -4,6 +4,10 @@
 //! Tests share one server, so each test names its resources uniquely (`unique`) and asserts
 //! only on what it created; Config results are kept per rule name, and each test uses its own.
 
+pub mod faults;
+pub mod logs;
+pub mod reliability;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -42,6 +46,35 @@ pub async fn sdk() -> SdkConfig {
     builder.set_retry_config(base.retry_config().cloned());
     builder.set_timeout_config(base.timeout_config().cloned());
     builder.build()
+}
+
+/// An SDK configuration for a test endpoint (the stand-in, or a fault proxy in front of it):
+/// the Lambdas' retry policy (same attempts, same retry classification) with millisecond
+/// back-off, and a short per-attempt timeout so a hung call is abandoned in about
+/// `attempt_timeout` instead of 30 s.
+pub async fn sdk_at(endpoint: &str, attempt_timeout: std::time::Duration) -> SdkConfig {
+    use aws_config::retry::RetryConfig;
+    use aws_config::timeout::TimeoutConfig;
+    use std::time::Duration;
+    assert!(endpoint.starts_with("http://127.0.0.1:"), "test endpoints are loopback only: {endpoint}");
+    sdk()
+        .await
+        .to_builder()
+        .endpoint_url(endpoint)
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(atrest::clients::MAX_ATTEMPTS)
+                .with_initial_backoff(Duration::from_millis(5))
+                .with_max_backoff(Duration::from_millis(100)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_attempt_timeout(attempt_timeout)
+                .operation_timeout(Duration::from_secs(60))
+                .build(),
+        )
+        .build()
 }
 
 /// A name no other test (or earlier run against the same server) uses: lowercase, valid as an

@@ -1,0 +1,332 @@
+//! Every fix under faults: seeded random fault schedules, every fault class at every call, and
+//! a kill after every call followed by a resume from a fresh runner. After each run the
+//! invariants are checked straight against the stand-in: the resource is compliant, exactly
+//! one target exists, nothing the user had is gone, intermediate artifacts are cleaned up or
+//! tagged.
+//!
+//! A fix joins by adding one line to `SCENARIOS` (and a `FixScenario` + `Fixture` below).
+//! Run with `--nocapture` to print the per-scenario table RELIABILITY.md reports.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use atrest::{ConfigRule, Fix, Params, RuleContext};
+use atrest_testkit::faults::ALL_FAULTS;
+use atrest_testkit::reliability::{
+    Coverage, FixScenario, Fixture, Harness, RunResult, clean_run, failures, kill_jobs, operations, random_jobs, run_all, targeted_jobs,
+};
+use atrest_testkit::{endpoint, sdk, topic, unique};
+use aws_config::SdkConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use serde_json::{Value, json};
+
+/// The table: one line per fix (variant).
+static SCENARIOS: &[&dyn FixScenario] = &[
+    &S3Scenario { name: "s3-enable-default-encryption/sse-s3", kms: false },
+    &S3Scenario { name: "s3-enable-default-encryption/sse-kms-alias", kms: true },
+];
+
+/// Random schedules per scenario, and their shape.
+const SEEDS: u64 = 24;
+const RATE_PERCENT: u64 = 35;
+const MAX_FAULTS: u32 = 4;
+/// Runs in flight at once (moto is one GIL-bound process; more only queues).
+const CONCURRENCY: usize = 6;
+
+async fn harness(direct: &SdkConfig) -> Harness {
+    let mut h = Harness::new(&endpoint());
+    h.alert_topic = Some(topic(direct, &unique("reliability")).await);
+    h
+}
+
+fn report(kind: &str, scenario: &str, results: &[RunResult], started: Instant) {
+    let faults: usize = results.iter().map(|r| r.faults().count()).sum();
+    let mut by_class: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in results {
+        for (_, f) in r.faults() {
+            *by_class.entry(f.name()).or_default() += 1;
+        }
+    }
+    let killed = results.iter().filter(|r| r.killed).count();
+    let passed = results.iter().filter(|r| r.violations.is_empty()).count();
+    let calls: usize = results.iter().map(|r| r.exchanges.len()).sum();
+    let steps: usize = results.iter().map(|r| r.steps).sum();
+    println!(
+        "RELIABILITY {kind} {scenario}: runs={} passed={passed} calls={calls} steps={steps} faults={faults} {by_class:?} killed={killed} in {:.1}s",
+        results.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fix_survives_seeded_random_faults() {
+    let direct = sdk().await;
+    let h = harness(&direct).await;
+    let mut problems = Vec::new();
+    for scenario in SCENARIOS {
+        scenario.warm_up(&direct).await;
+        let started = Instant::now();
+        let results = run_all(&h, &direct, *scenario, random_jobs(&h, 0..SEEDS, RATE_PERCENT, MAX_FAULTS, ALL_FAULTS), CONCURRENCY).await;
+        report("random", scenario.name(), &results, started);
+        assert!(results.iter().map(|r| r.faults().count()).sum::<usize>() >= SEEDS as usize, "the schedules inject faults");
+        problems.extend(failures(&results));
+    }
+    assert!(problems.is_empty(), "{} runs broke an invariant:\n{}", problems.len(), problems.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_class_at_every_call_of_every_fix() {
+    let direct = sdk().await;
+    let h = harness(&direct).await;
+    let mut problems = Vec::new();
+    for scenario in SCENARIOS {
+        scenario.warm_up(&direct).await;
+        let clean = clean_run(&h, &direct, *scenario).await;
+        assert!(clean.violations.is_empty(), "{}: the fault-free run fails: {:?}", scenario.name(), clean.violations);
+        let started = Instant::now();
+        let results = run_all(&h, &direct, *scenario, targeted_jobs(&h, clean.exchanges.len() as u64, ALL_FAULTS), CONCURRENCY).await;
+        report("targeted", scenario.name(), &results, started);
+        let mut coverage = Coverage::default();
+        results.iter().for_each(|r| coverage.add(r));
+        let missing = coverage.missing(&operations(&clean), ALL_FAULTS);
+        assert!(missing.is_empty(), "{}: not covered: {missing:?}", scenario.name());
+        problems.extend(failures(&results));
+    }
+    assert!(problems.is_empty(), "{} runs broke an invariant:\n{}", problems.len(), problems.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fix_resumes_after_a_kill_at_every_call() {
+    let direct = sdk().await;
+    let h = harness(&direct).await;
+    let mut problems = Vec::new();
+    for scenario in SCENARIOS {
+        scenario.warm_up(&direct).await;
+        let clean = clean_run(&h, &direct, *scenario).await;
+        let calls = clean.exchanges.len() as u64;
+        let started = Instant::now();
+        let results = run_all(&h, &direct, *scenario, kill_jobs(calls), CONCURRENCY).await;
+        report("kill", scenario.name(), &results, started);
+        assert_eq!(results.iter().filter(|r| r.killed).count() as u64, 2 * calls, "{}: every kill point was reached", scenario.name());
+        problems.extend(failures(&results));
+    }
+    assert!(problems.is_empty(), "{} runs broke an invariant:\n{}", problems.len(), problems.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// S3: fix-s3-enable-default-encryption
+
+struct S3Scenario {
+    name: &'static str,
+    kms: bool,
+}
+
+struct S3Object {
+    key: String,
+    bytes: Vec<u8>,
+    content_type: Option<String>,
+    metadata: BTreeMap<String, String>,
+    tags: BTreeSet<(String, String)>,
+}
+
+struct S3Fixture {
+    bucket: String,
+    objects: Vec<S3Object>,
+    policy_statements: BTreeSet<String>,
+    bucket_tags: BTreeSet<(String, String)>,
+    /// (alias, key ARN) when the run asks for SSE-KMS.
+    kms: Option<(String, String)>,
+}
+
+#[atrest::async_trait]
+impl FixScenario for S3Scenario {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn fix(&self, _sdk: &SdkConfig) -> Arc<dyn Fix> {
+        Arc::new(fix_s3_enable_default_encryption::S3EnableDefaultEncryption)
+    }
+
+    async fn warm_up(&self, sdk: &SdkConfig) {
+        let _ = atrest::clients::s3(sdk).list_buckets().send().await;
+        let _ = atrest::clients::kms(sdk).list_keys().limit(1).send().await;
+    }
+
+    async fn setup(&self, sdk: &SdkConfig) -> Box<dyn Fixture> {
+        let s3 = atrest::clients::s3(sdk);
+        let bucket = unique("rel-s3");
+        s3.create_bucket().bucket(&bucket).send().await.expect("CreateBucket");
+        let objects = vec![
+            S3Object {
+                key: "data/report.csv".into(),
+                bytes: b"a,b\n1,2\n".to_vec(),
+                content_type: Some("text/csv".into()),
+                metadata: [("owner".to_string(), "finance".to_string())].into(),
+                tags: [("class".to_string(), "pii".to_string())].into(),
+            },
+            S3Object {
+                key: "naïve/ünïcode key.bin".into(),
+                bytes: (0..=255u8).collect(),
+                content_type: Some("application/octet-stream".into()),
+                metadata: BTreeMap::new(),
+                tags: [("keep".to_string(), "forever".to_string()), ("team".to_string(), "data".to_string())].into(),
+            },
+        ];
+        for o in &objects {
+            let tagging = o.tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+            s3.put_object()
+                .bucket(&bucket)
+                .key(&o.key)
+                .body(ByteStream::from(o.bytes.clone()))
+                .set_content_type(o.content_type.clone())
+                .set_metadata(Some(o.metadata.clone().into_iter().collect()))
+                .tagging(tagging)
+                .send()
+                .await
+                .expect("PutObject");
+        }
+        let statements = vec![
+            json!({"Sid": "ReadForAuditors", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+                   "Action": "s3:GetObject", "Resource": format!("arn:aws:s3:::{bucket}/*")}),
+            json!({"Sid": "DenyUnencryptedUploads", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+                   "Resource": format!("arn:aws:s3:::{bucket}/*"),
+                   "Condition": {"Null": {"s3:x-amz-server-side-encryption": "true"}}}),
+            json!({"Sid": "ListForAuditors", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+                   "Action": "s3:ListBucket", "Resource": format!("arn:aws:s3:::{bucket}")}),
+        ];
+        let policy = json!({"Version": "2012-10-17", "Statement": statements});
+        s3.put_bucket_policy().bucket(&bucket).policy(policy.to_string()).send().await.expect("PutBucketPolicy");
+        let bucket_tags: BTreeSet<(String, String)> = [("cost-center".to_string(), "42".to_string())].into();
+        let tag_set =
+            bucket_tags.iter().map(|(k, v)| aws_sdk_s3::types::Tag::builder().key(k).value(v).build().unwrap()).collect::<Vec<_>>();
+        s3.put_bucket_tagging()
+            .bucket(&bucket)
+            .tagging(aws_sdk_s3::types::Tagging::builder().set_tag_set(Some(tag_set)).build().unwrap())
+            .send()
+            .await
+            .expect("PutBucketTagging");
+        let kms = if self.kms {
+            let client = atrest::clients::kms(sdk);
+            let key = client.create_key().send().await.expect("CreateKey").key_metadata().unwrap().clone();
+            let alias = format!("alias/{}", unique("rel"));
+            client.create_alias().alias_name(&alias).target_key_id(key.key_id()).send().await.expect("CreateAlias");
+            Some((alias, key.arn().unwrap().to_string()))
+        } else {
+            None
+        };
+        Box::new(S3Fixture { bucket, objects, policy_statements: statements.iter().map(Value::to_string).collect(), bucket_tags, kms })
+    }
+}
+
+#[atrest::async_trait]
+impl Fixture for S3Fixture {
+    fn payload(&self) -> Value {
+        let mut p = json!({"ResourceId": self.bucket, "ExecutionId": "00000000-0000-4000-8000-00000000feed"});
+        if let Some((alias, _)) = &self.kms {
+            p["SSEAlgorithm"] = json!("aws:kms");
+            p["KmsKeyId"] = json!(alias);
+        }
+        p
+    }
+
+    async fn violations(&self, sdk: &SdkConfig) -> Vec<String> {
+        let mut v = Vec::new();
+        let s3 = atrest::clients::s3(sdk);
+        let b = &self.bucket;
+
+        // Compliant, as the rule itself judges the live bucket.
+        let rule = rule_s3_bucket_server_side_encryption_enabled::S3BucketServerSideEncryptionEnabled;
+        let params = if self.kms.is_some() { json!({"requiredAlgorithm": "aws:kms"}) } else { json!({}) };
+        let params =
+            rule.spec().parse_params(&params.as_object().unwrap().clone().into_iter().collect()).unwrap_or_else(|_| Params::default());
+        let ctx = RuleContext::new(sdk, params);
+        match rule.fetch_item(&ctx, "AWS::S3::Bucket", b).await {
+            Ok(Some(item)) => match rule.judge(&ctx, &item).await {
+                Ok(verdict) if verdict.compliance == atrest::Compliance::Compliant => {}
+                other => v.push(format!("the rule does not judge {b} compliant: {other:?}")),
+            },
+            other => v.push(format!("cannot read {b} back: {other:?}")),
+        }
+        // Exactly one default-encryption rule, the one asked for.
+        match s3.get_bucket_encryption().bucket(b).send().await {
+            Ok(out) => {
+                let rules = out.server_side_encryption_configuration().map(|c| c.rules().to_vec()).unwrap_or_default();
+                if rules.len() != 1 {
+                    v.push(format!("{} encryption rules, expected exactly one", rules.len()));
+                }
+                if let (Some((_, arn)), Some(rule)) = (&self.kms, rules.first()) {
+                    let d = rule.apply_server_side_encryption_by_default();
+                    if d.and_then(|d| d.kms_master_key_id()) != Some(arn.as_str()) {
+                        v.push(format!("the key is {:?}, expected {arn}", d.and_then(|d| d.kms_master_key_id())));
+                    }
+                }
+            }
+            Err(e) => v.push(format!("GetBucketEncryption: {e:?}")),
+        }
+        // Every object, with its bytes, type, metadata and tags; no object added.
+        let listed = s3
+            .list_objects_v2()
+            .bucket(b)
+            .send()
+            .await
+            .map(|o| o.contents().iter().filter_map(|c| c.key().map(str::to_string)).collect::<BTreeSet<_>>());
+        let expected: BTreeSet<String> = self.objects.iter().map(|o| o.key.clone()).collect();
+        match listed {
+            Ok(keys) if keys == expected => {}
+            other => v.push(format!("objects are {other:?}, expected {expected:?}")),
+        }
+        for o in &self.objects {
+            match s3.get_object().bucket(b).key(&o.key).send().await {
+                Ok(out) => {
+                    if out.content_type() != o.content_type.as_deref() {
+                        v.push(format!("{}: content type {:?}", o.key, out.content_type()));
+                    }
+                    let metadata: BTreeMap<String, String> = out.metadata().cloned().unwrap_or_default().into_iter().collect();
+                    if metadata != o.metadata {
+                        v.push(format!("{}: metadata {metadata:?}, expected {:?}", o.key, o.metadata));
+                    }
+                    let bytes = out.body.collect().await.map(|b| b.into_bytes().to_vec()).unwrap_or_default();
+                    if bytes != o.bytes {
+                        v.push(format!("{}: {} bytes differ from the {} written", o.key, bytes.len(), o.bytes.len()));
+                    }
+                }
+                Err(e) => v.push(format!("{} is gone: {e:?}", o.key)),
+            }
+            let tags: BTreeSet<(String, String)> = s3
+                .get_object_tagging()
+                .bucket(b)
+                .key(&o.key)
+                .send()
+                .await
+                .map(|t| t.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect())
+                .unwrap_or_default();
+            if tags != o.tags {
+                v.push(format!("{}: tags {tags:?}, expected {:?}", o.key, o.tags));
+            }
+        }
+        // Every policy statement, unchanged, and no other.
+        match s3.get_bucket_policy().bucket(b).send().await {
+            Ok(out) => {
+                let doc: Value = serde_json::from_str(out.policy().unwrap_or("{}")).unwrap_or(Value::Null);
+                let now: BTreeSet<String> = doc["Statement"].as_array().into_iter().flatten().map(Value::to_string).collect();
+                if now != self.policy_statements {
+                    v.push(format!("policy statements changed: {now:?}"));
+                }
+            }
+            Err(e) => v.push(format!("the bucket policy is gone: {e:?}")),
+        }
+        let tags: BTreeSet<(String, String)> = s3
+            .get_bucket_tagging()
+            .bucket(b)
+            .send()
+            .await
+            .map(|t| t.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect())
+            .unwrap_or_default();
+        if tags != self.bucket_tags {
+            v.push(format!("bucket tags {tags:?}, expected {:?}", self.bucket_tags));
+        }
+        v
+    }
+}
