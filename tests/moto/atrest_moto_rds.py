@@ -31,6 +31,16 @@ def _unique_dbi_resource_ids():
 
     DBInstance.__init__ = __init__
 
+    # moto makes a read replica by copying its primary object, id included.
+    original_replica = RDSBackend.create_db_instance_read_replica
+
+    def create_db_instance_read_replica(self, db_kwargs):
+        replica = original_replica(self, db_kwargs)
+        replica.dbi_resource_id = "db-" + _random_suffix()
+        return replica
+
+    RDSBackend.create_db_instance_read_replica = create_db_instance_read_replica
+
 
 def _cluster_resource_id_filter():
     DBCluster.SUPPORTED_FILTERS = dict(DBCluster.SUPPORTED_FILTERS)

@@ -211,7 +211,22 @@ pub fn member_request(
         .set_tags(Some(tags))
 }
 
-pub struct RdsEncryptCluster;
+/// The worker. `default()` builds its RDS client from the invocation's SDK configuration;
+/// `with_client` uses the given one (tests use mocked clients where the stand-in is wrong).
+#[derive(Debug, Clone, Default)]
+pub struct RdsEncryptCluster {
+    rds: Option<aws_sdk_rds::Client>,
+}
+
+impl RdsEncryptCluster {
+    pub fn with_client(rds: aws_sdk_rds::Client) -> Self {
+        RdsEncryptCluster { rds: Some(rds) }
+    }
+
+    fn client(&self, ctx: &FixContext) -> aws_sdk_rds::Client {
+        self.rds.clone().unwrap_or_else(|| client(&ctx.sdk))
+    }
+}
 
 struct Run<'a> {
     rds: aws_sdk_rds::Client,
@@ -495,7 +510,7 @@ impl Fix for RdsEncryptCluster {
 
     async fn reconcile(&self, ctx: &FixContext, req: &FixRequest) -> Result<FixOutcome> {
         let resource_id = req.resource_id.as_str();
-        let rds = client(&ctx.sdk);
+        let rds = self.client(ctx);
         let Some(source) = cluster_by_resource_id(&rds, resource_id).await? else {
             return Ok(FixOutcome::failed(
                 &SPEC,

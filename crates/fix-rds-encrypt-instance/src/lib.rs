@@ -229,7 +229,22 @@ pub fn post_restore_changes(source: &DbInstance, target: &DbInstance) -> Vec<Str
     changes
 }
 
-pub struct RdsEncryptInstance;
+/// The worker. `default()` builds its RDS client from the invocation's SDK configuration;
+/// `with_client` uses the given one (tests use mocked clients where the stand-in is wrong).
+#[derive(Debug, Clone, Default)]
+pub struct RdsEncryptInstance {
+    rds: Option<aws_sdk_rds::Client>,
+}
+
+impl RdsEncryptInstance {
+    pub fn with_client(rds: aws_sdk_rds::Client) -> Self {
+        RdsEncryptInstance { rds: Some(rds) }
+    }
+
+    fn client(&self, ctx: &FixContext) -> aws_sdk_rds::Client {
+        self.rds.clone().unwrap_or_else(|| client(&ctx.sdk))
+    }
+}
 
 /// What a step decided, before it is turned into an outcome.
 enum Step {
@@ -594,7 +609,7 @@ impl Fix for RdsEncryptInstance {
 
     async fn reconcile(&self, ctx: &FixContext, req: &FixRequest) -> Result<FixOutcome> {
         let resource_id = req.resource_id.as_str();
-        let rds = client(&ctx.sdk);
+        let rds = self.client(ctx);
         let Some(source) = instance_by_resource_id(&rds, resource_id).await? else {
             return Ok(FixOutcome::failed(
                 &SPEC,

@@ -110,7 +110,22 @@ fn parse_resource_id(resource_id: &str) -> (Vec<Kind>, String) {
     (vec![Kind::Db, Kind::Cluster], resource_id.to_string())
 }
 
-pub struct RdsEncryptSnapshot;
+/// The worker. `default()` builds its RDS client from the invocation's SDK configuration;
+/// `with_client` uses the given one (tests use mocked clients where the stand-in is wrong).
+#[derive(Debug, Clone, Default)]
+pub struct RdsEncryptSnapshot {
+    rds: Option<aws_sdk_rds::Client>,
+}
+
+impl RdsEncryptSnapshot {
+    pub fn with_client(rds: aws_sdk_rds::Client) -> Self {
+        RdsEncryptSnapshot { rds: Some(rds) }
+    }
+
+    fn client(&self, ctx: &FixContext) -> aws_sdk_rds::Client {
+        self.rds.clone().unwrap_or_else(|| client(&ctx.sdk))
+    }
+}
 
 #[async_trait]
 impl Fix for RdsEncryptSnapshot {
@@ -119,7 +134,7 @@ impl Fix for RdsEncryptSnapshot {
     }
 
     async fn reconcile(&self, ctx: &FixContext, req: &FixRequest) -> Result<FixOutcome> {
-        let rds = client(&ctx.sdk);
+        let rds = self.client(ctx);
         let (kinds, source_id) = parse_resource_id(&req.resource_id);
         let target_id = match req.params.text("TargetSnapshotIdentifier") {
             Some(t) if is_valid_identifier(&t.to_ascii_lowercase()) => t.to_ascii_lowercase(),
