@@ -185,8 +185,9 @@ fn refuses_to_destroy_data_without_force() {
         assert!(script.contains(guard), "missing guard: {guard}");
     }
     // The wrapped key is stored before the device is formatted.
-    let put = script.find("aws ssm put-parameter").unwrap();
-    let format = script.find("cryptsetup luksFormat").unwrap();
+    let code: String = script.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n");
+    let put = code.find("aws ssm put-parameter").unwrap();
+    let format = code.find("cryptsetup luksFormat").unwrap();
     assert!(put < format, "the key must be stored before luksFormat");
     assert!(script.contains("mktemp -p /dev/shm"), "the plaintext key only lives in RAM");
 }

@@ -135,12 +135,21 @@ pub async fn observe(ec2: &Client, volume_id: &str, key_arn: &str) -> Result<Opt
     let Some(requested) = volumes_by_id(ec2, &BTreeSet::from([volume_id.to_string()])).await?.into_iter().next() else {
         return Ok(None);
     };
-    // Which instance: where it is attached, or (mid-swap, after its detach) where its
-    // replacement is headed.
+    // Which instance: where it is attached; mid-swap (after its detach) where its replacement
+    // is headed; once replaced, where the replacement is attached (the rest of that instance
+    // may still be in progress).
     let mut instance_id = requested.attachments.iter().find(|a| a.state != "detached").map(|a| a.instance_id.clone());
-    if instance_id.is_none() && requested.tag(tag::REPLACED_BY).is_none() {
-        let in_flight = volumes_where(ec2, filter(&format!("tag:{}", tag::ENCRYPTED_FROM), [requested.id.clone()])).await?;
-        instance_id = in_flight.iter().find_map(|n| n.tag(tag::FOR_INSTANCE).map(str::to_string));
+    if instance_id.is_none() {
+        let replacements = volumes_where(ec2, filter(&format!("tag:{}", tag::ENCRYPTED_FROM), [requested.id.clone()])).await?;
+        instance_id = replacements.iter().find_map(|n| n.tag(tag::FOR_INSTANCE).map(str::to_string));
+        if instance_id.is_none()
+            && let Some(new) = requested.tag(tag::REPLACED_BY)
+        {
+            instance_id = replacements
+                .iter()
+                .filter(|n| n.id == new)
+                .find_map(|n| n.attachments.iter().find(|a| a.state != "detached").map(|a| a.instance_id.clone()));
+        }
     }
     let instance = match &instance_id {
         Some(id) => Some(instance(ec2, id).await?.ok_or_else(|| {
