@@ -10,6 +10,9 @@ pub fn rules() -> Vec<Arc<dyn ConfigRule>> {
         Arc::new(rule_encrypted_volumes::EncryptedVolumes),
         Arc::new(rule_ec2_ebs_encryption_by_default::Ec2EbsEncryptionByDefault::default()),
         Arc::new(rule_ec2_instance_store_encrypted::Ec2InstanceStoreEncrypted::default()),
+        Arc::new(rule_rds_storage_encrypted::RdsStorageEncrypted),
+        Arc::new(rule_rds_cluster_encrypted_at_rest::RdsClusterEncryptedAtRest),
+        Arc::new(rule_rds_snapshot_encrypted::RdsSnapshotEncrypted),
     ]
 }
 
@@ -18,6 +21,9 @@ pub fn fixes() -> Vec<Arc<dyn Fix>> {
         Arc::new(fix_s3_enable_default_encryption::S3EnableDefaultEncryption),
         Arc::new(fix_ebs_encrypt_volumes::EbsEncryptVolumes::default()),
         Arc::new(fix_ebs_enable_default_encryption::EbsEnableDefaultEncryption::default()),
+        Arc::new(fix_rds_encrypt_instance::RdsEncryptInstance::default()),
+        Arc::new(fix_rds_encrypt_cluster::RdsEncryptCluster::default()),
+        Arc::new(fix_rds_encrypt_snapshot::RdsEncryptSnapshot::default()),
     ]
 }
 
