@@ -91,7 +91,12 @@ async fn a_cluster_comes_back_encrypted_with_every_member() {
     let mut expected: Vec<(String, String)> = members.iter().map(|(m, c)| (format!("{m}-encrypted"), c.clone())).collect();
     expected.sort();
     assert_eq!(new_members, expected, "three members of the same classes");
-    assert!(out.db_instances().iter().filter(|i| i.db_cluster_identifier() == Some(target_id.as_str())).all(|i| i.storage_encrypted() == Some(true)));
+    assert!(
+        out.db_instances()
+            .iter()
+            .filter(|i| i.db_cluster_identifier() == Some(target_id.as_str()))
+            .all(|i| i.storage_encrypted() == Some(true))
+    );
 
     // The source cluster and its members are untouched.
     let source = rds(&sdk).describe_db_clusters().db_cluster_identifier(&id).send().await.unwrap().db_clusters()[0].clone();
@@ -126,7 +131,8 @@ async fn a_cluster_rename_cutover_moves_the_name() {
     let now = rds(&sdk).describe_db_clusters().db_cluster_identifier(&id).send().await.unwrap().db_clusters()[0].clone();
     assert_eq!(now.storage_encrypted(), Some(true));
     assert_eq!(now.db_cluster_members().len(), 3);
-    let old = rds(&sdk).describe_db_clusters().db_cluster_identifier(format!("{id}-unencrypted")).send().await.unwrap().db_clusters()[0].clone();
+    let old =
+        rds(&sdk).describe_db_clusters().db_cluster_identifier(format!("{id}-unencrypted")).send().await.unwrap().db_clusters()[0].clone();
     assert_eq!(old.db_cluster_resource_id(), Some(resource_id.as_str()));
     assert_eq!(old.db_cluster_members().len(), 3, "the source keeps its members");
 }

@@ -76,7 +76,14 @@ async fn unencrypted_instance(sdk: &SdkConfig, id: &str) -> DbInstance {
     let net = network(sdk).await;
     let client = rds(sdk);
     let pg = unique("params");
-    client.create_db_parameter_group().db_parameter_group_name(&pg).db_parameter_group_family("mysql8.0").description("t").send().await.unwrap();
+    client
+        .create_db_parameter_group()
+        .db_parameter_group_name(&pg)
+        .db_parameter_group_family("mysql8.0")
+        .description("t")
+        .send()
+        .await
+        .unwrap();
     let og = unique("options");
     client
         .create_option_group()
@@ -129,14 +136,20 @@ async fn targets_of(sdk: &SdkConfig, resource_id: &str) -> Vec<DbInstance> {
 async fn snapshot_ids(sdk: &SdkConfig, resource_id: &str) -> Vec<String> {
     let prefix = format!("atrest-{}", resource_id.to_ascii_lowercase());
     let out = rds(sdk).describe_db_snapshots().snapshot_type("manual").send().await.unwrap();
-    let mut ids: Vec<String> =
-        out.db_snapshots().iter().filter_map(|s| s.db_snapshot_identifier()).filter(|s| s.starts_with(&prefix)).map(str::to_string).collect();
+    let mut ids: Vec<String> = out
+        .db_snapshots()
+        .iter()
+        .filter_map(|s| s.db_snapshot_identifier())
+        .filter(|s| s.starts_with(&prefix))
+        .map(str::to_string)
+        .collect();
     ids.sort();
     ids
 }
 
 fn sg_ids(instance: &DbInstance) -> Vec<String> {
-    let mut ids: Vec<String> = instance.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id()).map(str::to_string).collect();
+    let mut ids: Vec<String> =
+        instance.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id()).map(str::to_string).collect();
     ids.sort();
     ids
 }
@@ -156,7 +169,10 @@ async fn encrypts_with_every_setting_carried_over_and_keeps_the_source() {
     let target = describe(&sdk, &target_id).await.expect("the encrypted instance exists");
     assert_eq!(target.storage_encrypted(), Some(true));
     assert!(target.kms_key_id().is_some_and(|k| k.starts_with("arn:aws:kms:")), "{:?}", target.kms_key_id());
-    assert_eq!(target.db_subnet_group().and_then(|g| g.db_subnet_group_name()), source.db_subnet_group().and_then(|g| g.db_subnet_group_name()));
+    assert_eq!(
+        target.db_subnet_group().and_then(|g| g.db_subnet_group_name()),
+        source.db_subnet_group().and_then(|g| g.db_subnet_group_name())
+    );
     assert_eq!(sg_ids(&target), sg_ids(&source));
     assert_eq!(sg_ids(&target).len(), 2);
     assert_eq!(
@@ -192,7 +208,11 @@ async fn encrypts_with_every_setting_carried_over_and_keeps_the_source() {
     assert_eq!(tag_value(kept.db_snapshots()[0].tag_list(), "team"), Some("orders"), "the encrypted snapshot keeps the source's tags");
 
     // The operator is told what exists and what to do next.
-    assert!(outcome.message.contains(&format!("point clients at {}", target.endpoint().unwrap().address().unwrap())), "{}", outcome.message);
+    assert!(
+        outcome.message.contains(&format!("point clients at {}", target.endpoint().unwrap().address().unwrap())),
+        "{}",
+        outcome.message
+    );
     assert!(outcome.message.contains(&format!("delete {id} when satisfied")), "{}", outcome.message);
     let messages = sns_messages(&topic_arn).await;
     assert_eq!(messages.len(), 1, "{messages:?}");

@@ -9,11 +9,11 @@ use atrest::{FixRequest, FixRunner, FixStatus};
 use atrest_testkit::load_event;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_rds::Client;
+use aws_sdk_rds::operation::describe_db_cluster_snapshots::DescribeDbClusterSnapshotsOutput;
 use aws_sdk_rds::operation::describe_db_clusters::DescribeDbClustersOutput;
 use aws_sdk_rds::operation::describe_db_instances::{DescribeDBInstancesError, DescribeDbInstancesOutput};
 use aws_sdk_rds::operation::describe_db_snapshots::{DescribeDBSnapshotsError, DescribeDbSnapshotsOutput};
 use aws_sdk_rds::operation::restore_db_cluster_from_snapshot::RestoreDbClusterFromSnapshotOutput;
-use aws_sdk_rds::operation::describe_db_cluster_snapshots::DescribeDbClusterSnapshotsOutput;
 use aws_sdk_rds::operation::restore_db_instance_from_db_snapshot::RestoreDbInstanceFromDbSnapshotOutput;
 use aws_sdk_rds::types::error::{DbInstanceNotFoundFault, DbSnapshotNotFoundFault};
 use aws_sdk_rds::types::{
@@ -92,16 +92,18 @@ fn describe_source() -> Rule {
 }
 
 fn no_instance_by_name() -> Rule {
-    mock!(Client::describe_db_instances)
-        .match_requests(|r| r.db_instance_identifier().is_some())
-        .then_error(|| DescribeDBInstancesError::DbInstanceNotFoundFault(DbInstanceNotFoundFault::builder().meta(code("DBInstanceNotFound")).build()))
+    mock!(Client::describe_db_instances).match_requests(|r| r.db_instance_identifier().is_some()).then_error(|| {
+        DescribeDBInstancesError::DbInstanceNotFoundFault(DbInstanceNotFoundFault::builder().meta(code("DBInstanceNotFound")).build())
+    })
 }
 
 fn snapshot_rule(id: &'static str, answer: Option<DbSnapshot>) -> Rule {
     let rule = mock!(Client::describe_db_snapshots).match_requests(move |r| r.db_snapshot_identifier() == Some(id));
     match answer {
         Some(s) => rule.then_output(move || DescribeDbSnapshotsOutput::builder().db_snapshots(s.clone()).build()),
-        None => rule.then_error(|| DescribeDBSnapshotsError::DbSnapshotNotFoundFault(DbSnapshotNotFoundFault::builder().meta(code("DBSnapshotNotFound")).build())),
+        None => rule.then_error(|| {
+            DescribeDBSnapshotsError::DbSnapshotNotFoundFault(DbSnapshotNotFoundFault::builder().meta(code("DBSnapshotNotFound")).build())
+        }),
     }
 }
 
@@ -262,9 +264,8 @@ async fn a_cluster_restore_asks_for_the_key_and_an_unencrypted_result_fails() {
     let by_resource = mock!(Client::describe_db_clusters)
         .match_requests(|r| !r.filters().is_empty())
         .then_output(|| DescribeDbClustersOutput::builder().db_clusters(source_cluster()).build());
-    let no_target = mock!(Client::describe_db_clusters)
-        .match_requests(|r| r.db_cluster_identifier() == Some("ledger-encrypted"))
-        .then_error(|| {
+    let no_target =
+        mock!(Client::describe_db_clusters).match_requests(|r| r.db_cluster_identifier() == Some("ledger-encrypted")).then_error(|| {
             aws_sdk_rds::operation::describe_db_clusters::DescribeDBClustersError::DbClusterNotFoundFault(
                 aws_sdk_rds::types::error::DbClusterNotFoundFault::builder().meta(code("DBClusterNotFoundFault")).build(),
             )

@@ -156,7 +156,9 @@ pub fn restore_request(
         .set_db_subnet_group_name(source.db_subnet_group().map(str::to_string))
         .set_vpc_security_group_ids(Some(security_groups).filter(|v| !v.is_empty()))
         .set_db_cluster_parameter_group_name(source.db_cluster_parameter_group().map(str::to_string))
-        .set_option_group_name(source.db_cluster_option_group_memberships().first().and_then(|g| g.db_cluster_option_group_name()).map(str::to_string))
+        .set_option_group_name(
+            source.db_cluster_option_group_memberships().first().and_then(|g| g.db_cluster_option_group_name()).map(str::to_string),
+        )
         .set_enable_iam_database_authentication(source.iam_database_authentication_enabled())
         .set_deletion_protection(source.deletion_protection())
         .set_copy_tags_to_snapshot(source.copy_tags_to_snapshot())
@@ -418,7 +420,9 @@ impl Run<'_> {
         let source_status = self.source.status().unwrap_or_default();
         let (renaming, new_name) = if source_id == names.original {
             if source_status != "available" {
-                return Ok(Some(Step::Waiting(format!("Waiting for {source_id} to be available before renaming it (now {source_status})."))));
+                return Ok(Some(Step::Waiting(format!(
+                    "Waiting for {source_id} to be available before renaming it (now {source_status})."
+                ))));
             }
             (source_id, names.renamed_source.as_str())
         } else {
@@ -490,7 +494,8 @@ impl Run<'_> {
                  Next: check the application, then delete {source_id} and its instances when satisfied."
             );
         }
-        let not_done = if cutover_asked && !writes_frozen { "The rename cutover was NOT done because WritesFrozen is not true. " } else { "" };
+        let not_done =
+            if cutover_asked && !writes_frozen { "The rename cutover was NOT done because WritesFrozen is not true. " } else { "" };
         format!(
             "Encrypted copy {target_id} of DB cluster {source_id} is available at {endpoint}{reader} (KMS key {key}) with {members} \
              member instance(s) recreated like the source's, and the source's network, parameter group, engine version and tags. \
@@ -530,7 +535,11 @@ impl Fix for RdsEncryptCluster {
 
         let target = run.find_target().await?;
         if target.is_none() && run.source.storage_encrypted() == Some(true) && key_matches(ctx, run.source.kms_key_id(), &key_arn).await? {
-            return Ok(FixOutcome::succeeded(&SPEC, req, format!("DB cluster {source_id} is already encrypted with KMS key {key_arn}; nothing was changed.")));
+            return Ok(FixOutcome::succeeded(
+                &SPEC,
+                req,
+                format!("DB cluster {source_id} is already encrypted with KMS key {key_arn}; nothing was changed."),
+            ));
         }
         let Some(target) = target else {
             return Ok(outcome(req, &run, run.build_target().await?));
@@ -541,13 +550,19 @@ impl Fix for RdsEncryptCluster {
             return Ok(FixOutcome::failed(&SPEC, req, format!("Encrypted cluster {target_id} is {status}; it was left for inspection.")));
         }
         if status != "available" {
-            return Ok(FixOutcome::in_progress(&SPEC, req, format!("Waiting for encrypted cluster {target_id} to be available (now {status}).")));
+            return Ok(FixOutcome::in_progress(
+                &SPEC,
+                req,
+                format!("Waiting for encrypted cluster {target_id} to be available (now {status})."),
+            ));
         }
         if target.storage_encrypted() != Some(true) {
             return Ok(FixOutcome::failed(
                 &SPEC,
                 req,
-                format!("{target_id} was restored with KMS key {key_arn} but reports unencrypted storage; it was left as it is for inspection."),
+                format!(
+                    "{target_id} was restored with KMS key {key_arn} but reports unencrypted storage; it was left as it is for inspection."
+                ),
             ));
         }
         if is_aurora(&run.source)
@@ -563,7 +578,14 @@ impl Fix for RdsEncryptCluster {
         }
         let changes = run.finish(&target).await?;
         let mut result = if req.dry_run {
-            FixOutcome::succeeded(&SPEC, req, format!("Dry run: {target_id} is ready; would finish with: {}. Nothing was changed.", if changes.is_empty() { "nothing".to_string() } else { changes.join("; ") }))
+            FixOutcome::succeeded(
+                &SPEC,
+                req,
+                format!(
+                    "Dry run: {target_id} is ready; would finish with: {}. Nothing was changed.",
+                    if changes.is_empty() { "nothing".to_string() } else { changes.join("; ") }
+                ),
+            )
         } else {
             FixOutcome::succeeded(&SPEC, req, run.success_message(&target, cutover_asked, writes_frozen))
         };

@@ -51,8 +51,7 @@ pub fn is_valid_identifier(id: &str) -> bool {
 /// base keeps two long names with the same prefix apart.
 pub fn derived_identifier(base: &str, suffix: &str) -> String {
     let clean = |s: &str| -> String {
-        let mapped: String =
-            s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+        let mapped: String = s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
         let mut out = String::with_capacity(mapped.len());
         for c in mapped.chars() {
             if !(c == '-' && out.ends_with('-')) {
@@ -98,12 +97,8 @@ pub fn tag_value<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
 /// `markers`, within RDS's 50-tag limit (markers win: a copy must be recognisable).
 pub fn carried_tags(source: &[Tag], markers: Vec<Tag>) -> Vec<Tag> {
     let room = MAX_TAGS.saturating_sub(markers.len());
-    let mut out: Vec<Tag> = source
-        .iter()
-        .filter(|t| t.key().is_some_and(|k| !k.starts_with("aws:") && !OWN_TAGS.contains(&k)))
-        .take(room)
-        .cloned()
-        .collect();
+    let mut out: Vec<Tag> =
+        source.iter().filter(|t| t.key().is_some_and(|k| !k.starts_with("aws:") && !OWN_TAGS.contains(&k))).take(room).cloned().collect();
     out.extend(markers);
     out
 }

@@ -145,10 +145,8 @@ pub fn restore_request(
         source.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id()).map(str::to_string).collect();
     let logs = source.enabled_cloudwatch_logs_exports().to_vec();
     let (iops, throughput) = provisioned_performance(source);
-    let mut tags = carried_tags(
-        source.tag_list(),
-        vec![tag(TAG_ENCRYPTED_FROM, &names.original), tag(TAG_SOURCE_RESOURCE_ID, resource_id)],
-    );
+    let mut tags =
+        carried_tags(source.tag_list(), vec![tag(TAG_ENCRYPTED_FROM, &names.original), tag(TAG_SOURCE_RESOURCE_ID, resource_id)]);
     tags.dedup_by(|a, b| a.key() == b.key());
     rds.restore_db_instance_from_db_snapshot()
         .db_instance_identifier(&names.target)
@@ -196,11 +194,7 @@ pub fn provisioned_performance(source: &DbInstance) -> (Option<i32>, Option<i32>
             } else {
                 400
             };
-            if source.allocated_storage().unwrap_or(0) >= threshold {
-                (source.iops(), source.storage_throughput())
-            } else {
-                (None, None)
-            }
+            if source.allocated_storage().unwrap_or(0) >= threshold { (source.iops(), source.storage_throughput()) } else { (None, None) }
         }
         _ => (None, None),
     }
@@ -460,7 +454,9 @@ impl Run<'_> {
         let source_status = self.source.db_instance_status().unwrap_or_default();
         if source_id == names.original {
             if source_status != "available" {
-                return Ok(Some(Step::Waiting(format!("Waiting for {source_id} to be available before renaming it (now {source_status})."))));
+                return Ok(Some(Step::Waiting(format!(
+                    "Waiting for {source_id} to be available before renaming it (now {source_status})."
+                ))));
             }
             let change = format!("rename {} to {}", names.original, names.renamed_source);
             if !self.req.dry_run {
@@ -639,7 +635,8 @@ impl Fix for RdsEncryptInstance {
             return Ok(match run.build_target().await? {
                 Step::Started(change) if req.dry_run => dry_run_outcome(req, &run, change),
                 Step::Started(change) => {
-                    FixOutcome::in_progress(&SPEC, req, format!("Started: {change}. The next step follows when AWS is done.")).with_change(change)
+                    FixOutcome::in_progress(&SPEC, req, format!("Started: {change}. The next step follows when AWS is done."))
+                        .with_change(change)
                 }
                 Step::Waiting(message) => FixOutcome::in_progress(&SPEC, req, message),
             });
@@ -678,8 +675,14 @@ impl Fix for RdsEncryptInstance {
         }
         let changes = run.finish(&target).await?;
         if req.dry_run {
-            let mut outcome =
-                FixOutcome::succeeded(&SPEC, req, format!("Dry run: {target_id} exists; would finish with: {}. Nothing was changed.", if changes.is_empty() { "nothing".to_string() } else { changes.join("; ") }));
+            let mut outcome = FixOutcome::succeeded(
+                &SPEC,
+                req,
+                format!(
+                    "Dry run: {target_id} exists; would finish with: {}. Nothing was changed.",
+                    if changes.is_empty() { "nothing".to_string() } else { changes.join("; ") }
+                ),
+            );
             outcome.changes = changes;
             return Ok(outcome);
         }

@@ -138,7 +138,9 @@ impl Fix for RdsEncryptSnapshot {
         let (kinds, source_id) = parse_resource_id(&req.resource_id);
         let target_id = match req.params.text("TargetSnapshotIdentifier") {
             Some(t) if is_valid_identifier(&t.to_ascii_lowercase()) => t.to_ascii_lowercase(),
-            Some(t) => return Err(Error::invalid_parameter("TargetSnapshotIdentifier", format!("{t:?} is not a valid snapshot identifier"))),
+            Some(t) => {
+                return Err(Error::invalid_parameter("TargetSnapshotIdentifier", format!("{t:?} is not a valid snapshot identifier")));
+            }
             None => derived_identifier(&source_id, "-encrypted"),
         };
         let delete_source = req.params.bool("DeleteSource");
@@ -170,13 +172,21 @@ impl Fix for RdsEncryptSnapshot {
                     format!("Encrypted copy {} of {source_id} exists and {source_id} is gone; nothing was changed.", t.id),
                 ));
             }
-            return Ok(FixOutcome::failed(&SPEC, req, format!("No DB or DB cluster snapshot named {source_id} exists. Nothing was changed.")));
+            return Ok(FixOutcome::failed(
+                &SPEC,
+                req,
+                format!("No DB or DB cluster snapshot named {source_id} exists. Nothing was changed."),
+            ));
         };
         let noun = source.kind.noun();
         let source_marker = source.arn.clone().unwrap_or_else(|| source.id.clone());
 
         if target.is_none() && source.encrypted && key_matches(ctx, source.key.as_deref(), &key_arn).await? {
-            return Ok(FixOutcome::succeeded(&SPEC, req, format!("{noun} {source_id} is already encrypted with KMS key {key_arn}; nothing was changed.")));
+            return Ok(FixOutcome::succeeded(
+                &SPEC,
+                req,
+                format!("{noun} {source_id} is already encrypted with KMS key {key_arn}; nothing was changed."),
+            ));
         }
 
         let Some(target) = target else {
@@ -186,21 +196,29 @@ impl Fix for RdsEncryptSnapshot {
                     return Ok(FixOutcome::in_progress(
                         &SPEC,
                         req,
-                        format!("Waiting for {noun} {source_id} to be available ({}).", status_text(source.status.as_deref(), source.percent)),
+                        format!(
+                            "Waiting for {noun} {source_id} to be available ({}).",
+                            status_text(source.status.as_deref(), source.percent)
+                        ),
                     ));
                 }
                 Progress::Broken => {
                     return Ok(FixOutcome::failed(
                         &SPEC,
                         req,
-                        format!("{noun} {source_id} is {}; it cannot be copied. Nothing was changed.", source.status.as_deref().unwrap_or("?")),
+                        format!(
+                            "{noun} {source_id} is {}; it cannot be copied. Nothing was changed.",
+                            source.status.as_deref().unwrap_or("?")
+                        ),
                     ));
                 }
             }
             let change = format!("copy {noun} {source_id} to encrypted snapshot {target_id} with KMS key {key_arn} and its tags");
             if req.dry_run {
                 let delete = if delete_source { format!(", then delete {source_id}") } else { format!("; {source_id} would be kept") };
-                return Ok(FixOutcome::succeeded(&SPEC, req, format!("Dry run: would {change}{delete}. Nothing was changed.")).with_change(change));
+                return Ok(
+                    FixOutcome::succeeded(&SPEC, req, format!("Dry run: would {change}{delete}. Nothing was changed.")).with_change(change)
+                );
             }
             // Tags are passed explicitly (the source's own plus atrest's markers): with explicit
             // tags RDS ignores CopyTags, so this is the only way to have both.
@@ -234,7 +252,9 @@ impl Fix for RdsEncryptSnapshot {
             return Ok(FixOutcome::failed(
                 &SPEC,
                 req,
-                format!("A snapshot named {target_id} already exists and is not atrest's copy of {source_id}; pass another TargetSnapshotIdentifier. Nothing was changed."),
+                format!(
+                    "A snapshot named {target_id} already exists and is not atrest's copy of {source_id}; pass another TargetSnapshotIdentifier. Nothing was changed."
+                ),
             ));
         }
         match snapshot_progress(target.status.as_deref()) {
@@ -243,7 +263,10 @@ impl Fix for RdsEncryptSnapshot {
                 return Ok(FixOutcome::in_progress(
                     &SPEC,
                     req,
-                    format!("Copying {source_id} to encrypted snapshot {target_id} ({}).", status_text(target.status.as_deref(), target.percent)),
+                    format!(
+                        "Copying {source_id} to encrypted snapshot {target_id} ({}).",
+                        status_text(target.status.as_deref(), target.percent)
+                    ),
                 ));
             }
             Progress::Broken => {
@@ -255,17 +278,30 @@ impl Fix for RdsEncryptSnapshot {
             }
         }
         if !target.encrypted {
-            return Ok(FixOutcome::failed(&SPEC, req, format!("Copy {target_id} reports that it is not encrypted; it was left for inspection.")));
+            return Ok(FixOutcome::failed(
+                &SPEC,
+                req,
+                format!("Copy {target_id} reports that it is not encrypted; it was left for inspection."),
+            ));
         }
         let key = target.key.as_deref().unwrap_or(&key_arn);
         if delete_source && !source.automated {
             let change = format!("delete unencrypted {noun} {source_id}");
             if req.dry_run {
-                return Ok(FixOutcome::succeeded(&SPEC, req, format!("Dry run: {target_id} is ready; would {change}. Nothing was changed.")).with_change(change));
+                return Ok(FixOutcome::succeeded(
+                    &SPEC,
+                    req,
+                    format!("Dry run: {target_id} is ready; would {change}. Nothing was changed."),
+                )
+                .with_change(change));
             }
             match source.kind {
                 Kind::Db => {
-                    rds.delete_db_snapshot().db_snapshot_identifier(&source.id).send().await.map_err(|e| aws_error("rds:DeleteDBSnapshot", &source.id, e))?;
+                    rds.delete_db_snapshot()
+                        .db_snapshot_identifier(&source.id)
+                        .send()
+                        .await
+                        .map_err(|e| aws_error("rds:DeleteDBSnapshot", &source.id, e))?;
                 }
                 Kind::Cluster => {
                     rds.delete_db_cluster_snapshot()
@@ -288,9 +324,15 @@ impl Fix for RdsEncryptSnapshot {
         let kept = if delete_source && source.automated {
             format!("{source_id} is an automated snapshot, which RDS deletes itself at the end of its retention period; it was kept.")
         } else {
-            format!("The unencrypted {source_id} was kept. Next: use {target_id} from now on, then delete {source_id} when satisfied (or run again with DeleteSource=true).")
+            format!(
+                "The unencrypted {source_id} was kept. Next: use {target_id} from now on, then delete {source_id} when satisfied (or run again with DeleteSource=true)."
+            )
         };
-        Ok(FixOutcome::succeeded(&SPEC, req, format!("Encrypted copy {target_id} of {noun} {source_id} is available (KMS key {key}, same tags). {kept}")))
+        Ok(FixOutcome::succeeded(
+            &SPEC,
+            req,
+            format!("Encrypted copy {target_id} of {noun} {source_id} is available (KMS key {key}, same tags). {kept}"),
+        ))
     }
 }
 

@@ -61,7 +61,10 @@ impl ConfigRule for RdsClusterEncryptedAtRest {
         if let Some(new) = item.tag(TAG_REPLACED_BY) {
             manual = Some(format!("Encrypted replacement {new} exists: move clients to it, then delete this cluster."));
         }
-        let name = field_str(c, "dBClusterIdentifier").map(str::to_string).or_else(|| item.resource_name.clone()).unwrap_or_else(|| item.resource_id.clone());
+        let name = field_str(c, "dBClusterIdentifier")
+            .map(str::to_string)
+            .or_else(|| item.resource_name.clone())
+            .unwrap_or_else(|| item.resource_id.clone());
         let encrypted = field_bool(c, "storageEncrypted");
         // Unencrypted clusters may still report a key (moto: a placeholder); only trust it when encrypted.
         let key = if encrypted == Some(true) { field_str(c, "kmsKeyId") } else { None };
@@ -173,7 +176,13 @@ mod tests {
                 Compliance::NonCompliant,
                 "manual",
             ),
-            ("serverless v1", json!({}), json!({"storageEncrypted": false, "engineMode": "serverless"}), Compliance::NonCompliant, "manual"),
+            (
+                "serverless v1",
+                json!({}),
+                json!({"storageEncrypted": false, "engineMode": "serverless"}),
+                Compliance::NonCompliant,
+                "manual",
+            ),
         ];
         for (name, params, edit, expected, phrase) in cases {
             let verdict = judge(params, &rdk_item(edit)).await;

@@ -130,7 +130,6 @@ pub fn cluster_snapshot_item(snap: &DbClusterSnapshot) -> Option<ConfigurationIt
     Some(item)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,8 +164,22 @@ mod tests {
         let cluster_snap = json!({"engine": "aurora-mysql", "status": "available", "snapshotType": "manual",
             "storageEncrypted": true, "kmsKeyId": KEY, "dbclusterIdentifier": "database-1", "dbclusterSnapshotIdentifier": "test"});
         let cases: Vec<(&str, &str, Value, Value, Compliance, &str)> = vec![
-            ("cluster snapshot encrypted", CLUSTER_SNAPSHOT, json!({}), cluster_snap.clone(), Compliance::Compliant, "DB cluster snapshot test is encrypted"),
-            ("cluster snapshot other key", CLUSTER_SNAPSHOT, json!({"kmsKeyIds": OTHER}), cluster_snap, Compliance::NonCompliant, "not in kmsKeyIds"),
+            (
+                "cluster snapshot encrypted",
+                CLUSTER_SNAPSHOT,
+                json!({}),
+                cluster_snap.clone(),
+                Compliance::Compliant,
+                "DB cluster snapshot test is encrypted",
+            ),
+            (
+                "cluster snapshot other key",
+                CLUSTER_SNAPSHOT,
+                json!({"kmsKeyIds": OTHER}),
+                cluster_snap,
+                Compliance::NonCompliant,
+                "not in kmsKeyIds",
+            ),
             (
                 "cluster snapshot unencrypted",
                 CLUSTER_SNAPSHOT,
@@ -175,9 +188,30 @@ mod tests {
                 Compliance::NonCompliant,
                 "not encrypted",
             ),
-            ("db snapshot unencrypted", DB_SNAPSHOT, json!({}), json!({"encrypted": false, "snapshotType": "manual"}), Compliance::NonCompliant, "DB snapshot test is not encrypted"),
-            ("db snapshot approved", DB_SNAPSHOT, json!({"kmsKeyIds": KEY}), json!({"encrypted": true, "kmsKeyId": KEY}), Compliance::Compliant, "approved"),
-            ("automated", DB_SNAPSHOT, json!({}), json!({"encrypted": false, "snapshotType": "automated"}), Compliance::NonCompliant, "Automated snapshots"),
+            (
+                "db snapshot unencrypted",
+                DB_SNAPSHOT,
+                json!({}),
+                json!({"encrypted": false, "snapshotType": "manual"}),
+                Compliance::NonCompliant,
+                "DB snapshot test is not encrypted",
+            ),
+            (
+                "db snapshot approved",
+                DB_SNAPSHOT,
+                json!({"kmsKeyIds": KEY}),
+                json!({"encrypted": true, "kmsKeyId": KEY}),
+                Compliance::Compliant,
+                "approved",
+            ),
+            (
+                "automated",
+                DB_SNAPSHOT,
+                json!({}),
+                json!({"encrypted": false, "snapshotType": "automated"}),
+                Compliance::NonCompliant,
+                "Automated snapshots",
+            ),
         ];
         for (name, kind, params, configuration, expected, phrase) in cases {
             let verdict = judge(params, &item(kind, configuration)).await;

@@ -58,7 +58,9 @@ pub async fn encryption_verdict(
         return Ok(Verdict::compliant(format!("{what} is encrypted{}.", key.map(|k| format!(" with KMS key {k}")).unwrap_or_default())));
     }
     let Some(key) = key.filter(|k| atrest::kms::KeyRef::parse(k).is_ok()) else {
-        return Ok(Verdict::non_compliant(format!("{what} is encrypted, but its KMS key is not reported, so it cannot be checked against kmsKeyIds.")));
+        return Ok(Verdict::non_compliant(format!(
+            "{what} is encrypted, but its KMS key is not reported, so it cannot be checked against kmsKeyIds."
+        )));
     };
     if ctx.kms.is_one_of(key, approved).await? {
         Ok(Verdict::compliant(format!("{what} is encrypted with approved KMS key {key}.")))
@@ -229,7 +231,14 @@ mod tests {
     async fn verdict_table() {
         let cases: Vec<(&str, Value, Value, Value, Compliance, &str)> = vec![
             ("unencrypted", json!({}), config(json!({})), json!({}), Compliance::NonCompliant, "not encrypted"),
-            ("encrypted, any key", json!({}), config(json!({"storageEncrypted": true, "kmsKeyId": KEY})), json!({}), Compliance::Compliant, KEY),
+            (
+                "encrypted, any key",
+                json!({}),
+                config(json!({"storageEncrypted": true, "kmsKeyId": KEY})),
+                json!({}),
+                Compliance::Compliant,
+                KEY,
+            ),
             (
                 "encrypted with an approved key",
                 json!({"kmsKeyIds": format!("{OTHER}, {KEY}")}),
