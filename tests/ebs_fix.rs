@@ -259,8 +259,7 @@ async fn dry_run_changes_nothing() {
     assert_eq!(changes.len(), 2, "{changes:?}");
     assert!(changes.iter().any(|c| c.contains(&root) && c.contains("/dev/xvda")), "{changes:?}");
     assert_eq!(block_devices(&sdk, &instance).await, before);
-    let writes: Vec<String> =
-        recorder.actions.lock().unwrap().iter().filter(|a| !a.starts_with("Describe")).cloned().collect();
+    let writes: Vec<String> = recorder.actions.lock().unwrap().iter().filter(|a| !a.starts_with("Describe")).cloned().collect();
     assert!(writes.is_empty(), "a dry run only reads: {writes:?}");
 }
 

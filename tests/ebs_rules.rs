@@ -30,11 +30,7 @@ async fn sweep(sdk: &SdkConfig, rule: Arc<dyn ConfigRule>, raw: Value) -> Vec<(S
     let p = params(rule.as_ref(), raw);
     let report = RuleRunner::new(rule, sdk).sweep(p, DateTime::from_secs(1_795_168_800), None).await.expect("sweep");
     assert!(report.failures.is_empty(), "{:?}", report.failures);
-    report
-        .evaluations
-        .into_iter()
-        .map(|e| (e.compliance_resource_id, e.compliance_type, e.annotation.unwrap_or_default()))
-        .collect()
+    report.evaluations.into_iter().map(|e| (e.compliance_resource_id, e.compliance_type, e.annotation.unwrap_or_default())).collect()
 }
 
 fn verdict_of(results: &[(String, Compliance, String)], id: &str) -> (Compliance, String) {
@@ -132,9 +128,10 @@ async fn instance_store_rule_reads_the_instance_type() {
     // Change events carry the instance type and tags: judged from the item.
     let rule = unique("rule-store-change");
     let runner = RuleRunner::new(Arc::new(Ec2InstanceStoreEncrypted::default()), &sdk);
-    for (file, expected) in
-        [("ec2-instance-store-encrypted/change-m3-unencrypted.json", "NON_COMPLIANT"), ("ec2-instance-store-encrypted/change-m3-luks.json", "COMPLIANT")]
-    {
+    for (file, expected) in [
+        ("ec2-instance-store-encrypted/change-m3-unencrypted.json", "NON_COMPLIANT"),
+        ("ec2-instance-store-encrypted/change-m3-luks.json", "COMPLIANT"),
+    ] {
         let id = format!("i-0{:015x}", file.len() * 104_729);
         let event = adapt_event(load_event(file), &rule, |inv| inv["configurationItem"]["resourceId"] = json!(id));
         runner.handle_lambda(event).await.expect("handler");

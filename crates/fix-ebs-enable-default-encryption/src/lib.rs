@@ -112,10 +112,7 @@ impl Fix for EbsEnableDefaultEncryption {
             return Ok(outcome);
         }
         if !is_on {
-            ec2.enable_ebs_encryption_by_default()
-                .send()
-                .await
-                .map_err(|e| aws_error("ec2:EnableEbsEncryptionByDefault", account, e))?;
+            ec2.enable_ebs_encryption_by_default().send().await.map_err(|e| aws_error("ec2:EnableEbsEncryptionByDefault", account, e))?;
         }
         if let Some(key) = wanted_key.as_deref().filter(|_| !key_ok(&current_key)) {
             ec2.modify_ebs_default_kms_key_id()

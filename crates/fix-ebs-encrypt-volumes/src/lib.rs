@@ -144,10 +144,15 @@ impl Fix for EbsEncryptVolumes {
             outcome
         };
         let mut actions = 0;
+        let mut last_refused: Option<Action> = None;
         loop {
             let Some(obs) = observe::observe(&ec2, volume_id, &key_arn).await? else {
                 return Ok(with_changes(
-                    FixOutcome::failed(&SPEC, req, format!("Volume {volume_id} does not exist (deleted since it was evaluated); nothing to do.")),
+                    FixOutcome::failed(
+                        &SPEC,
+                        req,
+                        format!("Volume {volume_id} does not exist (deleted since it was evaluated); nothing to do."),
+                    ),
                     &changes,
                 ));
             };
@@ -178,7 +183,13 @@ impl Fix for EbsEncryptVolumes {
                             changes.push(change);
                         }
                         Err(e) if e.aws_code().is_some_and(|c| ALREADY_DONE.contains(&c)) => {
+                            // Once is a race with AWS or a concurrent run; twice in a row means
+                            // AWS is not there yet: hand back and let the document wait.
+                            if last_refused.as_ref() == Some(&action) {
+                                return Ok(with_changes(FixOutcome::in_progress(&SPEC, req, format!("Waiting for AWS: {e}")), &changes));
+                            }
                             tracing::warn!(error = %e, "already done or in the way; observing again");
+                            last_refused = Some(action.clone());
                         }
                         Err(e) if e.class() != ErrorClass::Transient && matches!(action, Action::Attach { original: false, .. }) => {
                             let Action::Attach { instance, .. } = &action else { unreachable!() };

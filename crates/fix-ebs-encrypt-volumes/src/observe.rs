@@ -151,12 +151,13 @@ pub async fn observe(ec2: &Client, volume_id: &str, key_arn: &str) -> Result<Opt
                 .find_map(|n| n.attachments.iter().find(|a| a.state != "detached").map(|a| a.instance_id.clone()));
         }
     }
-    let instance = match &instance_id {
-        Some(id) => Some(instance(ec2, id).await?.ok_or_else(|| {
-            atrest::Error::Unsupported(format!("{volume_id} belongs to instance {id}, which does not exist any more"))
-        })?),
-        None => None,
-    };
+    let instance =
+        match &instance_id {
+            Some(id) => Some(instance(ec2, id).await?.ok_or_else(|| {
+                atrest::Error::Unsupported(format!("{volume_id} belongs to instance {id}, which does not exist any more"))
+            })?),
+            None => None,
+        };
 
     let mut olds: BTreeMap<String, Volume> = BTreeMap::new();
     let mut replaced = Vec::new();

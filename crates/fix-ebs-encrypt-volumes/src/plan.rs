@@ -79,21 +79,26 @@ fn taken_while(instance: Option<&Instance>) -> &'static str {
 }
 
 /// Step 1 for one target: its usable new volume, or the next step toward one.
-fn prepare<'a>(t: &'a Target, instance: Option<&Instance>) -> Result<&'a Volume, Step> {
+enum Prep<'a> {
+    Ready(&'a Volume),
+    Next(Step),
+}
+
+fn prepare<'a>(t: &'a Target, instance: Option<&Instance>) -> Prep<'a> {
     if let Some(i) = instance
         && let Some(n) = t.new_volumes.iter().find(|n| n.attachment_to(&i.id).is_some())
     {
-        return Ok(n); // mid-swap: already attached
+        return Prep::Ready(n); // mid-swap: already attached
     }
     let current = |tags| current_for(instance, tags);
     if let Some(n) = t.new_volumes.iter().find(|n| current(&n.tags) && n.is_detached()) {
         return match n.state.as_str() {
-            "available" => Ok(n),
-            "error" => Err(Step::Act(Action::DeleteVolume {
+            "available" => Prep::Ready(n),
+            "error" => Prep::Next(Step::Act(Action::DeleteVolume {
                 volume: n.id.clone(),
                 why: format!("EC2 failed to create it from the encrypted copy of {}", t.old.id),
             })),
-            state => Err(Step::Wait(format!("{} is {state} (new encrypted volume for {})", n.id, t.old.id))),
+            state => Prep::Next(Step::Wait(format!("{} is {state} (new encrypted volume for {})", n.id, t.old.id))),
         };
     }
     let destination = |i: &Instance| -> Option<Destination> {
@@ -105,7 +110,7 @@ fn prepare<'a>(t: &'a Target, instance: Option<&Instance>) -> Result<&'a Volume,
     };
     if let Some(copy) = t.copies.iter().find(|s| current(&s.tags)) {
         return match copy.state.as_str() {
-            "completed" => Err(Step::Act(Action::CreateVolume {
+            "completed" => Prep::Next(Step::Act(Action::CreateVolume {
                 old: Box::new(t.old.clone()),
                 copy: copy.id.clone(),
                 source: copy.tag(tag::SOURCE_SNAPSHOT).unwrap_or(&copy.id).to_string(),
@@ -113,29 +118,29 @@ fn prepare<'a>(t: &'a Target, instance: Option<&Instance>) -> Result<&'a Volume,
                 taken_at: copy.tag(tag::TAKEN_AT).and_then(|v| v.parse().ok()).unwrap_or(copy.start_secs),
                 destination: instance.and_then(destination),
             })),
-            "error" => Err(Step::Act(Action::DeleteSnapshot {
+            "error" => Prep::Next(Step::Act(Action::DeleteSnapshot {
                 snapshot: copy.id.clone(),
                 why: format!("the encrypted copy for {} failed", t.old.id),
             })),
-            _ => Err(Step::Wait(progress("encrypting a copy of", &t.old.id, copy))),
+            _ => Prep::Next(Step::Wait(progress("encrypting a copy of", &t.old.id, copy))),
         };
     }
     if let Some(source) = t.sources.iter().find(|s| current(&s.tags)) {
         return match source.state.as_str() {
-            "completed" => Err(Step::Act(Action::CopyEncrypted {
+            "completed" => Prep::Next(Step::Act(Action::CopyEncrypted {
                 volume: t.old.id.clone(),
                 source: source.id.clone(),
                 taken_while: source.tag(tag::TAKEN_WHILE).unwrap_or("").to_string(),
                 taken_at: source.tag(tag::TAKEN_AT).and_then(|v| v.parse().ok()).unwrap_or(source.start_secs),
             })),
-            "error" => Err(Step::Act(Action::DeleteSnapshot {
+            "error" => Prep::Next(Step::Act(Action::DeleteSnapshot {
                 snapshot: source.id.clone(),
                 why: format!("the snapshot of {} failed", t.old.id),
             })),
-            _ => Err(Step::Wait(progress("snapshotting", &t.old.id, source))),
+            _ => Prep::Next(Step::Wait(progress("snapshotting", &t.old.id, source))),
         };
     }
-    Err(Step::Act(Action::SnapshotSource { volume: t.old.id.clone(), taken_while: taken_while(instance).to_string() }))
+    Prep::Next(Step::Act(Action::SnapshotSource { volume: t.old.id.clone(), taken_while: taken_while(instance).to_string() }))
 }
 
 fn progress(what: &str, volume: &str, s: &Snapshot) -> String {
@@ -145,20 +150,25 @@ fn progress(what: &str, volume: &str, s: &Snapshot) -> String {
 
 /// Step 1 for every target at once: the first action any of them needs, else a combined wait,
 /// else every ready volume.
-fn prepare_all<'a>(targets: &'a [Target], instance: Option<&Instance>) -> Result<Vec<(&'a Target, &'a Volume)>, Step> {
+enum PrepAll<'a> {
+    Ready(Vec<(&'a Target, &'a Volume)>),
+    Next(Step),
+}
+
+fn prepare_all<'a>(targets: &'a [Target], instance: Option<&Instance>) -> PrepAll<'a> {
     let mut ready = Vec::new();
     let mut waits = Vec::new();
     for t in targets {
         match prepare(t, instance) {
-            Ok(n) => ready.push((t, n)),
-            Err(Step::Wait(m)) => waits.push(m),
-            Err(step) => return Err(step),
+            Prep::Ready(n) => ready.push((t, n)),
+            Prep::Next(Step::Wait(m)) => waits.push(m),
+            Prep::Next(step) => return PrepAll::Next(step),
         }
     }
     if !waits.is_empty() {
-        return Err(Step::Wait(format!("Waiting for AWS: {}.", waits.join("; "))));
+        return PrepAll::Next(Step::Wait(format!("Waiting for AWS: {}.", waits.join("; "))));
     }
-    Ok(ready)
+    PrepAll::Ready(ready)
 }
 
 pub fn plan(obs: &Observed, settings: &Settings) -> Step {
@@ -182,8 +192,8 @@ fn plan_detached(obs: &Observed) -> Step {
         }
     }
     match prepare_all(&obs.targets, None) {
-        Err(step) => step,
-        Ok(ready) => {
+        PrepAll::Next(step) => step,
+        PrepAll::Ready(ready) => {
             let (t, n) = ready[0];
             Step::Act(Action::MarkReplaced { old: t.old.id.clone(), new: n.id.clone() })
         }
@@ -217,8 +227,7 @@ fn plan_instance(obs: &Observed, i: &Instance, settings: &Settings) -> Step {
     }
     if i.state == "stopped" {
         for t in &obs.targets {
-            if let Some(stale) =
-                t.new_volumes.iter().find(|n| !current_for(Some(i), &n.tags) && n.is_detached() && n.state == "available")
+            if let Some(stale) = t.new_volumes.iter().find(|n| !current_for(Some(i), &n.tags) && n.is_detached() && n.state == "available")
             {
                 return Step::Act(Action::DeleteVolume {
                     volume: stale.id.clone(),
@@ -228,8 +237,8 @@ fn plan_instance(obs: &Observed, i: &Instance, settings: &Settings) -> Step {
         }
     }
     let ready = match prepare_all(&obs.targets, Some(i)) {
-        Ok(ready) => ready,
-        Err(step) => return step,
+        PrepAll::Ready(ready) => ready,
+        PrepAll::Next(step) => return step,
     };
     if i.state == "running" {
         if !settings.allow_stop {
@@ -450,7 +459,13 @@ mod tests {
     }
 
     fn observed(i: Instance, targets: Vec<Target>) -> Observed {
-        Observed { requested: vol(OLD, "in-use", Some("/dev/sdf"), &[]), instance: Some(i), targets, replaced: vec![], leftover_snapshots: vec![] }
+        Observed {
+            requested: vol(OLD, "in-use", Some("/dev/sdf"), &[]),
+            instance: Some(i),
+            targets,
+            replaced: vec![],
+            leftover_snapshots: vec![],
+        }
     }
 
     fn settings(allow_stop: bool) -> Settings {
@@ -481,7 +496,12 @@ mod tests {
 
         let copy = observed(
             running(),
-            vec![target(old(), vec![snap("snap-src", "source", "completed", "running", 200)], vec![snap("snap-enc", "encrypted", "completed", "running", 200)], vec![])],
+            vec![target(
+                old(),
+                vec![snap("snap-src", "source", "completed", "running", 200)],
+                vec![snap("snap-enc", "encrypted", "completed", "running", 200)],
+                vec![],
+            )],
         );
         match act(plan(&copy, &s)) {
             Action::CreateVolume { copy, source, destination, .. } => {
@@ -494,7 +514,8 @@ mod tests {
         let creating = observed(running(), vec![target(old(), vec![], vec![], vec![new_vol("creating", None, "running", 200)])]);
         assert!(matches!(plan(&creating, &s), Step::Wait(m) if m.contains("creating")));
 
-        let failed_copy = observed(running(), vec![target(old(), vec![], vec![snap("snap-enc", "encrypted", "error", "running", 200)], vec![])]);
+        let failed_copy =
+            observed(running(), vec![target(old(), vec![], vec![snap("snap-enc", "encrypted", "error", "running", 200)], vec![])]);
         assert!(matches!(act(plan(&failed_copy, &s)), Action::DeleteSnapshot { snapshot, .. } if snapshot == "snap-enc"));
     }
 
@@ -505,7 +526,9 @@ mod tests {
             vec![target(vol(OLD, "in-use", Some("/dev/sdf"), &[]), vec![], vec![], vec![new_vol("available", None, "running", 200)])],
         );
         match plan(&obs, &settings(false)) {
-            Step::Fail(m) => assert!(m.contains("volumes are ready") && m.contains("a stop is needed") && m.contains("Nothing was detached"), "{m}"),
+            Step::Fail(m) => {
+                assert!(m.contains("volumes are ready") && m.contains("a stop is needed") && m.contains("Nothing was detached"), "{m}")
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(act(plan(&obs, &settings(true))), Action::StopInstance { instance: I.into() });
@@ -521,7 +544,12 @@ mod tests {
         // The stale encrypted copy is kept (the next copy is incremental) but not used.
         let obs = observed(
             stopped,
-            vec![target(vol(OLD, "in-use", Some("/dev/sdf"), &[]), vec![], vec![snap("snap-enc", "encrypted", "completed", "running", 200)], vec![])],
+            vec![target(
+                vol(OLD, "in-use", Some("/dev/sdf"), &[]),
+                vec![],
+                vec![snap("snap-enc", "encrypted", "completed", "running", 200)],
+                vec![],
+            )],
         );
         assert_eq!(act(plan(&obs, &settings(true))), Action::SnapshotSource { volume: OLD.into(), taken_while: "stopped".into() });
     }
@@ -532,13 +560,22 @@ mod tests {
         let current = |attached| new_vol("available", attached, "stopped", 400);
         let stopped = |devices: &[(&str, &str, bool)]| instance("stopped", devices, &[(tag::RESTART, "true"), (tag::STOPPED_AT, "300")]);
 
-        let obs = observed(stopped(&[("/dev/sdf", OLD, false)]), vec![target(vol(OLD, "in-use", Some("/dev/sdf"), &[]), vec![], vec![], vec![current(None)])]);
+        let obs = observed(
+            stopped(&[("/dev/sdf", OLD, false)]),
+            vec![target(vol(OLD, "in-use", Some("/dev/sdf"), &[]), vec![], vec![], vec![current(None)])],
+        );
         assert_eq!(act(plan(&obs, &s)), Action::Detach { volume: OLD.into(), instance: I.into(), device: "/dev/sdf".into() });
 
         let obs = observed(stopped(&[]), vec![target(vol(OLD, "available", None, &[]), vec![], vec![], vec![current(None)])]);
-        assert_eq!(act(plan(&obs, &s)), Action::Attach { volume: NEW.into(), instance: I.into(), device: "/dev/sdf".into(), original: false });
+        assert_eq!(
+            act(plan(&obs, &s)),
+            Action::Attach { volume: NEW.into(), instance: I.into(), device: "/dev/sdf".into(), original: false }
+        );
 
-        let obs = observed(stopped(&[("/dev/sdf", "vol-0other", false)]), vec![target(vol(OLD, "available", None, &[]), vec![], vec![], vec![current(None)])]);
+        let obs = observed(
+            stopped(&[("/dev/sdf", "vol-0other", false)]),
+            vec![target(vol(OLD, "available", None, &[]), vec![], vec![], vec![current(None)])],
+        );
         assert!(matches!(plan(&obs, &s), Step::Fail(m) if m.contains("taken by vol-0other")));
 
         // Attaching resets DeleteOnTermination to false; the root had true.
@@ -556,7 +593,8 @@ mod tests {
     #[test]
     fn finishing_restarts_only_what_it_stopped_then_deletes_snapshots() {
         let s = settings(true);
-        let mut obs = observed(instance("stopped", &[("/dev/sdf", NEW, false)], &[(tag::RESTART, "true"), (tag::STOPPED_AT, "300")]), vec![]);
+        let mut obs =
+            observed(instance("stopped", &[("/dev/sdf", NEW, false)], &[(tag::RESTART, "true"), (tag::STOPPED_AT, "300")]), vec![]);
         obs.replaced = vec![(OLD.into(), NEW.into(), "/dev/sdf".into())];
         obs.leftover_snapshots = vec![snap("snap-src", "source", "completed", "stopped", 400)];
         assert_eq!(act(plan(&obs, &s)), Action::StartInstance { instance: I.into() });
@@ -583,11 +621,15 @@ mod tests {
         let rolled = |devices: &[(&str, &str, bool)], state: &str| {
             instance(state, devices, &[(tag::ROLLED_BACK, "AttachVolume failed"), (tag::RESTART, "true"), (tag::STOPPED_AT, "300")])
         };
-        let t = |old_at, new_at| target(vol(OLD, "available", old_at, &[]), vec![], vec![], vec![new_vol("available", new_at, "stopped", 400)]);
+        let t =
+            |old_at, new_at| target(vol(OLD, "available", old_at, &[]), vec![], vec![], vec![new_vol("available", new_at, "stopped", 400)]);
         let obs = observed(rolled(&[("/dev/sdf", NEW, false)], "stopped"), vec![t(None, Some("/dev/sdf"))]);
         assert_eq!(act(plan(&obs, &s)), Action::Detach { volume: NEW.into(), instance: I.into(), device: "/dev/sdf".into() });
         let obs = observed(rolled(&[], "stopped"), vec![t(None, None)]);
-        assert_eq!(act(plan(&obs, &s)), Action::Attach { volume: OLD.into(), instance: I.into(), device: "/dev/sdf".into(), original: true });
+        assert_eq!(
+            act(plan(&obs, &s)),
+            Action::Attach { volume: OLD.into(), instance: I.into(), device: "/dev/sdf".into(), original: true }
+        );
         let obs = observed(rolled(&[("/dev/sdf", OLD, false)], "stopped"), vec![t(Some("/dev/sdf"), None)]);
         assert_eq!(act(plan(&obs, &s)), Action::StartInstance { instance: I.into() });
         let mut done = rolled(&[("/dev/sdf", OLD, false)], "running");

@@ -76,9 +76,10 @@ impl Ec2InstanceStoreEncrypted {
             .send()
             .await
             .map_err(|e| aws_error("ec2:DescribeInstanceTypes", instance_type, e))?;
-        let info = out.instance_types().first().ok_or_else(|| {
-            atrest::Error::Unsupported(format!("DescribeInstanceTypes does not know instance type {instance_type}"))
-        })?;
+        let info = out
+            .instance_types()
+            .first()
+            .ok_or_else(|| atrest::Error::Unsupported(format!("DescribeInstanceTypes does not know instance type {instance_type}")))?;
         let storage = info.instance_storage_info().filter(|_| info.instance_storage_supported().unwrap_or(true)).and_then(|s| {
             let total_gb = s.total_size_in_gb().unwrap_or(0);
             let disks = s.disks().iter().map(|d| d.count().unwrap_or(0)).sum();

@@ -52,10 +52,7 @@ pub fn attachments(item: &ConfigurationItem) -> Vec<Attachment> {
     list.iter()
         .filter(|a| !matches!(field_str(a, "state"), Some("detached")))
         .filter_map(|a| {
-            Some(Attachment {
-                instance_id: field_str(a, "instanceId")?.to_string(),
-                device: field_str(a, "device").map(str::to_string),
-            })
+            Some(Attachment { instance_id: field_str(a, "instanceId")?.to_string(), device: field_str(a, "device").map(str::to_string) })
         })
         .collect()
 }
@@ -212,7 +209,13 @@ mod tests {
                 Compliance::NotApplicable,
                 "detached",
             ),
-            ("encrypted, any key", json!({}), json!({"encrypted": true, "kmsKeyId": KEY, "attachments": attached}), Compliance::Compliant, KEY),
+            (
+                "encrypted, any key",
+                json!({}),
+                json!({"encrypted": true, "kmsKeyId": KEY, "attachments": attached}),
+                Compliance::Compliant,
+                KEY,
+            ),
             ("required key", json!({"kmsId": KEY}), json!({"encrypted": true, "kmsKeyId": KEY}), Compliance::Compliant, KEY),
             ("another key", json!({"kmsId": OTHER}), json!({"encrypted": true, "kmsKeyId": KEY}), Compliance::NonCompliant, OTHER),
             ("no key reported", json!({"kmsId": KEY}), json!({"encrypted": true}), Compliance::NonCompliant, "no KMS key"),
