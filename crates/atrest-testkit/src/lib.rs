@@ -77,6 +77,28 @@ pub async fn sdk_at(endpoint: &str, attempt_timeout: std::time::Duration) -> Sdk
         .build()
 }
 
+/// [`sdk_at`] with the given credentials instead of the stand-in's `testing`/`testing` (so a log
+/// scan can tell the secret from the key id).
+pub async fn sdk_at_with_credentials(
+    endpoint: &str,
+    attempt_timeout: std::time::Duration,
+    key_id: &str,
+    secret: &str,
+    token: &str,
+) -> SdkConfig {
+    sdk_at(endpoint, attempt_timeout)
+        .await
+        .to_builder()
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+            key_id,
+            secret,
+            Some(token.to_string()),
+            None,
+            "atrest-testkit-scan",
+        )))
+        .build()
+}
+
 /// A name no other test (or earlier run against the same server) uses: lowercase, valid as an
 /// S3 bucket name when `prefix` is.
 pub fn unique(prefix: &str) -> String {

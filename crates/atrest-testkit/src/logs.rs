@@ -53,3 +53,9 @@ pub fn json_capture(filter: &str) -> (tracing::Dispatch, CapturedLogs) {
         .finish();
     (tracing::Dispatch::new(subscriber), logs)
 }
+
+/// Installs [`json_capture`] as this thread's default subscriber until the guard is dropped.
+pub fn capture_on_this_thread(filter: &str) -> (tracing::dispatcher::DefaultGuard, CapturedLogs) {
+    let (dispatch, logs) = json_capture(filter);
+    (tracing::dispatcher::set_default(&dispatch), logs)
+}
