@@ -73,13 +73,35 @@ fn status_word(status: FixStatus) -> &'static str {
     }
 }
 
-/// `AWS::S3::Bucket` → `S3 bucket`, for subjects.
+/// `AWS::S3::Bucket` → `S3 bucket`, `AWS::RDS::DBClusterSnapshot` → `RDS DB cluster snapshot`.
 fn short_type(resource_type: &str) -> String {
     let mut parts = resource_type.split("::").skip(1);
     match (parts.next(), parts.next()) {
-        (Some(service), Some(kind)) => format!("{service} {}", kind.to_ascii_lowercase()),
+        (Some(""), Some(kind)) => format!("AWS {}", words(kind)),
+        (Some(service), Some(kind)) => format!("{service} {}", words(kind)),
         _ => resource_type.to_string(),
     }
+}
+
+/// Splits a CamelCase type name into words, keeping acronyms (`DB`) and lower-casing the rest.
+fn words(camel: &str) -> String {
+    let chars: Vec<char> = camel.chars().collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        let starts_word = c.is_uppercase()
+            && i > 0
+            && (chars[i - 1].is_lowercase() || chars.get(i + 1).is_some_and(|n| n.is_lowercase()) && chars[i - 1].is_uppercase());
+        if starts_word && !current.is_empty() {
+            out.push(std::mem::take(&mut current));
+        }
+        current.push(c);
+    }
+    out.push(current);
+    out.into_iter()
+        .map(|w| if w.len() > 1 && w.chars().all(|c| c.is_uppercase()) { w } else { w.to_lowercase() })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub struct AlertPublisher {
@@ -126,6 +148,9 @@ mod tests {
     #[test]
     fn short_type_reads_well() {
         assert_eq!(short_type("AWS::S3::Bucket"), "S3 bucket");
-        assert_eq!(short_type("AWS::RDS::DBInstance"), "RDS dbinstance");
+        assert_eq!(short_type("AWS::RDS::DBInstance"), "RDS DB instance");
+        assert_eq!(short_type("AWS::RDS::DBClusterSnapshot"), "RDS DB cluster snapshot");
+        assert_eq!(short_type("AWS::EC2::Volume"), "EC2 volume");
+        assert_eq!(short_type("AWS::::Account"), "AWS account");
     }
 }
