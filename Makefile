@@ -26,7 +26,7 @@ LAMBDA_TARGET_DIR ?= $(HOME)/.cache/atrest/target-lambda
 export ATREST_VENV := $(VENV)
 WITH_MOTO := tests/moto/with-moto
 
-.PHONY: build test test-rust test-template demo bench lint fmt clippy package deploy tools guard checkov-tools clean
+.PHONY: build test test-rust test-template demo bench fuzz lint fmt clippy package deploy tools guard checkov-tools clean
 
 build:
 	cargo build --workspace --locked
@@ -90,3 +90,25 @@ clean:
 # $(CARGO_TARGET_DIR)/criterion.
 bench:
 	cargo bench --locked -p atrest-tests --bench runtime
+
+# Coverage-guided fuzzing (cargo-fuzz + libFuzzer) of the Config event decoder, configuration
+# items through every rule's judge, rule/fix parameters and the bucket-policy reader:
+# FUZZ_SECONDS each (default 60). fuzz/ is its own workspace, so `make test` never builds it
+# (it runs the same targets briefly under proptest instead). cargo-fuzz is installed once into
+# ~/.cache/atrest/cargo-fuzz; libFuzzer's instrumentation flags are nightly-only, which stable
+# rustc accepts with RUSTC_BOOTSTRAP=1. New inputs go to ~/.cache/atrest/fuzz-corpus (the seeds
+# in fuzz/corpus stay as committed); crashes land in fuzz/artifacts/<target>/ and become
+# regression inputs in fuzz/regressions/<target>/, which tests/reliability_inputs.rs replays.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= config_event configuration_item rule_parameters bucket_policy
+FUZZ_HOME := $(HOME)/.cache/atrest
+fuzz:
+	@[ -x $(FUZZ_HOME)/cargo-fuzz/bin/cargo-fuzz ] || \
+	  CARGO_TARGET_DIR=$(FUZZ_HOME)/cargo-fuzz-build cargo install cargo-fuzz --locked --root $(FUZZ_HOME)/cargo-fuzz
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_HOME)/fuzz-corpus/$$t; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(FUZZ_HOME)/fuzz-target PATH=$(FUZZ_HOME)/cargo-fuzz/bin:$$PATH \
+	    cargo fuzz run --fuzz-dir fuzz -s none -O $$t $(FUZZ_HOME)/fuzz-corpus/$$t fuzz/corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=4096 -print_final_stats=1; \
+	done

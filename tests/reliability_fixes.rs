@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use atrest::{ConfigRule, Fix, Params, RuleContext};
-use atrest_testkit::faults::ALL_FAULTS;
+use atrest_testkit::faults::{ALL_FAULTS, FaultClass};
 use atrest_testkit::reliability::{
     Coverage, FixScenario, Fixture, Harness, RunResult, clean_run, failures, kill_jobs, operations, random_jobs, run_all, targeted_jobs,
 };
@@ -25,10 +25,10 @@ use serde_json::{Value, json};
 static SCENARIOS: &[&dyn FixScenario] = &[
     &S3Scenario { name: "s3-enable-default-encryption/sse-s3", kms: false },
     &S3Scenario { name: "s3-enable-default-encryption/sse-kms-alias", kms: true },
+    &RdsInstanceScenario,
 ];
 
-/// Random schedules per scenario, and their shape.
-const SEEDS: u64 = 24;
+/// The shape of the random schedules (how many: `FixScenario::seeds`).
 const RATE_PERCENT: u64 = 35;
 const MAX_FAULTS: u32 = 4;
 /// Runs in flight at once (moto is one GIL-bound process; more only queues).
@@ -67,9 +67,10 @@ async fn every_fix_survives_seeded_random_faults() {
     for scenario in SCENARIOS {
         scenario.warm_up(&direct).await;
         let started = Instant::now();
-        let results = run_all(&h, &direct, *scenario, random_jobs(&h, 0..SEEDS, RATE_PERCENT, MAX_FAULTS, ALL_FAULTS), CONCURRENCY).await;
+        let results =
+            run_all(&h, &direct, *scenario, random_jobs(&h, 0..scenario.seeds(), RATE_PERCENT, MAX_FAULTS, ALL_FAULTS), CONCURRENCY).await;
         report("random", scenario.name(), &results, started);
-        assert!(results.iter().map(|r| r.faults().count()).sum::<usize>() >= SEEDS as usize, "the schedules inject faults");
+        assert!(results.iter().map(|r| r.faults().count()).sum::<usize>() >= scenario.seeds() as usize, "the schedules inject faults");
         problems.extend(failures(&results));
     }
     assert!(problems.is_empty(), "{} runs broke an invariant:\n{}", problems.len(), problems.join("\n"));
@@ -85,11 +86,11 @@ async fn every_fault_class_at_every_call_of_every_fix() {
         let clean = clean_run(&h, &direct, *scenario).await;
         assert!(clean.violations.is_empty(), "{}: the fault-free run fails: {:?}", scenario.name(), clean.violations);
         let started = Instant::now();
-        let results = run_all(&h, &direct, *scenario, targeted_jobs(&h, clean.exchanges.len() as u64, ALL_FAULTS), CONCURRENCY).await;
+        let results = run_all(&h, &direct, *scenario, targeted_jobs(&h, &clean, scenario.targeted_classes()), CONCURRENCY).await;
         report("targeted", scenario.name(), &results, started);
         let mut coverage = Coverage::default();
         results.iter().for_each(|r| coverage.add(r));
-        let missing = coverage.missing(&operations(&clean), ALL_FAULTS);
+        let missing = coverage.missing(&operations(&clean), scenario.targeted_classes());
         assert!(missing.is_empty(), "{}: not covered: {missing:?}", scenario.name());
         problems.extend(failures(&results));
     }
@@ -104,11 +105,12 @@ async fn every_fix_resumes_after_a_kill_at_every_call() {
     for scenario in SCENARIOS {
         scenario.warm_up(&direct).await;
         let clean = clean_run(&h, &direct, *scenario).await;
-        let calls = clean.exchanges.len() as u64;
+        let jobs = kill_jobs(&clean);
+        let expected = jobs.len();
         let started = Instant::now();
-        let results = run_all(&h, &direct, *scenario, kill_jobs(calls), CONCURRENCY).await;
+        let results = run_all(&h, &direct, *scenario, jobs, CONCURRENCY).await;
         report("kill", scenario.name(), &results, started);
-        assert_eq!(results.iter().filter(|r| r.killed).count() as u64, 2 * calls, "{}: every kill point was reached", scenario.name());
+        assert_eq!(results.iter().filter(|r| r.killed).count(), expected, "{}: every kill point was reached", scenario.name());
         problems.extend(failures(&results));
     }
     assert!(problems.is_empty(), "{} runs broke an invariant:\n{}", problems.len(), problems.join("\n"));
@@ -326,6 +328,141 @@ impl Fixture for S3Fixture {
             .unwrap_or_default();
         if tags != self.bucket_tags {
             v.push(format!("bucket tags {tags:?}, expected {:?}", self.bucket_tags));
+        }
+        v
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RDS: fix-rds-encrypt-instance
+
+struct RdsInstanceScenario;
+
+struct RdsInstanceFixture {
+    id: String,
+    dbi: String,
+    tags: BTreeSet<(String, String)>,
+}
+
+fn rds(sdk: &SdkConfig) -> aws_sdk_rds::Client {
+    aws_sdk_rds::Client::new(sdk)
+}
+
+#[atrest::async_trait]
+impl FixScenario for RdsInstanceScenario {
+    fn name(&self) -> &'static str {
+        "rds-encrypt-instance/default-key"
+    }
+
+    fn fix(&self, _sdk: &SdkConfig) -> Arc<dyn Fix> {
+        Arc::new(fix_rds_encrypt_instance::RdsEncryptInstance::default())
+    }
+
+    async fn warm_up(&self, sdk: &SdkConfig) {
+        let _ = rds(sdk).describe_db_instances().send().await;
+        let _ = atrest::clients::kms(sdk).list_keys().limit(1).send().await;
+    }
+
+    fn seeds(&self) -> u64 {
+        8
+    }
+
+    fn targeted_classes(&self) -> &'static [FaultClass] {
+        // A lost response on every mutation; "not performed" at every call is the kill sweep's.
+        &[FaultClass::DropResponse]
+    }
+
+    async fn setup(&self, sdk: &SdkConfig) -> Box<dyn Fixture> {
+        let id = unique("rel-db");
+        let tags: BTreeSet<(String, String)> = [("team".to_string(), "orders".to_string())].into();
+        // The stand-in has no default option groups, which a restore copies by name.
+        let option_group = unique("rel-og");
+        rds(sdk)
+            .create_option_group()
+            .option_group_name(&option_group)
+            .engine_name("mysql")
+            .major_engine_version("8.0")
+            .option_group_description("reliability")
+            .send()
+            .await
+            .expect("CreateOptionGroup");
+        let out = rds(sdk)
+            .create_db_instance()
+            .db_instance_identifier(&id)
+            .db_instance_class("db.t3.micro")
+            .engine("mysql")
+            .engine_version("8.0.35")
+            .option_group_name(&option_group)
+            .master_username("admin")
+            .master_user_password("correct-horse-battery")
+            .allocated_storage(20)
+            .storage_encrypted(false)
+            .set_tags(Some(tags.iter().map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(k).value(v).build()).collect()))
+            .send()
+            .await
+            .expect("CreateDBInstance");
+        let dbi = out.db_instance().and_then(|i| i.dbi_resource_id()).expect("DbiResourceId").to_string();
+        Box::new(RdsInstanceFixture { id, dbi, tags })
+    }
+}
+
+#[atrest::async_trait]
+impl Fixture for RdsInstanceFixture {
+    fn payload(&self) -> Value {
+        json!({"ResourceId": self.dbi, "ExecutionId": "00000000-0000-4000-8000-00000000feed"})
+    }
+
+    async fn violations(&self, sdk: &SdkConfig) -> Vec<String> {
+        use fix_rds_encrypt_instance::common::{TAG_SOURCE_RESOURCE_ID, tag_value};
+        let mut v = Vec::new();
+        let client = rds(sdk);
+        // Paginated: the stand-in holds every run's instances, more than one page.
+        let all: Vec<aws_sdk_rds::types::DbInstance> =
+            client.describe_db_instances().into_paginator().items().send().collect::<Result<Vec<_>, _>>().await.unwrap_or_default();
+        // The source: still there, untouched (same resource, same tags, still unencrypted).
+        match all.iter().find(|i| i.dbi_resource_id() == Some(self.dbi.as_str())) {
+            Some(source) => {
+                if source.db_instance_identifier() != Some(self.id.as_str()) {
+                    v.push(format!("the source was renamed to {:?}", source.db_instance_identifier()));
+                }
+                let tags: BTreeSet<(String, String)> = source
+                    .tag_list()
+                    .iter()
+                    .filter(|t| !t.key().unwrap_or_default().starts_with("atrest:"))
+                    .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+                    .collect();
+                if tags != self.tags {
+                    v.push(format!("the source's tags are {tags:?}, expected {:?}", self.tags));
+                }
+            }
+            None => v.push(format!("the source instance {} is gone", self.id)),
+        }
+        // Exactly one encrypted target.
+        let targets: Vec<_> = all.iter().filter(|i| tag_value(i.tag_list(), TAG_SOURCE_RESOURCE_ID) == Some(self.dbi.as_str())).collect();
+        if targets.len() != 1 {
+            v.push(format!("{} encrypted instances for {}, expected exactly one", targets.len(), self.id));
+        }
+        if targets.iter().any(|t| t.storage_encrypted() != Some(true)) {
+            v.push("a target is not encrypted".into());
+        }
+        // Intermediate snapshots cleaned up; the encrypted copy kept (and only it).
+        let prefix = format!("atrest-{}", self.dbi.to_ascii_lowercase());
+        let snapshots: Vec<String> = client
+            .describe_db_snapshots()
+            .snapshot_type("manual")
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|s| s.db_snapshot_identifier())
+            .filter(|s| s.starts_with(&prefix))
+            .map(str::to_string)
+            .collect();
+        if snapshots != vec![format!("{prefix}-encrypted")] {
+            v.push(format!("atrest snapshots left: {snapshots:?}"));
         }
         v
     }

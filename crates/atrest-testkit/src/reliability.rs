@@ -36,6 +36,16 @@ pub trait FixScenario: Send + Sync {
     /// One call per service the fix uses, before anything is timed (moto loads backends lazily,
     /// and a 2 s first call would look like a hung attempt).
     async fn warm_up(&self, _sdk: &SdkConfig) {}
+    /// Seeded random schedules to run (fewer for fixes whose runs are expensive on the stand-in).
+    fn seeds(&self) -> u64 {
+        24
+    }
+    /// Fault classes tried at every call of a clean run. Every class for cheap fixes; the
+    /// classes that decide whether a call happened (lost response, reset) for expensive ones,
+    /// whose other classes the random schedules cover.
+    fn targeted_classes(&self) -> &'static [FaultClass] {
+        crate::faults::ALL_FAULTS
+    }
 }
 
 /// One resource set up for one run.
@@ -273,21 +283,35 @@ pub fn random_jobs(h: &Harness, seeds: std::ops::Range<u64>, rate_percent: u64, 
         .collect()
 }
 
-/// Every class of fault at every call of a clean run, one fault per run.
-pub fn targeted_jobs(h: &Harness, calls: u64, classes: &[FaultClass]) -> Vec<Job> {
-    (1..=calls)
-        .flat_map(|n| {
-            classes.iter().map(move |&class| Job::Plan {
-                label: format!("{} at call {n}", class.name()),
-                plan: FaultPlan::single(n, class, h.slow_for()),
-            })
-        })
-        .collect()
+/// Every class of fault at every call of a clean run, one fault per run. A lost response is
+/// only tried on calls that change something: on a read it is the same as a reset.
+pub fn targeted_jobs(h: &Harness, clean: &RunResult, classes: &[FaultClass]) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    for e in &clean.exchanges {
+        for &class in classes {
+            if class == FaultClass::DropResponse && !e.mutating {
+                continue;
+            }
+            jobs.push(Job::Plan {
+                label: format!("{} at call {} ({})", class.name(), e.n, e.operation),
+                plan: FaultPlan::single(e.n, class, h.slow_for()),
+            });
+        }
+    }
+    jobs
 }
 
-/// A kill after every call of a clean run, before and after the next call lands.
-pub fn kill_jobs(calls: u64) -> Vec<Job> {
-    (0..calls).flat_map(|n| [false, true].map(|perform_last| Job::Kill(Kill { after_calls: n, perform_last }))).collect()
+/// A kill after every call of a clean run, before the next call; and, when the next call
+/// changes something, also just after it landed.
+pub fn kill_jobs(clean: &RunResult) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    for (i, e) in clean.exchanges.iter().enumerate() {
+        jobs.push(Job::Kill(Kill { after_calls: i as u64, perform_last: false }));
+        if e.mutating {
+            jobs.push(Job::Kill(Kill { after_calls: i as u64, perform_last: true }));
+        }
+    }
+    jobs
 }
 
 /// One line per failing run, for assertion messages.

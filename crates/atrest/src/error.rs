@@ -152,12 +152,22 @@ fn classify(action: &'static str, resource: String, code: String, message: Strin
     }
     let class = if THROTTLING_CODES.contains(&code.as_str()) || matches!(status, Some(500..=599)) {
         ErrorClass::Transient
+    } else if code.contains("AlreadyExists") || (is_delete(action) && (code.contains("NotFound") || code.starts_with("NoSuch"))) {
+        // A create under a deterministic name, or a delete of an intermediate artifact, whose
+        // earlier attempt landed but whose response was lost: the SDK retried it. Not the
+        // caller's fault; the next step observes what exists and carries on (or reports a name
+        // taken by something else).
+        ErrorClass::Transient
     } else if code == "Unknown" {
         ErrorClass::Internal
     } else {
         ErrorClass::Customer
     };
     Error::Aws { action, resource, code, message, class }
+}
+
+fn is_delete(action: &str) -> bool {
+    action.split_once(':').is_some_and(|(_, op)| op.starts_with("Delete"))
 }
 
 /// Formats an error with its whole source chain (the SDK's Display stops at the top level).
@@ -196,6 +206,23 @@ mod tests {
         }
         let err = classify("s3:PutEncryptionConfiguration", "b".into(), "InternalError".into(), "x".into(), Some(500));
         assert_eq!(err.class(), ErrorClass::Transient);
+    }
+
+    #[test]
+    fn a_retried_create_that_already_landed_is_transient() {
+        // Found by the fault proxy: CreateDBSnapshot performed, response lost, the SDK's retry
+        // answered DBSnapshotAlreadyExists, and the fix failed instead of observing again.
+        for code in ["DBSnapshotAlreadyExists", "DBInstanceAlreadyExists", "DBClusterSnapshotAlreadyExistsFault", "AlreadyExistsException"]
+        {
+            let err = classify("rds:CreateDBSnapshot", "snap".into(), code.into(), "exists".into(), Some(400));
+            assert_eq!(err.class(), ErrorClass::Transient, "{code}");
+        }
+        // Likewise a retried delete of an intermediate snapshot (DeleteDBSnapshot, response lost).
+        let err = classify("rds:DeleteDBSnapshot", "snap".into(), "DBSnapshotNotFound".into(), "gone".into(), Some(404));
+        assert_eq!(err.class(), ErrorClass::Transient);
+        // A missing resource is still the caller's problem anywhere else.
+        let err = classify("rds:DescribeDBInstances", "db".into(), "DBInstanceNotFound".into(), "gone".into(), Some(404));
+        assert_eq!(err.class(), ErrorClass::Customer);
     }
 
     #[test]
