@@ -616,3 +616,50 @@ fn the_template_passes_no_secrets_in_environment_variables() {
     }
     assert!(offending.is_empty(), "environment variables that look like secrets: {offending:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The fault proxy speaks each protocol's error format
+
+#[tokio::test]
+async fn injected_faults_reach_the_sdk_as_each_services_own_error_codes() {
+    use atrest::error::aws_error;
+    use atrest_testkit::faults::FaultClass;
+    // Every attempt of the first call faulted (5 attempts), so the SDK gives up and shows the code.
+    let plan = |class| FaultPlan { at: (1..=5).map(|n| (n, class)).collect(), ..FaultPlan::clean() };
+    for (class, expected) in [
+        (
+            FaultClass::Throttle,
+            ["SlowDown", "ThrottlingException", "Throttling", "RequestLimitExceeded", "Throttling", "ThrottlingException"],
+        ),
+        (
+            FaultClass::ServerError,
+            ["InternalError", "InternalFailure", "InternalFailure", "InternalError", "InternalFailure", "InternalFailure"],
+        ),
+    ] {
+        let mut seen = Vec::new();
+        for i in 0..6 {
+            let proxy = FaultProxy::start(&endpoint(), plan(class)).await;
+            let sdk = sdk_at(&proxy.endpoint(), Duration::from_secs(5)).await;
+            let err = match i {
+                0 => aws_error("s3:ListAllMyBuckets", "-", atrest::clients::s3(&sdk).list_buckets().send().await.unwrap_err()),
+                1 => aws_error("kms:ListKeys", "-", atrest::clients::kms(&sdk).list_keys().send().await.unwrap_err()),
+                2 => aws_error("sns:ListTopics", "-", atrest::clients::sns(&sdk).list_topics().send().await.unwrap_err()),
+                3 => aws_error("ec2:DescribeVolumes", "-", aws_sdk_ec2::Client::new(&sdk).describe_volumes().send().await.unwrap_err()),
+                4 => aws_error(
+                    "rds:DescribeDBInstances",
+                    "-",
+                    aws_sdk_rds::Client::new(&sdk).describe_db_instances().send().await.unwrap_err(),
+                ),
+                _ => aws_error(
+                    "config:DescribeConfigRules",
+                    "-",
+                    atrest::clients::config(&sdk).describe_config_rules().send().await.unwrap_err(),
+                ),
+            };
+            assert_eq!(proxy.calls(), 5, "{class:?} #{i}: the SDK retried it as a transient error");
+            assert_eq!(err.class(), atrest::ErrorClass::Transient, "{class:?} #{i}: {err}");
+            seen.push(err.aws_code().unwrap_or("-").to_string());
+        }
+        assert_eq!(seen, expected, "{class:?}");
+    }
+}
