@@ -101,6 +101,8 @@ bench:
 # regression inputs in fuzz/regressions/<target>/, which tests/reliability_inputs.rs replays.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= config_event configuration_item rule_parameters bucket_policy
+# all-rules adds the EC2/RDS rules and fixes (a long instrumented aws-sdk-ec2 build).
+FUZZ_FEATURES ?=
 FUZZ_HOME := $(HOME)/.cache/atrest
 fuzz:
 	@[ -x $(FUZZ_HOME)/cargo-fuzz/bin/cargo-fuzz ] || \
@@ -109,6 +111,6 @@ fuzz:
 	  mkdir -p $(FUZZ_HOME)/fuzz-corpus/$$t; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
 	  RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(FUZZ_HOME)/fuzz-target PATH=$(FUZZ_HOME)/cargo-fuzz/bin:$$PATH \
-	    cargo fuzz run --fuzz-dir fuzz -s none -O $$t $(FUZZ_HOME)/fuzz-corpus/$$t fuzz/corpus/$$t -- \
+	    cargo fuzz run --fuzz-dir fuzz -s none -O $(if $(FUZZ_FEATURES),--features $(FUZZ_FEATURES)) $$t $(FUZZ_HOME)/fuzz-corpus/$$t fuzz/corpus/$$t -- \
 	    -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=4096 -print_final_stats=1; \
 	done

@@ -14,7 +14,7 @@
 //! bad parameters) are not repeated here.
 
 #[path = "../fuzz/src/lib.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unexpected_cfgs)]
 mod targets;
 
 use std::sync::Arc;
