@@ -131,7 +131,7 @@ proptest! {
         // Truncated too: the invoking event text cut short.
         if let Some(text) = event["invokingEvent"].as_str() {
             let cut = text.char_indices().map(|(i, _)| i).nth(cut % text.chars().count().max(1)).unwrap_or(0);
-            targets::config_event(text[..cut].as_bytes());
+            targets::config_event(&text.as_bytes()[..cut]);
         }
     }
 
