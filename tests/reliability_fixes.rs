@@ -26,6 +26,7 @@ static SCENARIOS: &[&dyn FixScenario] = &[
     &S3Scenario { name: "s3-enable-default-encryption/sse-s3", kms: false },
     &S3Scenario { name: "s3-enable-default-encryption/sse-kms-alias", kms: true },
     &RdsInstanceScenario,
+    &RdsSnapshotScenario,
 ];
 
 /// The shape of the random schedules (how many: `FixScenario::seeds`).
@@ -466,6 +467,113 @@ impl Fixture for RdsInstanceFixture {
             .collect();
         if snapshots != vec![format!("{prefix}-encrypted")] {
             v.push(format!("atrest snapshots left: {snapshots:?}"));
+        }
+        v
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RDS: fix-rds-encrypt-snapshot
+
+struct RdsSnapshotScenario;
+
+struct RdsSnapshotFixture {
+    snapshot: String,
+    tags: BTreeSet<(String, String)>,
+}
+
+#[atrest::async_trait]
+impl FixScenario for RdsSnapshotScenario {
+    fn name(&self) -> &'static str {
+        "rds-encrypt-snapshot/keep-source"
+    }
+
+    fn fix(&self, _sdk: &SdkConfig) -> Arc<dyn Fix> {
+        Arc::new(fix_rds_encrypt_snapshot::RdsEncryptSnapshot::default())
+    }
+
+    async fn warm_up(&self, sdk: &SdkConfig) {
+        RdsInstanceScenario.warm_up(sdk).await;
+    }
+
+    fn seeds(&self) -> u64 {
+        8
+    }
+
+    fn targeted_classes(&self) -> &'static [FaultClass] {
+        &[FaultClass::DropResponse]
+    }
+
+    async fn setup(&self, sdk: &SdkConfig) -> Box<dyn Fixture> {
+        let client = rds(sdk);
+        let db = unique("rel-snapsrc");
+        client
+            .create_db_instance()
+            .db_instance_identifier(&db)
+            .db_instance_class("db.t3.micro")
+            .engine("postgres")
+            .master_username("admin")
+            .master_user_password("correct-horse-battery")
+            .allocated_storage(20)
+            .send()
+            .await
+            .expect("CreateDBInstance");
+        let snapshot = unique("rel-snap");
+        let tags: BTreeSet<(String, String)> = [("purpose".to_string(), "migration".to_string())].into();
+        client
+            .create_db_snapshot()
+            .db_instance_identifier(&db)
+            .db_snapshot_identifier(&snapshot)
+            .set_tags(Some(tags.iter().map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(k).value(v).build()).collect()))
+            .send()
+            .await
+            .expect("CreateDBSnapshot");
+        Box::new(RdsSnapshotFixture { snapshot, tags })
+    }
+}
+
+#[atrest::async_trait]
+impl Fixture for RdsSnapshotFixture {
+    fn payload(&self) -> Value {
+        json!({"ResourceId": self.snapshot, "ExecutionId": "00000000-0000-4000-8000-00000000feed"})
+    }
+
+    async fn violations(&self, sdk: &SdkConfig) -> Vec<String> {
+        let mut v = Vec::new();
+        let snapshots: Vec<aws_sdk_rds::types::DbSnapshot> = rds(sdk)
+            .describe_db_snapshots()
+            .snapshot_type("manual")
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s.db_snapshot_identifier().is_some_and(|id| id.starts_with(&self.snapshot)))
+            .collect();
+        let tags_of = |s: &aws_sdk_rds::types::DbSnapshot| -> BTreeSet<(String, String)> {
+            s.tag_list()
+                .iter()
+                .filter(|t| !t.key().unwrap_or_default().starts_with("atrest:"))
+                .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+                .collect()
+        };
+        let ids: BTreeSet<&str> = snapshots.iter().filter_map(|s| s.db_snapshot_identifier()).collect();
+        let copy_id = format!("{}-encrypted", self.snapshot);
+        let expected: BTreeSet<&str> = [self.snapshot.as_str(), copy_id.as_str()].into();
+        if ids != expected {
+            v.push(format!("snapshots are {ids:?}, expected the source and exactly one encrypted copy"));
+        }
+        match snapshots.iter().find(|s| s.db_snapshot_identifier() == Some(self.snapshot.as_str())) {
+            Some(source) if tags_of(source) != self.tags => v.push(format!("the source's tags are {:?}", tags_of(source))),
+            Some(_) => {}
+            None => v.push("the source snapshot is gone".into()),
+        }
+        match snapshots.iter().find(|s| s.db_snapshot_identifier() == Some(copy_id.as_str())) {
+            Some(copy) if copy.encrypted() != Some(true) => v.push("the copy is not encrypted".into()),
+            Some(copy) if tags_of(copy) != self.tags => v.push(format!("the copy's tags are {:?}", tags_of(copy))),
+            _ => {}
         }
         v
     }
