@@ -7,6 +7,9 @@
 //! A fix joins by adding one line to `SCENARIOS` (and a `FixScenario` + `Fixture` below).
 //! Run with `--nocapture` to print the per-scenario table RELIABILITY.md reports.
 
+#[path = "ebs_support/mod.rs"]
+mod ebs_support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,6 +30,7 @@ static SCENARIOS: &[&dyn FixScenario] = &[
     &S3Scenario { name: "s3-enable-default-encryption/sse-kms-alias", kms: true },
     &RdsInstanceScenario,
     &RdsSnapshotScenario,
+    // &EbsVolumesScenario: written, not yet enabled; see RELIABILITY.md ("Not covered yet").
 ];
 
 /// The shape of the random schedules (how many: `FixScenario::seeds`).
@@ -574,6 +578,101 @@ impl Fixture for RdsSnapshotFixture {
             Some(copy) if copy.encrypted() != Some(true) => v.push("the copy is not encrypted".into()),
             Some(copy) if tags_of(copy) != self.tags => v.push(format!("the copy's tags are {:?}", tags_of(copy))),
             _ => {}
+        }
+        v
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// EBS: fix-ebs-encrypt-volumes (a running instance with a root and a data volume, one stop)
+
+/// Not in `SCENARIOS` yet: its first sweep did not finish within the suite's time budget
+/// (several minutes without a result); see RELIABILITY.md.
+#[allow(dead_code)]
+struct EbsVolumesScenario;
+
+#[allow(dead_code)]
+struct EbsVolumesFixture {
+    instance: String,
+    root: String,
+    data: String,
+}
+
+#[atrest::async_trait]
+impl FixScenario for EbsVolumesScenario {
+    fn name(&self) -> &'static str {
+        "ebs-encrypt-volumes/running-instance"
+    }
+
+    fn fix(&self, _sdk: &SdkConfig) -> Arc<dyn Fix> {
+        let mut fix = fix_ebs_encrypt_volumes::EbsEncryptVolumes::default();
+        fix.poll = std::time::Duration::ZERO;
+        Arc::new(fix)
+    }
+
+    async fn warm_up(&self, sdk: &SdkConfig) {
+        let _ = ebs_support::ec2(sdk).describe_volumes().max_results(5).send().await;
+        let _ = atrest::clients::kms(sdk).list_keys().limit(1).send().await;
+    }
+
+    fn seeds(&self) -> u64 {
+        6
+    }
+
+    fn targeted_classes(&self) -> &'static [FaultClass] {
+        &[FaultClass::DropResponse]
+    }
+
+    async fn setup(&self, sdk: &SdkConfig) -> Box<dyn Fixture> {
+        let (instance, root, data) = ebs_support::instance_with_two_plain_volumes(sdk, &unique("rel-ebs")).await;
+        Box::new(EbsVolumesFixture { instance, root, data })
+    }
+}
+
+#[atrest::async_trait]
+impl Fixture for EbsVolumesFixture {
+    fn payload(&self) -> Value {
+        json!({"ResourceId": self.data, "AllowInstanceStop": "true", "ExecutionId": "00000000-0000-4000-8000-00000000feed"})
+    }
+
+    async fn violations(&self, sdk: &SdkConfig) -> Vec<String> {
+        use ebs_support::*;
+        let mut v = Vec::new();
+        let devices = block_devices(sdk, &self.instance).await;
+        let expected_dot = [("/dev/xvda", &self.root, true), ("/dev/sdf", &self.data, false)];
+        for (device, old, delete_on_termination) in expected_dot {
+            match devices.get(device) {
+                Some((new, dot)) => {
+                    if new == old {
+                        v.push(format!("{device} still carries the unencrypted {old}"));
+                    } else if volume(sdk, new).await.encrypted() != Some(true) {
+                        v.push(format!("{device}: {new} is not encrypted"));
+                    }
+                    if *dot != delete_on_termination {
+                        v.push(format!("{device}: DeleteOnTermination is {dot}"));
+                    }
+                }
+                None => v.push(format!("{device} is empty: {devices:?}")),
+            }
+            let old_volume = volume(sdk, old).await;
+            if old_volume.encrypted() != Some(false) || old_volume.state().map(|s| s.as_str()) != Some("available") {
+                v.push(format!("the old volume {old} is not kept detached: {:?}", old_volume.state()));
+            }
+            let replacements = volumes_tagged(sdk, "atrest:encrypted-from", old).await.len();
+            if replacements != 1 {
+                v.push(format!("{replacements} replacements for {old}, expected exactly one"));
+            }
+            let temporary = snapshots_tagged(sdk, "atrest:encrypting", old).await.len();
+            if temporary != 0 {
+                v.push(format!("{temporary} temporary snapshots of {old} left"));
+            }
+        }
+        if devices.len() != 2 {
+            v.push(format!("devices are {devices:?}"));
+        }
+        let state = instance_state(sdk, &self.instance).await;
+        if state != "running" {
+            v.push(format!("the instance is {state}, not back to running"));
         }
         v
     }
