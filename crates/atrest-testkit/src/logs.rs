@@ -7,7 +7,6 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
 #[derive(Clone, Default)]
@@ -44,7 +43,7 @@ pub fn json_capture(filter: &str) -> (tracing::Dispatch, CapturedLogs) {
     let logs = CapturedLogs::default();
     let subscriber = tracing_subscriber::fmt()
         .json()
-        .with_env_filter(EnvFilter::new(filter))
+        .with_env_filter(atrest::telemetry::filter(filter))
         .with_current_span(true)
         .with_span_list(false)
         .with_target(false)

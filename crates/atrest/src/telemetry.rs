@@ -3,8 +3,27 @@
 
 use tracing_subscriber::EnvFilter;
 
+/// The SDK's credential, identity-cache and signing code names the access key id at debug
+/// level: these targets stay at info whatever RUST_LOG says, so credentials never reach logs.
+const CREDENTIAL_TARGETS_AT_INFO: &[&str] =
+    &["aws_config=info", "aws_credential_types=info", "aws_runtime=info", "aws_sigv4=info", "aws_smithy_runtime=info"];
+
+/// The filter every subscriber of ours uses: `directives` (e.g. `RUST_LOG`'s value) with the
+/// credential-bearing SDK targets capped at info.
+pub fn filter(directives: &str) -> EnvFilter {
+    without_credential_debug(EnvFilter::new(directives))
+}
+
+fn without_credential_debug(mut filter: EnvFilter) -> EnvFilter {
+    for directive in CREDENTIAL_TARGETS_AT_INFO {
+        filter = filter.add_directive(directive.parse().expect("static directive"));
+    }
+    filter
+}
+
 pub fn init_lambda() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = without_credential_debug(filter);
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
@@ -17,5 +36,6 @@ pub fn init_lambda() {
 
 pub fn init_cli(default_level: &str) {
     let filter = EnvFilter::try_from_env("ATREST_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter = without_credential_debug(filter);
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }
