@@ -80,8 +80,10 @@ pub struct FaultPlan {
     pub classes: Vec<FaultClass>,
     /// How long a `Slow` request is held: longer than the SDK attempt timeout.
     pub slow_for: Duration,
-    /// Faults at given call numbers, on top of the random ones (targeted sweeps).
-    pub at: Vec<(u64, FaultClass)>,
+    /// Faults at the n-th call (1-based) of a given `service:operation`, on top of the random
+    /// ones (targeted sweeps). Targeting the operation rather than a global call number keeps
+    /// the aim true when a run makes an extra call, e.g. an SDK retry after a slow attempt.
+    pub at: Vec<(String, u64, FaultClass)>,
     pub kill: Option<Kill>,
 }
 
@@ -95,9 +97,9 @@ impl FaultPlan {
         FaultPlan { seed, rate_percent, max_faults, classes: classes.to_vec(), slow_for, at: Vec::new(), kill: None }
     }
 
-    /// Exactly one fault, at call `n`.
-    pub fn single(n: u64, class: FaultClass, slow_for: Duration) -> Self {
-        FaultPlan { at: vec![(n, class)], slow_for, ..Self::clean() }
+    /// Exactly one fault, at the `occurrence`-th call (1-based) of `operation` (`service:Operation`).
+    pub fn single(operation: &str, occurrence: u64, class: FaultClass, slow_for: Duration) -> Self {
+        FaultPlan { at: vec![(operation.to_string(), occurrence, class)], slow_for, ..Self::clean() }
     }
 
     pub fn kill(kill: Kill) -> Self {
@@ -160,6 +162,8 @@ struct State {
     rng: Rng,
     faults: u32,
     calls: u64,
+    /// Calls so far per `service:operation`.
+    calls_by_operation: std::collections::HashMap<String, u64>,
     killed: bool,
     log: Vec<Exchange>,
 }
@@ -211,7 +215,15 @@ impl FaultProxy {
         let rng = Rng::new(plan.seed);
         let shared = Arc::new(Shared {
             upstream,
-            state: Mutex::new(State { plan, rng, faults: 0, calls: 0, killed: false, log: Vec::new() }),
+            state: Mutex::new(State {
+                plan,
+                rng,
+                faults: 0,
+                calls: 0,
+                calls_by_operation: Default::default(),
+                killed: false,
+                log: Vec::new(),
+            }),
             killed_tx,
         });
         let accept_shared = shared.clone();
@@ -334,6 +346,12 @@ fn decide(shared: &Shared, request: &Request) -> Action {
     let mut st = shared.state.lock().unwrap();
     st.calls += 1;
     let n = st.calls;
+    let operation_key = format!("{}:{}", request.service, request.operation);
+    let occurrence = {
+        let count = st.calls_by_operation.entry(operation_key.clone()).or_default();
+        *count += 1;
+        *count
+    };
     // Draw the same amount of randomness for every request, so one decision never shifts the next.
     let roll = st.rng.below(100);
     let pick = st.rng.next_u64();
@@ -343,7 +361,7 @@ fn decide(shared: &Shared, request: &Request) -> Action {
     } else if let Some(kill) = st.plan.kill.filter(|k| n > k.after_calls) {
         st.killed = true;
         Action::Kill { perform: kill.perform_last }
-    } else if let Some(&(_, class)) = st.plan.at.iter().find(|(at, _)| *at == n) {
+    } else if let Some(&(_, _, class)) = st.plan.at.iter().find(|(op, nth, _)| *op == operation_key && *nth == occurrence) {
         st.faults += 1;
         fault = Some(class);
         Action::Fault(class)

@@ -287,14 +287,21 @@ pub fn random_jobs(h: &Harness, seeds: std::ops::Range<u64>, rate_percent: u64, 
 /// only tried on calls that change something: on a read it is the same as a reset.
 pub fn targeted_jobs(h: &Harness, clean: &RunResult, classes: &[FaultClass]) -> Vec<Job> {
     let mut jobs = Vec::new();
+    let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     for e in &clean.exchanges {
+        let operation = format!("{}:{}", e.service, e.operation);
+        let occurrence = {
+            let count = seen.entry(operation.clone()).or_default();
+            *count += 1;
+            *count
+        };
         for &class in classes {
             if class == FaultClass::DropResponse && !e.mutating {
                 continue;
             }
             jobs.push(Job::Plan {
-                label: format!("{} at call {} ({})", class.name(), e.n, e.operation),
-                plan: FaultPlan::single(e.n, class, h.slow_for()),
+                label: format!("{} at call {} ({operation} #{occurrence})", class.name(), e.n),
+                plan: FaultPlan::single(&operation, occurrence, class, h.slow_for()),
             });
         }
     }
