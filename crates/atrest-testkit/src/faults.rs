@@ -80,26 +80,46 @@ pub struct FaultPlan {
     pub classes: Vec<FaultClass>,
     /// How long a `Slow` request is held: longer than the SDK attempt timeout.
     pub slow_for: Duration,
-    /// Faults at the n-th call (1-based) of a given `service:operation`, on top of the random
-    /// ones (targeted sweeps). Targeting the operation rather than a global call number keeps
-    /// the aim true when a run makes an extra call, e.g. an SDK retry after a slow attempt.
-    pub at: Vec<(String, u64, FaultClass)>,
+    /// Faults at given call numbers (1-based), on top of the random ones.
+    pub at: Vec<(u64, FaultClass)>,
+    /// Faults at the n-th call (1-based) of a given `service:operation` (targeted sweeps).
+    /// Aiming at the operation rather than a global call number keeps the aim true when a run
+    /// makes an extra call, e.g. an SDK retry after a slow attempt.
+    pub at_operation: Vec<(String, u64, FaultClass)>,
     pub kill: Option<Kill>,
 }
 
 impl FaultPlan {
     /// No faults: a transparent proxy that counts and logs calls.
     pub fn clean() -> Self {
-        FaultPlan { seed: 0, rate_percent: 0, max_faults: 0, classes: Vec::new(), slow_for: Duration::ZERO, at: Vec::new(), kill: None }
+        FaultPlan {
+            seed: 0,
+            rate_percent: 0,
+            max_faults: 0,
+            classes: Vec::new(),
+            slow_for: Duration::ZERO,
+            at: Vec::new(),
+            at_operation: Vec::new(),
+            kill: None,
+        }
     }
 
     pub fn random(seed: u64, rate_percent: u64, max_faults: u32, classes: &[FaultClass], slow_for: Duration) -> Self {
-        FaultPlan { seed, rate_percent, max_faults, classes: classes.to_vec(), slow_for, at: Vec::new(), kill: None }
+        FaultPlan {
+            seed,
+            rate_percent,
+            max_faults,
+            classes: classes.to_vec(),
+            slow_for,
+            at: Vec::new(),
+            at_operation: Vec::new(),
+            kill: None,
+        }
     }
 
     /// Exactly one fault, at the `occurrence`-th call (1-based) of `operation` (`service:Operation`).
     pub fn single(operation: &str, occurrence: u64, class: FaultClass, slow_for: Duration) -> Self {
-        FaultPlan { at: vec![(operation.to_string(), occurrence, class)], slow_for, ..Self::clean() }
+        FaultPlan { at_operation: vec![(operation.to_string(), occurrence, class)], slow_for, ..Self::clean() }
     }
 
     pub fn kill(kill: Kill) -> Self {
@@ -356,29 +376,32 @@ fn decide(shared: &Shared, request: &Request) -> Action {
     let roll = st.rng.below(100);
     let pick = st.rng.next_u64();
     let mut fault = None;
-    let action = if st.killed {
-        Action::Dead
-    } else if let Some(kill) = st.plan.kill.filter(|k| n > k.after_calls) {
-        st.killed = true;
-        Action::Kill { perform: kill.perform_last }
-    } else if let Some(&(_, _, class)) = st.plan.at.iter().find(|(op, nth, _)| *op == operation_key && *nth == occurrence) {
-        st.faults += 1;
-        fault = Some(class);
-        Action::Fault(class)
-    } else if st.faults < st.plan.max_faults && roll < st.plan.rate_percent && !st.plan.classes.is_empty() {
-        let classes = &st.plan.classes;
-        // A lost response to a mutation is the fault reconcilers get wrong: favour it there.
-        let class = if request.mutating && pick & 1 == 0 && classes.contains(&FaultClass::DropResponse) {
-            FaultClass::DropResponse
+    let action =
+        if st.killed {
+            Action::Dead
+        } else if let Some(kill) = st.plan.kill.filter(|k| n > k.after_calls) {
+            st.killed = true;
+            Action::Kill { perform: kill.perform_last }
+        } else if let Some(class) = st.plan.at.iter().find(|(at, _)| *at == n).map(|(_, class)| *class).or_else(|| {
+            st.plan.at_operation.iter().find(|(op, nth, _)| *op == operation_key && *nth == occurrence).map(|(_, _, class)| *class)
+        }) {
+            st.faults += 1;
+            fault = Some(class);
+            Action::Fault(class)
+        } else if st.faults < st.plan.max_faults && roll < st.plan.rate_percent && !st.plan.classes.is_empty() {
+            let classes = &st.plan.classes;
+            // A lost response to a mutation is the fault reconcilers get wrong: favour it there.
+            let class = if request.mutating && pick & 1 == 0 && classes.contains(&FaultClass::DropResponse) {
+                FaultClass::DropResponse
+            } else {
+                classes[((pick >> 1) % classes.len() as u64) as usize]
+            };
+            st.faults += 1;
+            fault = Some(class);
+            Action::Fault(class)
         } else {
-            classes[((pick >> 1) % classes.len() as u64) as usize]
+            Action::Forward
         };
-        st.faults += 1;
-        fault = Some(class);
-        Action::Fault(class)
-    } else {
-        Action::Forward
-    };
     let performed = matches!(action, Action::Forward | Action::Fault(FaultClass::DropResponse) | Action::Kill { perform: true });
     st.log.push(Exchange {
         n,
