@@ -4,13 +4,16 @@
 //! remediation status turns SUCCEEDED, the bucket re-evaluates COMPLIANT and an email goes out.
 //!
 //! The stand-in records the automation execution but cannot run documents or Lambdas, so the
-//! test plays SSM (`run_automation_execution`) with the same payload the document builds.
+//! test plays SSM with the local runner (`atrest_testkit::ssm_runner`): the document and the
+//! remediation configuration come from template.yaml, and the worker is called in-process.
+//! `tests/console_remediate_all.rs` does the same for every remediation in the template.
 
 use std::sync::Arc;
 
 use atrest::alerts::AlertPublisher;
 use atrest::{FixRunner, FixStatus, RuleRunner};
-use atrest_testkit::{adapt_event, load_event, result_for, run_automation_execution, sdk, sns_messages, topic, unique};
+use atrest_testkit::ssm_runner::{RemediationParam, Template, run_recorded_execution};
+use atrest_testkit::{adapt_event, load_event, result_for, sdk, sns_messages, topic, unique};
 use aws_sdk_config::types::{
     RemediationConfiguration, RemediationParameterValue, RemediationTargetType, ResourceKey, ResourceType, ResourceValue, StaticValue,
 };
@@ -18,23 +21,15 @@ use fix_s3_enable_default_encryption::S3EnableDefaultEncryption;
 use rule_s3_bucket_server_side_encryption_enabled::S3BucketServerSideEncryptionEnabled;
 use serde_json::json;
 
-/// The document's parameter block, as in template.yaml (the template tests check that file).
-const DOCUMENT: &str = r#"{
-  "schemaVersion": "0.3",
-  "description": "atrest test copy of the S3 remediation loop",
-  "assumeRole": "{{ AutomationAssumeRole }}",
-  "parameters": {
-    "ResourceId": {"type": "String"},
-    "AutomationAssumeRole": {"type": "String", "default": ""},
-    "SSEAlgorithm": {"type": "String", "default": "AES256", "allowedValues": ["AES256", "aws:kms", "aws:kms:dsse"]},
-    "KmsKeyId": {"type": "String", "default": ""},
-    "DryRun": {"type": "String", "default": "false", "allowedValues": ["true", "false"]}
-  },
-  "mainSteps": [{"name": "Invoke", "action": "aws:sleep", "inputs": {"Duration": "PT1S"}, "isEnd": true}]
-}"#;
-
-fn static_value(v: &str) -> RemediationParameterValue {
-    RemediationParameterValue::builder().static_value(StaticValue::builder().values(v).build().unwrap()).build()
+fn parameter_value(p: &RemediationParam) -> RemediationParameterValue {
+    match p {
+        RemediationParam::ResourceId => RemediationParameterValue::builder()
+            .resource_value(ResourceValue::builder().value("RESOURCE_ID".into()).build().unwrap())
+            .build(),
+        RemediationParam::Static(values) => RemediationParameterValue::builder()
+            .static_value(StaticValue::builder().set_values(Some(values.clone())).build().unwrap())
+            .build(),
+    }
 }
 
 #[tokio::test]
@@ -59,36 +54,36 @@ async fn console_remediate_fixes_the_bucket_and_config_sees_it() {
     rule_runner.handle_lambda(change(&bucket)).await.unwrap();
     assert_eq!(result_for(&sdk, &rule, &bucket).await.unwrap().compliance, "NON_COMPLIANT");
 
-    // 2. The stack's document and remediation configuration.
+    // 2. The stack's document and remediation configuration, from template.yaml.
+    let template = Template::load();
+    let remediation = template
+        .remediations()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.rule_logical_id == "S3BucketServerSideEncryptionEnabledRule")
+        .expect("the S3 rule has a remediation configuration");
+    let template_document = template.document(&remediation.document_logical_id).unwrap();
     aws_sdk_ssm::Client::new(&sdk)
         .create_document()
         .name(&document)
         .document_type(aws_sdk_ssm::types::DocumentType::Automation)
         .document_format(aws_sdk_ssm::types::DocumentFormat::Json)
-        .content(DOCUMENT)
+        .content(template_document.content.to_string())
         .send()
         .await
         .expect("CreateDocument");
+    let mut configuration = RemediationConfiguration::builder()
+        .config_rule_name(&rule)
+        .target_type(RemediationTargetType::SsmDocument)
+        .target_id(&document)
+        .set_resource_type(remediation.resource_type.clone())
+        .automatic(false);
+    for (name, p) in &remediation.parameters {
+        configuration = configuration.parameters(name, parameter_value(p));
+    }
     config
         .put_remediation_configurations()
-        .remediation_configurations(
-            RemediationConfiguration::builder()
-                .config_rule_name(&rule)
-                .target_type(RemediationTargetType::SsmDocument)
-                .target_id(&document)
-                .resource_type("AWS::S3::Bucket")
-                .automatic(false)
-                .parameters(
-                    "ResourceId",
-                    RemediationParameterValue::builder()
-                        .resource_value(ResourceValue::builder().value("RESOURCE_ID".into()).build().unwrap())
-                        .build(),
-                )
-                .parameters("SSEAlgorithm", static_value("AES256"))
-                .parameters("DryRun", static_value("false"))
-                .build()
-                .unwrap(),
-        )
+        .remediation_configurations(configuration.build().unwrap())
         .send()
         .await
         .expect("PutRemediationConfigurations");
@@ -103,7 +98,7 @@ async fn console_remediate_fixes_the_bucket_and_config_sees_it() {
         .expect("StartRemediationExecution");
     assert!(started.failed_items().is_empty(), "{started:?}");
 
-    // 4. SSM runs the document: find the execution Config started and run the worker loop.
+    // 4. SSM runs the template's document for the execution Config started.
     let ssm = aws_sdk_ssm::Client::new(&sdk);
     let executions = ssm
         .describe_automation_executions()
@@ -114,9 +109,13 @@ async fn console_remediate_fixes_the_bucket_and_config_sees_it() {
         .await
         .unwrap();
     let execution_id = executions.automation_execution_metadata_list()[0].automation_execution_id().unwrap().to_string();
-    let fix_runner = FixRunner::new(Arc::new(S3EnableDefaultEncryption), &sdk, Some(AlertPublisher::new(&sdk, &topic_arn)));
-    let outcome = run_automation_execution(&sdk, &execution_id, &fix_runner).await;
+    let fix_runner = Arc::new(FixRunner::new(Arc::new(S3EnableDefaultEncryption), &sdk, Some(AlertPublisher::new(&sdk, &topic_arn))));
+    let worker = |binary: &str| (binary == "fix-s3-enable-default-encryption").then(|| fix_runner.clone());
+    let run = run_recorded_execution(&sdk, &template_document, &execution_id, &worker).await;
+    assert!(run.succeeded(), "{run:#?}");
+    let outcome = run.worker_outcomes.last().expect("the worker ran");
     assert_eq!(outcome.status, FixStatus::Succeeded, "{outcome:?}");
+    assert_eq!(run.steps, ["Invoke", "Decide", "Succeeded"]);
 
     // 5. Config's remediation status, the bucket, the new evaluation and the email agree.
     let status = config

@@ -7,6 +7,7 @@
 pub mod faults;
 pub mod logs;
 pub mod reliability;
+pub mod ssm_runner;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -1,0 +1,359 @@
+//! The console "Remediate" path, end to end, for every remediation in template.yaml: one
+//! non-compliant resource per Config rule; the rule's RemediationConfiguration and SSM document
+//! exactly as the template defines them (stack defaults); StartRemediationExecution (the
+//! console button) starts the automation execution; the local SSM runner
+//! (`atrest_testkit::ssm_runner`) runs the template's document with the execution's parameters,
+//! calling the workers in-process; Config's remediation status and the resource agree.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use atrest::{Fix, FixRunner};
+use atrest_testkit::ssm_runner::{Document, RemediationParam, Template, run_recorded_execution};
+use atrest_testkit::{ACCOUNT_ID, sdk, unique};
+use aws_config::SdkConfig;
+use aws_sdk_config::types::{
+    RemediationConfiguration, RemediationParameterValue, RemediationTargetType, ResourceKey, ResourceType, ResourceValue, StaticValue,
+};
+
+/// Remediations moto cannot run end to end, with the reason. Empty today: every fix runs.
+const SKIPPED: &[(&str, &str)] = &[];
+
+/// The workers, by binary name, as the template's functions build them (with no in-invocation
+/// polling, so a turn returns at once and the document loop does the waiting).
+fn workers(sdk: &SdkConfig) -> BTreeMap<&'static str, Arc<FixRunner>> {
+    let mut ebs = fix_ebs_encrypt_volumes::EbsEncryptVolumes::default();
+    ebs.poll = Duration::ZERO;
+    let fixes: Vec<Arc<dyn Fix>> = vec![
+        Arc::new(fix_s3_enable_default_encryption::S3EnableDefaultEncryption),
+        Arc::new(ebs),
+        Arc::new(fix_ebs_enable_default_encryption::EbsEnableDefaultEncryption::default()),
+        Arc::new(fix_rds_encrypt_instance::RdsEncryptInstance::default()),
+        Arc::new(fix_rds_encrypt_cluster::RdsEncryptCluster::default()),
+        Arc::new(fix_rds_encrypt_snapshot::RdsEncryptSnapshot::default()),
+    ];
+    fixes
+        .into_iter()
+        .map(|f| {
+            let binary: &'static str = Box::leak(format!("fix-{}", f.spec().name).into_boxed_str());
+            (binary, Arc::new(FixRunner::new(f, sdk, None)))
+        })
+        .collect()
+}
+
+fn rds(sdk: &SdkConfig) -> aws_sdk_rds::Client {
+    aws_sdk_rds::Client::new(sdk)
+}
+
+fn ec2(sdk: &SdkConfig) -> aws_sdk_ec2::Client {
+    aws_sdk_ec2::Client::new(sdk)
+}
+
+/// A non-compliant resource for a rule (by logical id): its Config resource type and id, and
+/// the check that it is fixed.
+struct Target {
+    resource_type: &'static str,
+    resource_id: String,
+    /// A name the fixed state is found under (the new copy, or the resource itself).
+    name: String,
+}
+
+async fn non_compliant(sdk: &SdkConfig, rule: &str) -> Target {
+    match rule {
+        "S3BucketServerSideEncryptionEnabledRule" => {
+            let bucket = unique("console-all");
+            aws_sdk_s3::Client::new(sdk).create_bucket().bucket(&bucket).send().await.unwrap();
+            Target { resource_type: "AWS::S3::Bucket", resource_id: bucket.clone(), name: bucket }
+        }
+        "EncryptedVolumesRule" => {
+            // Detached: with the default EbsAllowInstanceStop=false an attached volume waits.
+            let out = ec2(sdk).create_volume().availability_zone("us-east-1a").size(1).encrypted(false).send().await.unwrap();
+            let vol = out.volume_id().unwrap().to_string();
+            assert_eq!(out.encrypted(), Some(false));
+            Target { resource_type: "AWS::EC2::Volume", resource_id: vol.clone(), name: vol }
+        }
+        "Ec2EbsEncryptionByDefaultRule" => {
+            ec2(sdk).disable_ebs_encryption_by_default().send().await.unwrap();
+            Target { resource_type: "AWS::::Account", resource_id: ACCOUNT_ID.into(), name: ACCOUNT_ID.into() }
+        }
+        "RdsStorageEncryptedRule" => {
+            let id = unique("console-db");
+            // moto's default option groups are not restorable: the instance names its own.
+            let og = unique("console-options");
+            rds(sdk)
+                .create_option_group()
+                .option_group_name(&og)
+                .engine_name("mysql")
+                .major_engine_version("8.0")
+                .option_group_description("t")
+                .send()
+                .await
+                .unwrap();
+            let out = rds(sdk)
+                .create_db_instance()
+                .db_instance_identifier(&id)
+                .db_instance_class("db.t3.micro")
+                .engine("mysql")
+                .engine_version("8.0.35")
+                .option_group_name(&og)
+                .master_username("admin")
+                .master_user_password("correct-horse-battery")
+                .allocated_storage(20)
+                .storage_encrypted(false)
+                .send()
+                .await
+                .unwrap();
+            let dbi = out.db_instance().unwrap().dbi_resource_id().unwrap().to_string();
+            Target { resource_type: "AWS::RDS::DBInstance", resource_id: dbi, name: id }
+        }
+        "RdsClusterEncryptedAtRestRule" => {
+            let id = unique("console-cluster");
+            let out = rds(sdk)
+                .create_db_cluster()
+                .db_cluster_identifier(&id)
+                .engine("aurora-mysql")
+                .engine_version("8.0.mysql_aurora.3.04.1")
+                .master_username("admin")
+                .master_user_password("correct-horse-battery")
+                .storage_encrypted(false)
+                .send()
+                .await
+                .unwrap();
+            let resource_id = out.db_cluster().unwrap().db_cluster_resource_id().unwrap().to_string();
+            rds(sdk)
+                .create_db_instance()
+                .db_instance_identifier(format!("{id}-writer"))
+                .db_cluster_identifier(&id)
+                .engine("aurora-mysql")
+                .db_instance_class("db.r5.large")
+                .send()
+                .await
+                .unwrap();
+            Target { resource_type: "AWS::RDS::DBCluster", resource_id, name: id }
+        }
+        "RdsSnapshotEncryptedRule" => {
+            let db = unique("console-snapsrc");
+            rds(sdk)
+                .create_db_instance()
+                .db_instance_identifier(&db)
+                .db_instance_class("db.t3.micro")
+                .engine("postgres")
+                .master_username("admin")
+                .master_user_password("correct-horse-battery")
+                .allocated_storage(20)
+                .send()
+                .await
+                .unwrap();
+            let snap = unique("console-snap");
+            rds(sdk).create_db_snapshot().db_instance_identifier(&db).db_snapshot_identifier(&snap).send().await.unwrap();
+            Target { resource_type: "AWS::RDS::DBSnapshot", resource_id: snap.clone(), name: snap }
+        }
+        other => panic!("no non-compliant resource for {other}: add one to tests/console_remediate_all.rs"),
+    }
+}
+
+/// Reads the resource back from the stand-in: fixed?
+async fn assert_fixed(sdk: &SdkConfig, rule: &str, target: &Target) {
+    let name = &target.name;
+    match rule {
+        "S3BucketServerSideEncryptionEnabledRule" => {
+            let enc = aws_sdk_s3::Client::new(sdk).get_bucket_encryption().bucket(name).send().await.expect("bucket encryption");
+            assert!(!enc.server_side_encryption_configuration().unwrap().rules().is_empty());
+        }
+        "EncryptedVolumesRule" => {
+            let out = ec2(sdk)
+                .describe_volumes()
+                .filters(aws_sdk_ec2::types::Filter::builder().name("tag:atrest:encrypted-from").values(name).build())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(out.volumes().len(), 1, "one encrypted copy of {name}");
+            assert_eq!(out.volumes()[0].encrypted(), Some(true));
+        }
+        "Ec2EbsEncryptionByDefaultRule" => {
+            let out = ec2(sdk).get_ebs_encryption_by_default().send().await.unwrap();
+            assert_eq!(out.ebs_encryption_by_default(), Some(true));
+        }
+        "RdsStorageEncryptedRule" => {
+            let out = rds(sdk).describe_db_instances().db_instance_identifier(format!("{name}-encrypted")).send().await.unwrap();
+            assert_eq!(out.db_instances()[0].storage_encrypted(), Some(true));
+        }
+        "RdsClusterEncryptedAtRestRule" => {
+            let out = rds(sdk).describe_db_clusters().db_cluster_identifier(format!("{name}-encrypted")).send().await.unwrap();
+            assert_eq!(out.db_clusters()[0].storage_encrypted(), Some(true));
+        }
+        "RdsSnapshotEncryptedRule" => {
+            let out = rds(sdk).describe_db_snapshots().db_snapshot_identifier(format!("{name}-encrypted")).send().await.unwrap();
+            assert_eq!(out.db_snapshots()[0].encrypted(), Some(true));
+        }
+        other => panic!("no check for {other}"),
+    }
+}
+
+fn parameter_value(p: &RemediationParam) -> RemediationParameterValue {
+    match p {
+        RemediationParam::ResourceId => RemediationParameterValue::builder()
+            .resource_value(ResourceValue::builder().value("RESOURCE_ID".into()).build().unwrap())
+            .build(),
+        RemediationParam::Static(values) => RemediationParameterValue::builder()
+            .static_value(StaticValue::builder().set_values(Some(values.clone())).build().unwrap())
+            .build(),
+    }
+}
+
+/// Registers the document under a unique name, as CloudFormation would.
+async fn create_document(sdk: &SdkConfig, document: &Document) -> String {
+    let name = unique(&format!("atrest-{}", document.logical_id));
+    aws_sdk_ssm::Client::new(sdk)
+        .create_document()
+        .name(&name)
+        .document_type(aws_sdk_ssm::types::DocumentType::Automation)
+        .document_format(aws_sdk_ssm::types::DocumentFormat::Json)
+        .content(document.content.to_string())
+        .send()
+        .await
+        .expect("CreateDocument");
+    name
+}
+
+#[tokio::test]
+async fn every_remediation_in_the_template_fixes_its_resource_from_the_console() {
+    let sdk = sdk().await;
+    let template = Template::load();
+    let remediations = template.remediations().expect("the template's remediation configurations resolve");
+    assert!(remediations.len() >= 6, "{remediations:#?}");
+    let workers = workers(&sdk);
+    let worker = |binary: &str| workers.get(binary).cloned();
+    let config = aws_sdk_config::Client::new(&sdk);
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    // The account-wide EBS setting is shared with other test binaries: put it back afterwards.
+    let ebs_default_before = ec2(&sdk).get_ebs_encryption_by_default().send().await.unwrap().ebs_encryption_by_default();
+
+    let mut ran = Vec::new();
+    for rem in &remediations {
+        if let Some((_, reason)) = SKIPPED.iter().find(|(id, _)| *id == rem.logical_id) {
+            println!("SKIPPED {}: {reason}", rem.logical_id);
+            continue;
+        }
+        let document = template.document(&rem.document_logical_id).unwrap_or_else(|e| panic!("{}: {e}", rem.logical_id));
+        let target = non_compliant(&sdk, &rem.rule_logical_id).await;
+        if let Some(t) = &rem.resource_type {
+            assert_eq!(t, target.resource_type, "{}", rem.logical_id);
+        }
+        let rule = unique(&format!("console-{}", rem.rule_logical_id));
+        let document_name = create_document(&sdk, &document).await;
+
+        // The remediation configuration, as the template defines it.
+        let mut configuration = RemediationConfiguration::builder()
+            .config_rule_name(&rule)
+            .target_type(RemediationTargetType::SsmDocument)
+            .target_id(&document_name)
+            .set_target_version(rem.target_version.clone())
+            .set_resource_type(rem.resource_type.clone())
+            .automatic(rem.automatic);
+        for (name, p) in &rem.parameters {
+            configuration = configuration.parameters(name, parameter_value(p));
+        }
+        config
+            .put_remediation_configurations()
+            .remediation_configurations(configuration.build().unwrap())
+            .send()
+            .await
+            .expect("PutRemediationConfigurations");
+
+        // The operator presses "Remediate".
+        let key = || {
+            ResourceKey::builder().resource_type(ResourceType::from(target.resource_type)).resource_id(&target.resource_id).build().unwrap()
+        };
+        let started = config
+            .start_remediation_execution()
+            .config_rule_name(&rule)
+            .resource_keys(key())
+            .send()
+            .await
+            .expect("StartRemediationExecution");
+        assert!(started.failed_items().is_empty(), "{}: {started:?}", rem.logical_id);
+
+        // SSM runs the template's document with the execution's parameters.
+        let executions = ssm
+            .describe_automation_executions()
+            .filters(
+                aws_sdk_ssm::types::AutomationExecutionFilter::builder()
+                    .key("DocumentNamePrefix".into())
+                    .values(&document_name)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let list = executions.automation_execution_metadata_list();
+        assert_eq!(list.len(), 1, "{}: {list:?}", rem.logical_id);
+        let execution_id = list[0].automation_execution_id().unwrap().to_string();
+        let run = run_recorded_execution(&sdk, &document, &execution_id, &worker).await;
+        assert!(run.succeeded(), "{}: {run:#?}", rem.logical_id);
+        assert_eq!(run.outputs.get("Invoke.Status").map(String::as_str), Some("Succeeded"), "{}: {run:#?}", rem.logical_id);
+        assert_eq!(run.steps.last().map(String::as_str), Some("Succeeded"), "{}: {:?}", rem.logical_id, run.steps);
+        assert!(run.worker_outcomes.iter().all(|o| o.execution_id.as_deref() == Some(execution_id.as_str())));
+
+        // Config's remediation status and the resource agree.
+        let status = config.describe_remediation_execution_status().config_rule_name(&rule).resource_keys(key()).send().await.unwrap();
+        assert_eq!(
+            status.remediation_execution_statuses()[0].state().map(|s| s.as_str()),
+            Some("SUCCEEDED"),
+            "{}: {status:?}",
+            rem.logical_id
+        );
+        assert_fixed(&sdk, &rem.rule_logical_id, &target).await;
+        println!("{}: {} {} fixed in {} steps", rem.logical_id, target.resource_type, target.resource_id, run.steps.len());
+        ran.push(rem.logical_id.clone());
+    }
+
+    if ebs_default_before == Some(false) {
+        ec2(&sdk).disable_ebs_encryption_by_default().send().await.unwrap();
+    }
+    let skipped: Vec<&str> = SKIPPED.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ran.len() + skipped.len(), remediations.len(), "ran {ran:?}, skipped {skipped:?}");
+}
+
+/// The runner refuses what SSM refuses, before any worker runs.
+#[tokio::test]
+async fn the_runner_validates_parameters_like_ssm() {
+    let template = Template::load();
+    let rem =
+        template.remediations().unwrap().into_iter().find(|r| r.rule_logical_id == "S3BucketServerSideEncryptionEnabledRule").unwrap();
+    let doc = template.document(&rem.document_logical_id).unwrap();
+    let mut given = rem.execution_parameters("my-bucket");
+    let settled = doc.parameters_for(&given).unwrap();
+    assert_eq!(settled["KmsKeyId"], "", "the document default applies where Config passes nothing");
+    assert_eq!(settled["SSEAlgorithm"], "AES256");
+    given.insert("SSEAlgorithm".into(), vec!["DES".into()]);
+    assert!(doc.parameters_for(&given).unwrap_err().contains("SSEAlgorithm"));
+    given.insert("SSEAlgorithm".into(), vec!["AES256".into()]);
+    given.insert("ResourceId".into(), vec!["Not_A_Bucket".into()]);
+    assert!(doc.parameters_for(&given).unwrap_err().contains("ResourceId"));
+    given.insert("ResourceId".into(), vec!["my-bucket".into()]);
+    given.insert("Surprise".into(), vec!["x".into()]);
+    assert!(doc.parameters_for(&given).unwrap_err().contains("Surprise"));
+}
+
+/// A worker that answers Failed takes the document's Fail branch: the run ends Failed with the
+/// worker's message, after one turn.
+#[tokio::test]
+async fn a_failing_worker_ends_the_run_failed_with_its_message() {
+    let sdk = sdk().await;
+    let template = Template::load();
+    let rem =
+        template.remediations().unwrap().into_iter().find(|r| r.rule_logical_id == "S3BucketServerSideEncryptionEnabledRule").unwrap();
+    let doc = template.document(&rem.document_logical_id).unwrap();
+    let missing = unique("no-such-bucket");
+    let params = doc.parameters_for(&rem.execution_parameters(&missing)).unwrap();
+    let workers = workers(&sdk);
+    let run = doc.run(&params, "local-run", &|binary: &str| workers.get(binary).cloned()).await;
+    assert!(!run.succeeded(), "{run:#?}");
+    assert_eq!(run.steps, ["Invoke", "Decide", "Fail"]);
+    let message = run.failure_message.as_deref().unwrap();
+    assert!(message.contains(&missing) && message.contains("worker status: Failed"), "{message}");
+    assert!(message.contains(&run.worker_outcomes[0].message), "{message}");
+}
