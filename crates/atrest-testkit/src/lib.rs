@@ -241,34 +241,3 @@ fn dechunk(mut body: &str) -> String {
 pub async fn topic(sdk: &SdkConfig, name: &str) -> String {
     aws_sdk_sns::Client::new(sdk).create_topic().name(name).send().await.expect("CreateTopic").topic_arn().expect("topic ARN").to_string()
 }
-
-/// Plays the SSM Automation service for one execution the stand-in recorded (it cannot run
-/// documents or Lambdas): builds the worker payload exactly as the document's `InputPayload`
-/// does — every document parameter except the assume role, plus `ExecutionId` — drives the
-/// worker's loop to a terminal status, and records that status on the execution.
-pub async fn run_automation_execution(sdk: &SdkConfig, execution_id: &str, runner: &atrest::FixRunner) -> atrest::FixOutcome {
-    let ssm = aws_sdk_ssm::Client::new(sdk);
-    let execution = ssm.get_automation_execution().automation_execution_id(execution_id).send().await.expect("GetAutomationExecution");
-    let execution = execution.automation_execution().expect("execution");
-    let mut payload = serde_json::Map::new();
-    for (name, values) in execution.parameters().into_iter().flatten() {
-        if name != "AutomationAssumeRole" {
-            payload.insert(name.clone(), json!(values.first().cloned().unwrap_or_default()));
-        }
-    }
-    payload.insert("ExecutionId".into(), json!(execution_id));
-    let payload = Value::Object(payload);
-    let request = atrest::FixRequest::decode(runner.spec(), &payload);
-    let outcome = match request {
-        Ok(req) => runner.drive(&req, &atrest::remediation::DriveOptions { max_steps: 50, pause: std::time::Duration::ZERO }).await,
-        Err(_) => runner.step(&payload).await,
-    };
-    let status = match outcome.status {
-        atrest::FixStatus::Succeeded => "Success",
-        _ => "Failed",
-    };
-    let body = json!({"Status": status, "Outputs": {"Status": [format!("{:?}", outcome.status)], "Message": [outcome.message]}, "FailureMessage": if status == "Failed" { outcome.message.clone() } else { String::new() }});
-    let url = format!("{}/atrest-ext/automation-executions/{execution_id}/status", endpoint());
-    tokio::task::spawn_blocking(move || http_request("POST", &url, &body.to_string())).await.expect("join");
-    outcome
-}
