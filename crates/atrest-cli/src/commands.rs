@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use atrest::config_api::Delivery;
@@ -193,5 +192,3 @@ pub async fn remediate(sdk: &SdkConfig, fix_name: &str, payload: &Value, options
 pub fn outcome_succeeded(outcome: &FixOutcome) -> bool {
     outcome.status == FixStatus::Succeeded
 }
-
-pub type SharedRule = Arc<dyn atrest::ConfigRule>;

@@ -172,7 +172,7 @@ impl RuleRunner {
     pub async fn handle(&self, invocation: &Invocation, delivery: &Delivery) -> Result<Report> {
         let params = self.spec().parse_params_json(invocation.rule_parameters.as_deref())?;
         let ctx = RuleContext::new(&self.sdk, params);
-        let mut report = match &invocation.trigger {
+        let report = match &invocation.trigger {
             Trigger::Change { item } => {
                 let verdict = self.verdict_for_change(&ctx, item, invocation.event_left_scope).await?;
                 Report {
@@ -203,7 +203,6 @@ impl RuleRunner {
             }
         };
         config_api::put_evaluations(&self.config, delivery, &report.evaluations).await?;
-        report.evaluations.shrink_to_fit();
         Ok(report)
     }
 
