@@ -1,16 +1,18 @@
 //! The console "Remediate" path, end to end, for every remediation in template.yaml: one
 //! non-compliant resource per Config rule; the rule's RemediationConfiguration and SSM document
 //! exactly as the template defines them (stack defaults); StartRemediationExecution (the
-//! console button) starts the automation execution; the local SSM runner
-//! (`atrest_testkit::ssm_runner`) runs the template's document with the execution's parameters,
-//! calling the workers in-process; Config's remediation status and the resource agree.
+//! console button) starts the automation execution; the shared document runner
+//! (`atrest_automation`, through `atrest_testkit::console`; `atrest remediate` uses it too) runs
+//! the template's document with the execution's parameters, calling the workers in-process;
+//! Config's remediation status and the resource agree.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use atrest::{Fix, FixRunner};
-use atrest_testkit::ssm_runner::{Document, RemediationParam, Template, run_recorded_execution};
+use atrest_automation::{Document, RemediationParam, RunOptions, Template};
+use atrest_testkit::console::run_recorded_execution;
 use atrest_testkit::{ACCOUNT_ID, sdk, unique};
 use aws_config::SdkConfig;
 use aws_sdk_config::types::{
@@ -220,7 +222,7 @@ async fn create_document(sdk: &SdkConfig, document: &Document) -> String {
 #[tokio::test]
 async fn every_remediation_in_the_template_fixes_its_resource_from_the_console() {
     let sdk = sdk().await;
-    let template = Template::load();
+    let template = Template::embedded().unwrap();
     let remediations = template.remediations().expect("the template's remediation configurations resolve");
     assert!(remediations.len() >= 6, "{remediations:#?}");
     let workers = workers(&sdk);
@@ -320,7 +322,7 @@ async fn every_remediation_in_the_template_fixes_its_resource_from_the_console()
 /// The runner refuses what SSM refuses, before any worker runs.
 #[tokio::test]
 async fn the_runner_validates_parameters_like_ssm() {
-    let template = Template::load();
+    let template = Template::embedded().unwrap();
     let rem =
         template.remediations().unwrap().into_iter().find(|r| r.rule_logical_id == "S3BucketServerSideEncryptionEnabledRule").unwrap();
     let doc = template.document(&rem.document_logical_id).unwrap();
@@ -343,14 +345,14 @@ async fn the_runner_validates_parameters_like_ssm() {
 #[tokio::test]
 async fn a_failing_worker_ends_the_run_failed_with_its_message() {
     let sdk = sdk().await;
-    let template = Template::load();
+    let template = Template::embedded().unwrap();
     let rem =
         template.remediations().unwrap().into_iter().find(|r| r.rule_logical_id == "S3BucketServerSideEncryptionEnabledRule").unwrap();
     let doc = template.document(&rem.document_logical_id).unwrap();
     let missing = unique("no-such-bucket");
     let params = doc.parameters_for(&rem.execution_parameters(&missing)).unwrap();
     let workers = workers(&sdk);
-    let run = doc.run(&params, "local-run", &|binary: &str| workers.get(binary).cloned()).await;
+    let run = doc.run(&params, "local-run", &|binary: &str| workers.get(binary).cloned(), &RunOptions::immediate()).await;
     assert!(!run.succeeded(), "{run:#?}");
     assert_eq!(run.steps, ["Invoke", "Decide", "Fail"]);
     let message = run.failure_message.as_deref().unwrap();

@@ -4,15 +4,17 @@
 //! remediation status turns SUCCEEDED, the bucket re-evaluates COMPLIANT and an email goes out.
 //!
 //! The stand-in records the automation execution but cannot run documents or Lambdas, so the
-//! test plays SSM with the local runner (`atrest_testkit::ssm_runner`): the document and the
-//! remediation configuration come from template.yaml, and the worker is called in-process.
+//! test plays SSM with the shared document runner (`atrest_automation`, through
+//! `atrest_testkit::console`): the document and the remediation configuration come from
+//! template.yaml, and the worker is called in-process.
 //! `tests/console_remediate_all.rs` does the same for every remediation in the template.
 
 use std::sync::Arc;
 
 use atrest::alerts::AlertPublisher;
 use atrest::{FixRunner, FixStatus, RuleRunner};
-use atrest_testkit::ssm_runner::{RemediationParam, Template, run_recorded_execution};
+use atrest_automation::{RemediationParam, Template};
+use atrest_testkit::console::run_recorded_execution;
 use atrest_testkit::{adapt_event, load_event, result_for, sdk, sns_messages, topic, unique};
 use aws_sdk_config::types::{
     RemediationConfiguration, RemediationParameterValue, RemediationTargetType, ResourceKey, ResourceType, ResourceValue, StaticValue,
@@ -55,7 +57,7 @@ async fn console_remediate_fixes_the_bucket_and_config_sees_it() {
     assert_eq!(result_for(&sdk, &rule, &bucket).await.unwrap().compliance, "NON_COMPLIANT");
 
     // 2. The stack's document and remediation configuration, from template.yaml.
-    let template = Template::load();
+    let template = Template::embedded().unwrap();
     let remediation = template
         .remediations()
         .unwrap()

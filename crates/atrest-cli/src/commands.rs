@@ -2,13 +2,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use atrest::config_api::Delivery;
 use atrest::event::Invocation;
-use atrest::remediation::DriveOptions;
 use atrest::rule::Report;
-use atrest::{Compliance, Evaluation, FixOutcome, FixRequest, FixRunner, FixStatus, RuleRunner};
+use atrest::{Compliance, Evaluation, FixOutcome, FixRunner, FixStatus, RuleRunner};
+use atrest_automation::{Execution, RunOptions, Stack, Template};
 use aws_config::SdkConfig;
 use aws_smithy_types::DateTime;
 use serde::Serialize;
@@ -168,27 +169,85 @@ pub async fn scan(sdk: &SdkConfig, rule_names: &[String], params_file: Option<&P
     Ok(complete)
 }
 
-pub fn fix_payload(resource_id: &str, params: &[(String, String)], dry_run: bool) -> Value {
-    let mut payload = serde_json::Map::new();
-    payload.insert("ResourceId".into(), resource_id.into());
-    payload.insert("DryRun".into(), dry_run.to_string().into());
-    for (k, v) in params {
-        payload.insert(k.clone(), v.clone().into());
+/// How a remediation run went: the worker's last answer (its fields at the top level, as the
+/// Lambda returns them) and the Automation run around it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RemediationReport {
+    #[serde(flatten)]
+    pub outcome: FixOutcome,
+    pub automation: AutomationSummary,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AutomationSummary {
+    /// The template's document (logical id), as the console would run it.
+    pub document: String,
+    /// `Success` or `Failed`, as SSM reports the execution.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_message: Option<String>,
+    pub execution_id: String,
+    /// How many times the worker was invoked.
+    pub turns: usize,
+}
+
+impl RemediationReport {
+    pub fn succeeded(&self) -> bool {
+        self.automation.status == "Success" && self.outcome.status == FixStatus::Succeeded
     }
-    Value::Object(payload)
 }
 
-pub async fn remediate(sdk: &SdkConfig, fix_name: &str, payload: &Value, options: &DriveOptions) -> anyhow::Result<FixOutcome> {
+/// Runs a fix the way the Config console's "Remediate" button does: the template's
+/// remediation configuration for that fix gives the document and its static parameters, `params`
+/// override them (document parameter names), and the document runs here, invoking the worker
+/// code in-process against the configured account.
+pub async fn remediate(
+    sdk: &SdkConfig,
+    fix_name: &str,
+    resource_id: &str,
+    params: &[(String, String)],
+    dry_run: bool,
+    options: &RunOptions,
+) -> anyhow::Result<RemediationReport> {
     let fix = catalog::fix(fix_name).with_context(|| format!("unknown fix {fix_name}; known: {}", catalog::fix_names()))?;
-    let runner = FixRunner::new(fix.clone(), sdk, atrest::alerts::AlertPublisher::from_env(sdk));
-    let outcome = match FixRequest::decode(fix.spec(), payload) {
-        // A bad request is reported exactly as the Lambda would report it.
-        Err(_) => runner.step(payload).await,
-        Ok(req) => runner.drive(&req, options).await,
-    };
-    Ok(outcome)
-}
+    let binary = format!("fix-{}", fix.spec().name);
+    let stack = Stack { region: sdk.region().map(|r| r.to_string()).unwrap_or_else(|| Stack::default().region), ..Stack::default() };
+    let template = Template::embedded().map_err(anyhow::Error::msg)?.for_stack(stack);
+    let (remediation, document) = template.remediation_for_worker(&binary).map_err(anyhow::Error::msg)?;
 
-pub fn outcome_succeeded(outcome: &FixOutcome) -> bool {
-    outcome.status == FixStatus::Succeeded
+    let mut given = remediation.execution_parameters(resource_id);
+    for (k, v) in params {
+        given.insert(k.clone(), vec![v.clone()]);
+    }
+    if dry_run {
+        given.insert("DryRun".into(), vec!["true".into()]);
+    }
+    let execution_id = uuid::Uuid::new_v4().to_string();
+    let runner = Arc::new(FixRunner::new(fix.clone(), sdk, atrest::alerts::AlertPublisher::from_env(sdk)));
+    let worker = |name: &str| (name == binary).then(|| runner.clone());
+    let execution = match document.parameters_for(&given) {
+        Ok(settled) => document.run(&settled, &execution_id, &worker, options).await,
+        Err(refused) => Execution::refused(refused),
+    };
+    let outcome = execution.last_outcome().cloned().unwrap_or_else(|| FixOutcome {
+        status: FixStatus::Failed,
+        message: format!("Nothing was changed: {}", execution.failure_message.as_deref().unwrap_or("the run did not start")),
+        resource_id: resource_id.to_string(),
+        fix: binary.clone(),
+        dry_run,
+        changes: Vec::new(),
+        execution_id: Some(execution_id.clone()),
+    });
+    Ok(RemediationReport {
+        outcome,
+        automation: AutomationSummary {
+            document: document.logical_id.clone(),
+            status: execution.status.clone(),
+            failure_message: execution.failure_message.clone(),
+            execution_id,
+            turns: execution.worker_outcomes.len(),
+        },
+    })
 }

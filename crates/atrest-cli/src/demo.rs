@@ -7,15 +7,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use atrest::remediation::DriveOptions;
 use atrest::{Compliance, clients};
+use atrest_automation::{RunOptions, Sleep};
 use aws_config::SdkConfig;
 use aws_sdk_s3::types::{
     ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
 };
 
 use crate::catalog;
-use crate::commands::{fix_payload, remediate, sweep};
+use crate::commands::{remediate, sweep};
 use crate::output::table;
 
 const RULE: &str = "s3-bucket-server-side-encryption-enabled";
@@ -49,12 +49,13 @@ pub async fn run(sdk: &SdkConfig) -> anyhow::Result<bool> {
         .collect();
 
     let fix = catalog::rule(RULE).and_then(|r| r.spec().fix).context("the demo rule has no fix")?;
-    let options = DriveOptions { max_steps: 20, pause: Duration::from_millis(200) };
+    // The stand-in answers at once: a short wait between turns instead of the document's 30 s.
+    let options = RunOptions { max_turns: 20, sleep: Sleep::Fixed(Duration::from_millis(200)) };
     let mut results = BTreeMap::new();
     for (bucket, (compliance, _)) in &before {
         if *compliance == Compliance::NonCompliant {
             eprintln!("Remediating {bucket} with {fix}...");
-            let outcome = remediate(sdk, fix, &fix_payload(bucket, &[], false), &options).await?;
+            let outcome = remediate(sdk, fix, bucket, &[], false, &options).await?.outcome;
             let what = if outcome.changes.is_empty() { outcome.message.clone() } else { outcome.changes.join("; ") };
             results.insert(bucket.clone(), format!("{:?}: {what}", outcome.status));
         }

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use atrest::remediation::DriveOptions;
+use atrest_automation::{RunOptions, Sleep};
 use atrest_cli::output::{Format, print_json};
 use atrest_cli::{commands, demo};
 use clap::{Parser, Subcommand};
@@ -47,23 +47,29 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
-    /// Drive a fix to Succeeded or Failed exactly as its SSM Automation document would.
+    /// Remediate one resource the way the Config console's "Remediate" button does: the
+    /// stack's SSM Automation document for the fix (embedded from template.yaml at build time),
+    /// with its remediation configuration's parameters, run here until the worker reports
+    /// Succeeded or Failed.
     Remediate {
         fix: String,
+        /// The AWS Config resource id (bucket name, DbiResourceId, volume id, ...).
         #[arg(long)]
         resource_id: String,
-        /// A fix parameter, KEY=VALUE (repeatable), e.g. --param SSEAlgorithm=aws:kms
+        /// A document parameter, KEY=VALUE (repeatable), e.g. --param SSEAlgorithm=aws:kms.
+        /// Overrides the remediation configuration's value.
         #[arg(long = "param", value_parser = parse_key_value)]
         params: Vec<(String, String)>,
-        /// Report what would change and change nothing.
+        /// Report what would change and change nothing (DryRun=true).
         #[arg(long)]
         dry_run: bool,
-        /// Seconds between steps while the fix reports InProgress (the document sleeps too).
-        #[arg(long, default_value_t = 5)]
-        pause_seconds: u64,
-        /// Give up after this many steps.
+        /// Seconds to wait between turns while the fix reports InProgress [default: the
+        /// document's own wait, 30 s].
+        #[arg(long)]
+        pause_seconds: Option<u64>,
+        /// Give up after this many worker turns (a later run resumes where this one stopped).
         #[arg(long, default_value_t = 720)]
-        max_steps: usize,
+        max_turns: usize,
     },
     /// Seed an unencrypted estate on the local stand-in, scan, remediate, scan again.
     Demo,
@@ -101,12 +107,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Rules { .. } => unreachable!("handled above"),
         Command::Evaluate { rule, event, put, test_mode } => commands::evaluate(&sdk, &rule, &event, put, test_mode).await,
         Command::Scan { rules, rule_params, format } => commands::scan(&sdk, &rules, rule_params.as_deref(), format).await,
-        Command::Remediate { fix, resource_id, params, dry_run, pause_seconds, max_steps } => {
-            let payload = commands::fix_payload(&resource_id, &params, dry_run);
-            let options = DriveOptions { max_steps, pause: std::time::Duration::from_secs(pause_seconds) };
-            let outcome = commands::remediate(&sdk, &fix, &payload, &options).await?;
-            print_json(&outcome)?;
-            Ok(commands::outcome_succeeded(&outcome))
+        Command::Remediate { fix, resource_id, params, dry_run, pause_seconds, max_turns } => {
+            let sleep = match pause_seconds {
+                Some(seconds) => Sleep::Fixed(std::time::Duration::from_secs(seconds)),
+                None => Sleep::AsDocumented,
+            };
+            let report = commands::remediate(&sdk, &fix, &resource_id, &params, dry_run, &RunOptions { max_turns, sleep }).await?;
+            print_json(&report)?;
+            Ok(report.succeeded())
         }
         Command::Demo => demo::run(&sdk).await,
     }

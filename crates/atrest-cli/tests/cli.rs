@@ -82,7 +82,13 @@ async fn scan_and_remediate_round_trip() {
 
     let fix = atrest(&["remediate", "fix-s3-enable-default-encryption", "--resource-id", &name, "--param", "SSEAlgorithm=AES256"]);
     assert!(fix.status.success(), "{}", String::from_utf8_lossy(&fix.stdout));
-    assert_eq!(stdout_json(&fix)["Status"], "Succeeded");
+    let report = stdout_json(&fix);
+    assert_eq!(report["Status"], "Succeeded");
+    // The same path as the console button: the template's document ran the worker.
+    assert_eq!(report["Automation"]["Document"], "S3EnableDefaultEncryptionDocument");
+    assert_eq!(report["Automation"]["Status"], "Success");
+    assert_eq!(report["ExecutionId"], report["Automation"]["ExecutionId"], "the worker got the automation's execution id");
+    assert!(report["Automation"]["Turns"].as_u64().unwrap() >= 1);
     assert_eq!(mine(&stdout_json(&scan("json")))["ComplianceType"], "COMPLIANT");
 
     let table = scan("table");
@@ -107,4 +113,18 @@ fn a_failed_fix_exits_non_zero_with_a_reason() {
     let v = stdout_json(&out);
     assert_eq!(v["Status"], "Failed");
     assert!(v["Message"].as_str().unwrap().contains("SSEAlgorithm"));
+    // SSM refuses a value outside the document's allowedValues before the worker runs.
+    assert_eq!(v["Automation"]["Status"], "Failed");
+    assert_eq!(v["Automation"]["Turns"], 0);
+}
+
+#[test]
+fn remediate_refuses_what_the_document_does_not_declare() {
+    let out = atrest(&["remediate", "s3-enable-default-encryption", "--resource-id", "some-bucket", "--param", "Surprise=1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = stdout_json(&out);
+    assert!(v["Message"].as_str().unwrap().contains("Parameter \"Surprise\" is not defined in the document"), "{v}");
+    let out = atrest(&["remediate", "no-such-fix", "--resource-id", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown fix no-such-fix"));
 }

@@ -4,10 +4,10 @@
 //! Tests share one server, so each test names its resources uniquely (`unique`) and asserts
 //! only on what it created; Config results are kept per rule name, and each test uses its own.
 
+pub mod console;
 pub mod faults;
 pub mod logs;
 pub mod reliability;
-pub mod ssm_runner;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

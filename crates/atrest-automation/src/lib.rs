@@ -1,30 +1,54 @@
-//! A small local SSM Automation runner for the documents in `template.yaml`.
+//! Runs the stack's SSM Automation documents locally, straight from `template.yaml`.
 //!
-//! The stand-in records automation executions but cannot run documents. This module reads the
-//! stack template (CloudFormation short-form tags included), resolves each
-//! `AWS::Config::RemediationConfiguration` and its `AWS::SSM::Document` for the stack's parameter
-//! defaults, and interprets exactly the subset of Automation the template uses:
-//! `aws:invokeLambdaFunction` (the worker is called in-process through `FixRunner::step`),
-//! `aws:branch` (`StringEquals` choices and `Default`), `aws:sleep` (not slept),
-//! `aws:executeScript` with the `fail` handler (the run ends Failed), `nextStep`, `isEnd` and the
-//! implicit next step. Anything else fails loudly: a document that grows a new construct must
-//! grow its interpretation here too.
+//! The Config console's "Remediate" button starts an SSM Automation execution of the document a
+//! `AWS::Config::RemediationConfiguration` names, with `RESOURCE_ID` and the configuration's
+//! static values as parameters; the document then loops over the worker Lambda. `atrest
+//! remediate` and the console tests take exactly that path here: this crate reads the template
+//! (CloudFormation short-form tags included), resolves each remediation configuration and its
+//! document for the stack's parameter defaults, settles parameters as SSM does (defaults,
+//! `allowedValues`, `allowedPattern`, unknown and missing parameters refused) and interprets
+//! exactly the subset of Automation the template uses: `aws:invokeLambdaFunction` (the worker
+//! is called in-process through `FixRunner::step`), `aws:branch` (`StringEquals` choices and
+//! `Default`), `aws:sleep`, `aws:executeScript` with the `fail` handler (the run ends Failed),
+//! `nextStep`, `isEnd` and the implicit next step. Anything else fails the run loudly: a
+//! document that grows a new construct must grow its interpretation here too.
+//!
+//! The template is embedded at build time ([`Template::embedded`]), so the `atrest` binary runs
+//! the documents of the stack it was built with, wherever it is run.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use aws_config::SdkConfig;
 use serde_json::{Value as Json, json};
 use serde_yaml::Value as Yaml;
 
-use crate::{ACCOUNT_ID, REGION, endpoint, http_request};
+/// The workspace's `template.yaml`, as this build was made with it.
+pub const TEMPLATE_YAML: &str = include_str!("../../../template.yaml");
 
-/// A run never executes more steps than this, so a loop bug fails instead of hanging.
-pub const MAX_STEPS: usize = 500;
+/// A run never executes more document steps than this per worker turn allowed, so a loop bug
+/// fails instead of hanging.
+const STEPS_PER_TURN: usize = 4;
+
+/// Where the stack is deployed, for `!Ref AWS::Region` and the ARNs `!GetAtt` stands for. A
+/// local run needs no real values: ARNs only name the functions the document invokes.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub region: String,
+    pub account_id: String,
+    pub name: String,
+}
+
+impl Default for Stack {
+    fn default() -> Self {
+        Stack { region: "us-east-1".into(), account_id: "123456789012".into(), name: "atrest".into() }
+    }
+}
 
 /// The stack template, parsed.
 pub struct Template {
     root: Yaml,
+    stack: Stack,
 }
 
 /// How Config fills one document parameter.
@@ -75,9 +99,85 @@ pub struct Execution {
 }
 
 impl Execution {
+    /// A run that ended before its first step (SSM refused the parameters).
+    pub fn refused(message: String) -> Execution {
+        Execution {
+            status: "Failed".into(),
+            failure_message: Some(message),
+            outputs: BTreeMap::new(),
+            steps: Vec::new(),
+            worker_outcomes: Vec::new(),
+        }
+    }
+
     pub fn succeeded(&self) -> bool {
         self.status == "Success"
     }
+
+    /// The worker's last answer, if it was called.
+    pub fn last_outcome(&self) -> Option<&atrest::FixOutcome> {
+        self.worker_outcomes.last()
+    }
+}
+
+/// What `aws:sleep` does in a local run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sleep {
+    /// Wait as long as the step's `Duration` says, as SSM would.
+    AsDocumented,
+    /// Wait this long instead (tests: zero).
+    Fixed(Duration),
+}
+
+/// Bounds of a local run.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// The run ends Failed once the worker has been invoked this many times and still answers
+    /// InProgress; the state it left in AWS lets a later run resume.
+    pub max_turns: usize,
+    pub sleep: Sleep,
+}
+
+impl RunOptions {
+    /// No waiting, and enough turns for any fix against the stand-in.
+    pub fn immediate() -> RunOptions {
+        RunOptions { max_turns: 120, sleep: Sleep::Fixed(Duration::ZERO) }
+    }
+}
+
+/// An ISO 8601 duration as `aws:sleep` takes it (`PT30S`, `PT1M30S`, `PT2H`, `P1D`); SSM caps it
+/// at 7 days.
+pub fn parse_sleep_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("aws:sleep Duration {text:?} is not an ISO 8601 duration such as PT30S");
+    let rest = text.strip_prefix('P').ok_or_else(bad)?;
+    let (days, time) = match rest.split_once('T') {
+        Some((d, t)) => (d, t),
+        None => (rest, ""),
+    };
+    let mut seconds = 0u64;
+    let mut add = |part: &str, units: &[(char, u64)]| -> Result<(), String> {
+        let mut number = String::new();
+        for c in part.chars() {
+            if c.is_ascii_digit() {
+                number.push(c);
+                continue;
+            }
+            let factor = units.iter().find(|(u, _)| *u == c).map(|(_, f)| *f).ok_or_else(bad)?;
+            let n: u64 = number.parse().map_err(|_| bad())?;
+            seconds = seconds.saturating_add(n.saturating_mul(factor));
+            number.clear();
+        }
+        if number.is_empty() { Ok(()) } else { Err(bad()) }
+    };
+    add(days, &[('D', 86_400)])?;
+    add(time, &[('H', 3_600), ('M', 60), ('S', 1)])?;
+    if days.is_empty() && time.is_empty() {
+        return Err(bad());
+    }
+    if seconds > 7 * 86_400 {
+        return Err(format!("aws:sleep Duration {text} is over SSM's 7-day limit"));
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 fn tag_name(t: &serde_yaml::value::TaggedValue) -> String {
@@ -89,19 +189,24 @@ fn as_str(v: &Yaml) -> Option<&str> {
 }
 
 impl Template {
-    /// The workspace's `template.yaml`.
-    pub fn load() -> Template {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml");
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-        Template::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    /// The template this build embeds, for the default stack.
+    pub fn embedded() -> Result<Template, String> {
+        Template::parse(TEMPLATE_YAML).map_err(|e| format!("the embedded template.yaml: {e}"))
     }
 
+    /// A template's text, for the default stack.
     pub fn parse(text: &str) -> Result<Template, String> {
         let root: Yaml = serde_yaml::from_str(text).map_err(|e| format!("not YAML: {e}"))?;
         if root.get("Resources").and_then(Yaml::as_mapping).is_none() {
             return Err("no Resources".into());
         }
-        Ok(Template { root })
+        Ok(Template { root, stack: Stack::default() })
+    }
+
+    /// The same template, deployed as `stack`.
+    pub fn for_stack(mut self, stack: Stack) -> Template {
+        self.stack = stack;
+        self
     }
 
     fn resources(&self) -> impl Iterator<Item = (&str, &Yaml)> {
@@ -134,12 +239,13 @@ impl Template {
 
     /// A placeholder ARN for `!GetAtt <resource>.Arn`, shaped like the real one.
     fn placeholder_arn(&self, logical_id: &str) -> Result<String, String> {
+        let Stack { region, account_id: account, .. } = &self.stack;
         Ok(match self.resource_type(logical_id)? {
-            "AWS::IAM::Role" => format!("arn:aws:iam::{ACCOUNT_ID}:role/{logical_id}"),
+            "AWS::IAM::Role" => format!("arn:aws:iam::{account}:role/{logical_id}"),
             "AWS::Serverless::Function" | "AWS::Lambda::Function" => {
-                format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{logical_id}")
+                format!("arn:aws:lambda:{region}:{account}:function:{logical_id}")
             }
-            "AWS::KMS::Key" => format!("arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/{logical_id}"),
+            "AWS::KMS::Key" => format!("arn:aws:kms:{region}:{account}:key/{logical_id}"),
             other => return Err(format!("no placeholder ARN for {logical_id} ({other})")),
         })
     }
@@ -219,10 +325,10 @@ impl Template {
                 let target = as_str(&t.value).ok_or("!Ref takes a name")?;
                 Ok(match target {
                     "AWS::NoValue" => None,
-                    "AWS::Region" => Some(json!(REGION)),
-                    "AWS::AccountId" => Some(json!(ACCOUNT_ID)),
+                    "AWS::Region" => Some(json!(self.stack.region)),
+                    "AWS::AccountId" => Some(json!(self.stack.account_id)),
                     "AWS::Partition" => Some(json!("aws")),
-                    "AWS::StackName" => Some(json!("atrest")),
+                    "AWS::StackName" => Some(json!(self.stack.name)),
                     _ if self.root["Parameters"].get(target).is_some() => Some(self.parameter_default(target)?),
                     // A resource: its logical id stands in for the physical name.
                     _ if self.root["Resources"].get(target).is_some() => Some(json!(target)),
@@ -355,6 +461,27 @@ impl Template {
         }
         Ok(Document { logical_id: logical_id.to_string(), content, functions })
     }
+
+    /// The remediation whose document invokes the worker `binary` (e.g. `fix-s3-enable-default-encryption`),
+    /// with that document.
+    pub fn remediation_for_worker(&self, binary: &str) -> Result<(Remediation, Document), String> {
+        let mut found = Vec::new();
+        for r in self.remediations()? {
+            let doc = self.document(&r.document_logical_id)?;
+            if doc.invoked_workers().iter().any(|w| w == binary) {
+                found.push((r, doc));
+            }
+        }
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(format!("no remediation configuration in the template runs {binary}")),
+            _ => Err(format!(
+                "{} remediation configurations run {binary}: {}",
+                found.len(),
+                found.iter().map(|(r, _)| r.logical_id.as_str()).collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
 }
 
 impl Remediation {
@@ -412,6 +539,15 @@ impl Document {
         Ok(out)
     }
 
+    /// The worker binaries (`fix-...`) the document's `aws:invokeLambdaFunction` steps call.
+    pub fn invoked_workers(&self) -> Vec<String> {
+        let steps = self.content["mainSteps"].as_array().into_iter().flatten();
+        steps
+            .filter(|s| s["action"].as_str() == Some("aws:invokeLambdaFunction"))
+            .filter_map(|s| self.functions.get(s["inputs"]["FunctionName"].as_str()?).cloned())
+            .collect()
+    }
+
     fn steps(&self) -> Result<&Vec<Json>, String> {
         self.content["mainSteps"].as_array().ok_or_else(|| "no mainSteps".to_string())
     }
@@ -424,16 +560,12 @@ impl Document {
         parameters: &BTreeMap<String, String>,
         execution_id: &str,
         worker: &dyn Fn(&str) -> Option<Arc<atrest::FixRunner>>,
+        options: &RunOptions,
     ) -> Execution {
-        let mut ex = Execution {
-            status: "InProgress".into(),
-            failure_message: None,
-            outputs: BTreeMap::new(),
-            steps: Vec::new(),
-            worker_outcomes: Vec::new(),
-        };
+        let mut ex = Execution::refused(String::new());
+        ex.failure_message = None;
         let mut step_outputs: BTreeMap<String, String> = BTreeMap::new();
-        let result = self.interpret(parameters, execution_id, worker, &mut ex, &mut step_outputs).await;
+        let result = self.interpret(parameters, execution_id, worker, options, &mut ex, &mut step_outputs).await;
         match result {
             Ok(()) => ex.status = "Success".into(),
             Err(message) => {
@@ -454,6 +586,7 @@ impl Document {
         parameters: &BTreeMap<String, String>,
         execution_id: &str,
         worker: &dyn Fn(&str) -> Option<Arc<atrest::FixRunner>>,
+        options: &RunOptions,
         ex: &mut Execution,
         outputs: &mut BTreeMap<String, String>,
     ) -> Result<(), String> {
@@ -461,8 +594,9 @@ impl Document {
         let index_of = |name: &str| steps.iter().position(|s| s["name"].as_str() == Some(name)).ok_or(format!("no step named {name}"));
         let mut at = 0usize;
         loop {
-            if ex.steps.len() >= MAX_STEPS {
-                return Err(format!("stopped after {MAX_STEPS} steps (a loop that never ends?)"));
+            let max_steps = (options.max_turns + 1) * STEPS_PER_TURN;
+            if ex.steps.len() >= max_steps {
+                return Err(format!("stopped after {max_steps} steps without a worker call in between (a loop that never ends?)"));
             }
             let step = steps.get(at).ok_or_else(|| format!("step index {at} out of range"))?;
             let name = step["name"].as_str().ok_or("a step without a name")?;
@@ -479,6 +613,12 @@ impl Document {
                     }
                     let binary = self.functions.get(function).ok_or_else(|| format!("{name}: no function with ARN {function}"))?;
                     let runner = worker(binary).ok_or_else(|| format!("{name}: no worker for {binary}"))?;
+                    if ex.worker_outcomes.len() >= options.max_turns {
+                        return Err(format!(
+                            "gave up after {} worker turns with the remediation still in progress; run it again to resume from where it stands",
+                            options.max_turns
+                        ));
+                    }
                     let payload = substitute_json(&inputs["InputPayload"], &|s| vars(s, outputs))?;
                     let outcome = runner.step(&payload).await;
                     let answer = json!({"Payload": serde_json::to_value(&outcome).map_err(|e| e.to_string())?});
@@ -520,7 +660,15 @@ impl Document {
                     }
                 }
                 "aws:sleep" => {
-                    inputs["Duration"].as_str().ok_or_else(|| format!("{name}: aws:sleep needs Duration"))?;
+                    let documented = inputs["Duration"].as_str().ok_or_else(|| format!("{name}: aws:sleep needs Duration"))?;
+                    let documented = parse_sleep_duration(&vars(documented, outputs)?).map_err(|e| format!("{name}: {e}"))?;
+                    let wait = match options.sleep {
+                        Sleep::AsDocumented => documented,
+                        Sleep::Fixed(d) => d,
+                    };
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
                 }
                 "aws:executeScript" => {
                     if inputs["Handler"].as_str() != Some("fail") {
@@ -589,48 +737,17 @@ fn substitute_json(v: &Json, f: &dyn Fn(&str) -> Result<String, String>) -> Resu
     })
 }
 
-/// Plays SSM for an execution the stand-in recorded: reads its parameters, settles them
-/// against the document, runs the document and records the final status on the execution
-/// (which is what Config's DescribeRemediationExecutionStatus reads).
-pub async fn run_recorded_execution(
-    sdk: &SdkConfig,
-    document: &Document,
-    execution_id: &str,
-    worker: &dyn Fn(&str) -> Option<Arc<atrest::FixRunner>>,
-) -> Execution {
-    let ssm = aws_sdk_ssm::Client::new(sdk);
-    let out = ssm.get_automation_execution().automation_execution_id(execution_id).send().await.expect("GetAutomationExecution");
-    let given: BTreeMap<String, Vec<String>> =
-        out.automation_execution().expect("execution").parameters().into_iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let ex = match document.parameters_for(&given) {
-        Ok(params) => document.run(&params, execution_id, worker).await,
-        Err(e) => Execution {
-            status: "Failed".into(),
-            failure_message: Some(e),
-            outputs: BTreeMap::new(),
-            steps: Vec::new(),
-            worker_outcomes: Vec::new(),
-        },
-    };
-    record_status(execution_id, &ex).await;
-    ex
-}
-
-/// Records a run's final status on the stand-in's automation execution.
-pub async fn record_status(execution_id: &str, ex: &Execution) {
-    let outputs: serde_json::Map<String, Json> = ex.outputs.iter().map(|(k, v)| (k.clone(), json!([v]))).collect();
-    let body = json!({"Status": ex.status, "Outputs": outputs, "FailureMessage": ex.failure_message.clone().unwrap_or_default()});
-    let url = format!("{}/atrest-ext/automation-executions/{execution_id}/status", endpoint());
-    tokio::task::spawn_blocking(move || http_request("POST", &url, &body.to_string())).await.expect("join");
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use atrest::{Fix, FixContext, FixOutcome, FixRequest, FixRunner, FixSpec, FixStatus};
+
     use super::*;
 
     #[test]
     fn every_remediation_resolves_with_its_document() {
-        let t = Template::load();
+        let t = Template::embedded().unwrap();
         let rems = t.remediations().unwrap();
         assert!(rems.len() >= 6, "{rems:#?}");
         for r in &rems {
@@ -638,13 +755,125 @@ mod tests {
             let refused = doc.parameters_for(&r.execution_parameters("placeholder")).err();
             // Only ResourceId may be refused for a placeholder id.
             assert!(refused.as_ref().is_none_or(|e| e.contains("ResourceId")), "{}: {refused:?}", r.logical_id);
-            assert!(!doc.functions.is_empty());
+            // Each document runs exactly one worker, and that worker belongs to this remediation only.
+            let workers = doc.invoked_workers();
+            assert_eq!(workers.len(), 1, "{}: {workers:?}", doc.logical_id);
+            let (found, _) = t.remediation_for_worker(&workers[0]).unwrap();
+            assert_eq!(found.logical_id, r.logical_id);
         }
+    }
+
+    #[test]
+    fn an_unknown_worker_has_no_remediation() {
+        let t = Template::embedded().unwrap();
+        assert!(t.remediation_for_worker("fix-nothing").unwrap_err().contains("fix-nothing"));
     }
 
     #[test]
     fn unknown_intrinsics_fail_loudly() {
         let t = Template::parse("Resources:\n  X:\n    Type: AWS::SSM::Document\n    Properties:\n      DocumentType: Automation\n      Content: !FindInMap [a, b, c]\n").unwrap();
         assert!(t.document("X").unwrap_err().contains("FindInMap"));
+    }
+
+    #[test]
+    fn the_stack_fills_pseudo_parameters_and_arns() {
+        let stack = Stack { region: "eu-west-1".into(), account_id: "210987654321".into(), name: "prod".into() };
+        let t = Template::embedded().unwrap().for_stack(stack);
+        let (_, doc) = t.remediation_for_worker("fix-s3-enable-default-encryption").unwrap();
+        assert!(doc.functions.keys().all(|arn| arn.starts_with("arn:aws:lambda:eu-west-1:210987654321:function:")), "{:?}", doc.functions);
+        let params = doc.parameters_for(&BTreeMap::from([("ResourceId".to_string(), vec!["my-bucket".to_string()])])).unwrap();
+        assert!(params["AutomationAssumeRole"].starts_with("arn:aws:iam::210987654321:role/"), "{params:?}");
+    }
+
+    #[test]
+    fn sleep_durations_are_iso_8601() {
+        for (text, seconds) in [("PT30S", 30), ("PT1M30S", 90), ("PT2H", 7200), ("P1D", 86_400), ("P1DT1S", 86_401), ("PT0S", 0)] {
+            assert_eq!(parse_sleep_duration(text), Ok(Duration::from_secs(seconds)), "{text}");
+        }
+        for text in ["30", "PT", "P", "PT30", "PTS", "PT-1S", "PT1X", "P8D", ""] {
+            assert!(parse_sleep_duration(text).is_err(), "{text} should be refused");
+        }
+    }
+
+    /// A worker that answers InProgress `busy_turns` times, then `last`. It makes no AWS call:
+    /// these tests are about the document's loop, not a fix.
+    struct Scripted {
+        busy_turns: usize,
+        last: FixStatus,
+        calls: AtomicUsize,
+    }
+
+    #[atrest::async_trait]
+    impl Fix for Scripted {
+        /// The real S3 fix's parameters, so the document's payload is accepted.
+        fn spec(&self) -> &'static FixSpec {
+            fix_s3_enable_default_encryption::S3EnableDefaultEncryption.spec()
+        }
+        async fn reconcile(&self, _ctx: &FixContext, req: &FixRequest) -> atrest::Result<FixOutcome> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            Ok(match (n < self.busy_turns, self.last) {
+                (true, _) => FixOutcome::in_progress(self.spec(), req, format!("turn {n}")),
+                (false, FixStatus::Succeeded) => FixOutcome::succeeded(self.spec(), req, "done"),
+                (false, _) => FixOutcome::failed(self.spec(), req, "the bucket is gone"),
+            })
+        }
+    }
+
+    async fn run_scripted(busy_turns: usize, last: FixStatus, options: RunOptions) -> (Execution, usize) {
+        let t = Template::embedded().unwrap();
+        let (remediation, doc) = t.remediation_for_worker("fix-s3-enable-default-encryption").unwrap();
+        let params = doc.parameters_for(&remediation.execution_parameters("my-bucket")).unwrap();
+        let fix = Arc::new(Scripted { busy_turns, last, calls: AtomicUsize::new(0) });
+        let sdk = offline_sdk();
+        let runner = Arc::new(FixRunner::new(fix.clone(), &sdk, None));
+        let worker = |binary: &str| (binary == "fix-s3-enable-default-encryption").then(|| runner.clone());
+        let ex = doc.run(&params, "exec-1", &worker, &options).await;
+        (ex, fix.calls.load(Ordering::SeqCst))
+    }
+
+    /// An SDK configuration with no endpoint or credentials: the scripted worker never calls AWS.
+    fn offline_sdk() -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .build()
+    }
+
+    #[tokio::test]
+    async fn the_document_loops_until_the_worker_succeeds() {
+        let (ex, calls) = run_scripted(3, FixStatus::Succeeded, RunOptions::immediate()).await;
+        assert!(ex.succeeded(), "{ex:?}");
+        assert_eq!(calls, 4);
+        assert_eq!(ex.worker_outcomes.len(), 4);
+        assert_eq!(ex.outputs.get("Invoke.Status").map(String::as_str), Some("Succeeded"));
+        assert_eq!(ex.steps.iter().filter(|s| *s == "Invoke").count(), 4, "{:?}", ex.steps);
+    }
+
+    #[tokio::test]
+    async fn a_failed_worker_fails_the_run_with_its_message() {
+        let (ex, calls) = run_scripted(1, FixStatus::Failed, RunOptions::immediate()).await;
+        assert_eq!(ex.status, "Failed");
+        assert_eq!(calls, 2);
+        let message = ex.failure_message.unwrap();
+        assert!(message.contains("the bucket is gone") && message.contains("my-bucket"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_run_gives_up_after_max_turns_and_says_it_can_resume() {
+        let (ex, calls) = run_scripted(100, FixStatus::Succeeded, RunOptions { max_turns: 5, sleep: Sleep::Fixed(Duration::ZERO) }).await;
+        assert_eq!(ex.status, "Failed");
+        assert_eq!(calls, 5);
+        assert!(ex.failure_message.unwrap().contains("run it again to resume"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn documented_sleeps_are_slept() {
+        let started = tokio::time::Instant::now();
+        let (ex, _) = run_scripted(2, FixStatus::Succeeded, RunOptions { max_turns: 10, sleep: Sleep::AsDocumented }).await;
+        assert!(ex.succeeded());
+        // Two waits of the document's 30 seconds on the paused test clock, and not a third
+        // (the clock may also jump past idle moments inside a turn).
+        let waited = started.elapsed().as_secs();
+        assert!((60..90).contains(&waited), "waited {waited} s");
     }
 }
