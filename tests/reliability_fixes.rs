@@ -17,7 +17,8 @@ use std::time::Instant;
 use atrest::{ConfigRule, Fix, Params, RuleContext};
 use atrest_testkit::faults::{ALL_FAULTS, FaultClass};
 use atrest_testkit::reliability::{
-    Coverage, FixScenario, Fixture, Harness, RunResult, clean_run, failures, kill_jobs, operations, random_jobs, run_all, targeted_jobs,
+    Coverage, FixScenario, Fixture, Harness, RunResult, clean_run, failures, kill_jobs_sampled, operations, random_jobs, run_all,
+    targeted_jobs,
 };
 use atrest_testkit::{endpoint, sdk, topic, unique};
 use aws_config::SdkConfig;
@@ -29,9 +30,20 @@ static SCENARIOS: &[&dyn FixScenario] = &[
     &S3Scenario { name: "s3-enable-default-encryption/sse-s3", kms: false },
     &S3Scenario { name: "s3-enable-default-encryption/sse-kms-alias", kms: true },
     &RdsInstanceScenario,
-    &RdsSnapshotScenario,
+    &RdsSnapshotScenario { name: "rds-encrypt-snapshot/keep-source", cluster: false },
+    &RdsSnapshotScenario { name: "rds-encrypt-snapshot/cluster-snapshot", cluster: true },
+    &RdsClusterScenario,
+    &EbsDefaultScenario { name: "ebs-enable-default-encryption/keep-key", kms: false },
+    &EbsDefaultScenario { name: "ebs-enable-default-encryption/customer-key", kms: true },
     // &EbsVolumesScenario: written, not yet enabled; see RELIABILITY.md ("Not covered yet").
 ];
+
+/// The scenarios to run: all, or those whose name contains `RELIABILITY_ONLY` (to rerun one fix
+/// alone, e.g. `RELIABILITY_ONLY=rds-encrypt-cluster`).
+fn scenarios() -> Vec<&'static dyn FixScenario> {
+    let only = std::env::var("RELIABILITY_ONLY").unwrap_or_default();
+    SCENARIOS.iter().copied().filter(|s| s.name().contains(only.as_str())).collect()
+}
 
 /// The shape of the random schedules (how many: `FixScenario::seeds`).
 const RATE_PERCENT: u64 = 35;
@@ -69,11 +81,11 @@ async fn every_fix_survives_seeded_random_faults() {
     let direct = sdk().await;
     let h = harness(&direct).await;
     let mut problems = Vec::new();
-    for scenario in SCENARIOS {
+    for scenario in scenarios() {
         scenario.warm_up(&direct).await;
         let started = Instant::now();
         let results =
-            run_all(&h, &direct, *scenario, random_jobs(&h, 0..scenario.seeds(), RATE_PERCENT, MAX_FAULTS, ALL_FAULTS), CONCURRENCY).await;
+            run_all(&h, &direct, scenario, random_jobs(&h, 0..scenario.seeds(), RATE_PERCENT, MAX_FAULTS, ALL_FAULTS), CONCURRENCY).await;
         report("random", scenario.name(), &results, started);
         assert!(results.iter().map(|r| r.faults().count()).sum::<usize>() >= scenario.seeds() as usize, "the schedules inject faults");
         problems.extend(failures(&results));
@@ -86,12 +98,12 @@ async fn every_fault_class_at_every_call_of_every_fix() {
     let direct = sdk().await;
     let h = harness(&direct).await;
     let mut problems = Vec::new();
-    for scenario in SCENARIOS {
+    for scenario in scenarios() {
         scenario.warm_up(&direct).await;
-        let clean = clean_run(&h, &direct, *scenario).await;
+        let clean = clean_run(&h, &direct, scenario).await;
         assert!(clean.violations.is_empty(), "{}: the fault-free run fails: {:?}", scenario.name(), clean.violations);
         let started = Instant::now();
-        let results = run_all(&h, &direct, *scenario, targeted_jobs(&h, &clean, scenario.targeted_classes()), CONCURRENCY).await;
+        let results = run_all(&h, &direct, scenario, targeted_jobs(&h, &clean, scenario.targeted_classes()), CONCURRENCY).await;
         report("targeted", scenario.name(), &results, started);
         let mut coverage = Coverage::default();
         results.iter().for_each(|r| coverage.add(r));
@@ -107,13 +119,13 @@ async fn every_fix_resumes_after_a_kill_at_every_call() {
     let direct = sdk().await;
     let h = harness(&direct).await;
     let mut problems = Vec::new();
-    for scenario in SCENARIOS {
+    for scenario in scenarios() {
         scenario.warm_up(&direct).await;
-        let clean = clean_run(&h, &direct, *scenario).await;
-        let jobs = kill_jobs(&clean);
+        let clean = clean_run(&h, &direct, scenario).await;
+        let jobs = kill_jobs_sampled(&clean, scenario.kill_read_stride());
         let expected = jobs.len();
         let started = Instant::now();
-        let results = run_all(&h, &direct, *scenario, jobs, CONCURRENCY).await;
+        let results = run_all(&h, &direct, scenario, jobs, CONCURRENCY).await;
         report("kill", scenario.name(), &results, started);
         // Every kill point is reached; the last two are allowed to slip when a loaded machine made
         // the clean run retry a timed-out call (one more call than a normal run makes).
@@ -477,19 +489,65 @@ impl Fixture for RdsInstanceFixture {
 }
 
 // ---------------------------------------------------------------------------------------------
-// RDS: fix-rds-encrypt-snapshot
+// RDS: fix-rds-encrypt-snapshot (a DB snapshot, or a DB cluster snapshot)
 
-struct RdsSnapshotScenario;
+struct RdsSnapshotScenario {
+    name: &'static str,
+    cluster: bool,
+}
 
 struct RdsSnapshotFixture {
+    cluster: bool,
     snapshot: String,
     tags: BTreeSet<(String, String)>,
+}
+
+fn user_tags(tags: &[aws_sdk_rds::types::Tag]) -> BTreeSet<(String, String)> {
+    tags.iter()
+        .filter(|t| !t.key().unwrap_or_default().starts_with("atrest:"))
+        .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+        .collect()
+}
+
+fn rds_tags(tags: &BTreeSet<(String, String)>) -> Option<Vec<aws_sdk_rds::types::Tag>> {
+    Some(tags.iter().map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(k).value(v).build()).collect())
+}
+
+/// An unencrypted Aurora MySQL cluster with the given members (suffix, class); the first is the
+/// writer. Returns the cluster's resource id.
+async fn aurora_cluster(sdk: &SdkConfig, id: &str, tags: &BTreeSet<(String, String)>, members: &[(&str, &str)]) -> String {
+    let client = rds(sdk);
+    let out = client
+        .create_db_cluster()
+        .db_cluster_identifier(id)
+        .engine("aurora-mysql")
+        .engine_version("8.0.mysql_aurora.3.04.1")
+        .master_username("admin")
+        .master_user_password("correct-horse-battery")
+        .deletion_protection(false)
+        .storage_encrypted(false)
+        .set_tags(rds_tags(tags))
+        .send()
+        .await
+        .expect("CreateDBCluster");
+    for (suffix, class) in members {
+        client
+            .create_db_instance()
+            .db_instance_identifier(format!("{id}-{suffix}"))
+            .db_cluster_identifier(id)
+            .engine("aurora-mysql")
+            .db_instance_class(*class)
+            .send()
+            .await
+            .expect("CreateDBInstance (cluster member)");
+    }
+    out.db_cluster().and_then(|c| c.db_cluster_resource_id()).expect("DbClusterResourceId").to_string()
 }
 
 #[atrest::async_trait]
 impl FixScenario for RdsSnapshotScenario {
     fn name(&self) -> &'static str {
-        "rds-encrypt-snapshot/keep-source"
+        self.name
     }
 
     fn fix(&self, _sdk: &SdkConfig) -> Arc<dyn Fix> {
@@ -510,30 +568,50 @@ impl FixScenario for RdsSnapshotScenario {
 
     async fn setup(&self, sdk: &SdkConfig) -> Box<dyn Fixture> {
         let client = rds(sdk);
-        let db = unique("rel-snapsrc");
-        client
-            .create_db_instance()
-            .db_instance_identifier(&db)
-            .db_instance_class("db.t3.micro")
-            .engine("postgres")
-            .master_username("admin")
-            .master_user_password("correct-horse-battery")
-            .allocated_storage(20)
-            .send()
-            .await
-            .expect("CreateDBInstance");
         let snapshot = unique("rel-snap");
         let tags: BTreeSet<(String, String)> = [("purpose".to_string(), "migration".to_string())].into();
-        client
-            .create_db_snapshot()
-            .db_instance_identifier(&db)
-            .db_snapshot_identifier(&snapshot)
-            .set_tags(Some(tags.iter().map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(k).value(v).build()).collect()))
-            .send()
-            .await
-            .expect("CreateDBSnapshot");
-        Box::new(RdsSnapshotFixture { snapshot, tags })
+        if self.cluster {
+            let cluster = unique("rel-snapcluster");
+            aurora_cluster(sdk, &cluster, &BTreeSet::new(), &[]).await;
+            client
+                .create_db_cluster_snapshot()
+                .db_cluster_identifier(&cluster)
+                .db_cluster_snapshot_identifier(&snapshot)
+                .set_tags(rds_tags(&tags))
+                .send()
+                .await
+                .expect("CreateDBClusterSnapshot");
+        } else {
+            let db = unique("rel-snapsrc");
+            client
+                .create_db_instance()
+                .db_instance_identifier(&db)
+                .db_instance_class("db.t3.micro")
+                .engine("postgres")
+                .master_username("admin")
+                .master_user_password("correct-horse-battery")
+                .allocated_storage(20)
+                .send()
+                .await
+                .expect("CreateDBInstance");
+            client
+                .create_db_snapshot()
+                .db_instance_identifier(&db)
+                .db_snapshot_identifier(&snapshot)
+                .set_tags(rds_tags(&tags))
+                .send()
+                .await
+                .expect("CreateDBSnapshot");
+        }
+        Box::new(RdsSnapshotFixture { cluster: self.cluster, snapshot, tags })
     }
+}
+
+/// One manual snapshot of either kind, reduced to what the invariants look at.
+struct SnapshotSeen {
+    id: String,
+    encrypted: bool,
+    tags: BTreeSet<(String, String)>,
 }
 
 #[atrest::async_trait]
@@ -544,8 +622,204 @@ impl Fixture for RdsSnapshotFixture {
 
     async fn violations(&self, sdk: &SdkConfig) -> Vec<String> {
         let mut v = Vec::new();
-        let snapshots: Vec<aws_sdk_rds::types::DbSnapshot> = rds(sdk)
-            .describe_db_snapshots()
+        let client = rds(sdk);
+        let snapshots: Vec<SnapshotSeen> = if self.cluster {
+            client
+                .describe_db_cluster_snapshots()
+                .snapshot_type("manual")
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .unwrap_or_default()
+                .iter()
+                .map(|s| SnapshotSeen {
+                    id: s.db_cluster_snapshot_identifier().unwrap_or_default().to_string(),
+                    encrypted: s.storage_encrypted() == Some(true),
+                    tags: user_tags(s.tag_list()),
+                })
+                .collect()
+        } else {
+            client
+                .describe_db_snapshots()
+                .snapshot_type("manual")
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .unwrap_or_default()
+                .iter()
+                .map(|s| SnapshotSeen {
+                    id: s.db_snapshot_identifier().unwrap_or_default().to_string(),
+                    encrypted: s.encrypted() == Some(true),
+                    tags: user_tags(s.tag_list()),
+                })
+                .collect()
+        };
+        let snapshots: Vec<SnapshotSeen> = snapshots.into_iter().filter(|s| s.id.starts_with(&self.snapshot)).collect();
+        let ids: BTreeSet<&str> = snapshots.iter().map(|s| s.id.as_str()).collect();
+        let copy_id = format!("{}-encrypted", self.snapshot);
+        let expected: BTreeSet<&str> = [self.snapshot.as_str(), copy_id.as_str()].into();
+        if ids != expected {
+            v.push(format!("snapshots are {ids:?}, expected the source and exactly one encrypted copy"));
+        }
+        match snapshots.iter().find(|s| s.id == self.snapshot) {
+            Some(source) if source.tags != self.tags => v.push(format!("the source's tags are {:?}", source.tags)),
+            Some(source) if source.encrypted => v.push("the source changed: it reports encrypted".into()),
+            Some(_) => {}
+            None => v.push("the source snapshot is gone".into()),
+        }
+        match snapshots.iter().find(|s| s.id == copy_id) {
+            Some(copy) if !copy.encrypted => v.push("the copy is not encrypted".into()),
+            Some(copy) if copy.tags != self.tags => v.push(format!("the copy's tags are {:?}", copy.tags)),
+            _ => {}
+        }
+        v
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RDS: fix-rds-encrypt-cluster (an Aurora cluster with a writer and a reader)
+
+struct RdsClusterScenario;
+
+struct RdsClusterFixture {
+    id: String,
+    resource_id: String,
+    tags: BTreeSet<(String, String)>,
+    /// (member id, class), writer first.
+    members: Vec<(String, String)>,
+}
+
+const CLUSTER_MEMBERS: &[(&str, &str)] = &[("writer", "db.r5.large"), ("reader", "db.r5.xlarge")];
+
+#[atrest::async_trait]
+impl FixScenario for RdsClusterScenario {
+    fn name(&self) -> &'static str {
+        "rds-encrypt-cluster/aurora-writer-reader"
+    }
+
+    fn kill_read_stride(&self) -> usize {
+        // 41 calls a clean run, 34 of them reads: every mutation and every third read.
+        3
+    }
+
+    fn fix(&self, _sdk: &SdkConfig) -> Arc<dyn Fix> {
+        Arc::new(fix_rds_encrypt_cluster::RdsEncryptCluster::default())
+    }
+
+    async fn warm_up(&self, sdk: &SdkConfig) {
+        let _ = rds(sdk).describe_db_clusters().send().await;
+        RdsInstanceScenario.warm_up(sdk).await;
+    }
+
+    fn seeds(&self) -> u64 {
+        8
+    }
+
+    fn targeted_classes(&self) -> &'static [FaultClass] {
+        &[FaultClass::DropResponse]
+    }
+
+    async fn setup(&self, sdk: &SdkConfig) -> Box<dyn Fixture> {
+        let id = unique("rel-cluster");
+        let tags: BTreeSet<(String, String)> = [("team".to_string(), "billing".to_string())].into();
+        let resource_id = aurora_cluster(sdk, &id, &tags, CLUSTER_MEMBERS).await;
+        let members = CLUSTER_MEMBERS.iter().map(|(suffix, class)| (format!("{id}-{suffix}"), class.to_string())).collect();
+        Box::new(RdsClusterFixture { id, resource_id, tags, members })
+    }
+}
+
+#[atrest::async_trait]
+impl Fixture for RdsClusterFixture {
+    fn payload(&self) -> Value {
+        json!({"ResourceId": self.resource_id, "ExecutionId": "00000000-0000-4000-8000-00000000feed"})
+    }
+
+    async fn violations(&self, sdk: &SdkConfig) -> Vec<String> {
+        use fix_rds_encrypt_instance::common::{TAG_REPLACED_BY, TAG_SOURCE_RESOURCE_ID, tag_value};
+        let mut v = Vec::new();
+        let client = rds(sdk);
+        let clusters: Vec<aws_sdk_rds::types::DbCluster> =
+            client.describe_db_clusters().into_paginator().items().send().collect::<Result<Vec<_>, _>>().await.unwrap_or_default();
+        let instances: Vec<aws_sdk_rds::types::DbInstance> =
+            client.describe_db_instances().into_paginator().items().send().collect::<Result<Vec<_>, _>>().await.unwrap_or_default();
+        let members_of = |cluster: &str| -> BTreeSet<(String, String)> {
+            instances
+                .iter()
+                .filter(|i| i.db_cluster_identifier() == Some(cluster))
+                .map(|i| {
+                    (i.db_instance_identifier().unwrap_or_default().to_string(), i.db_instance_class().unwrap_or_default().to_string())
+                })
+                .collect()
+        };
+        let source_members: BTreeSet<(String, String)> = self.members.iter().cloned().collect();
+
+        // Exactly one encrypted target, made from this cluster.
+        let targets: Vec<_> =
+            clusters.iter().filter(|c| tag_value(c.tag_list(), TAG_SOURCE_RESOURCE_ID) == Some(self.resource_id.as_str())).collect();
+        let target_id = format!("{}-encrypted", self.id);
+        match targets.as_slice() {
+            [target] => {
+                if target.db_cluster_identifier() != Some(target_id.as_str()) {
+                    v.push(format!("the target is {:?}, expected {target_id}", target.db_cluster_identifier()));
+                }
+                if target.storage_encrypted() != Some(true) {
+                    v.push(format!("the target {target_id} is not encrypted"));
+                }
+                if user_tags(target.tag_list()) != self.tags {
+                    v.push(format!("the target's tags are {:?}, expected {:?}", user_tags(target.tag_list()), self.tags));
+                }
+                // The same members (classes), each exactly once, under its derived name.
+                let expected: BTreeSet<(String, String)> =
+                    self.members.iter().map(|(m, class)| (format!("{m}-encrypted"), class.clone())).collect();
+                let members = members_of(&target_id);
+                if members != expected {
+                    v.push(format!("the target's members are {members:?}, expected {expected:?}"));
+                }
+                let twins = instances.iter().filter(|i| {
+                    i.db_instance_identifier().is_some_and(|id| self.members.iter().any(|(m, _)| id == format!("{m}-encrypted")))
+                });
+                if twins.clone().count() != self.members.len() {
+                    v.push(format!("{} encrypted member instances, expected {}", twins.count(), self.members.len()));
+                }
+            }
+            _ => v.push(format!("{} encrypted clusters for {}, expected exactly one", targets.len(), self.id)),
+        }
+
+        // The source: kept, unencrypted, with its members and tags, marked replaced-by.
+        match clusters.iter().find(|c| c.db_cluster_resource_id() == Some(self.resource_id.as_str())) {
+            Some(source) => {
+                if source.db_cluster_identifier() != Some(self.id.as_str()) {
+                    v.push(format!("the source was renamed to {:?}", source.db_cluster_identifier()));
+                }
+                if source.storage_encrypted() == Some(true) {
+                    v.push("the source reports encrypted storage".into());
+                }
+                if user_tags(source.tag_list()) != self.tags {
+                    v.push(format!("the source's tags are {:?}, expected {:?}", user_tags(source.tag_list()), self.tags));
+                }
+                if tag_value(source.tag_list(), TAG_REPLACED_BY) != Some(target_id.as_str()) {
+                    v.push(format!("the source is not tagged {TAG_REPLACED_BY}={target_id}"));
+                }
+                let members = members_of(&self.id);
+                if members != source_members {
+                    v.push(format!("the source's members are {members:?}, expected {source_members:?}"));
+                }
+                if source.db_cluster_members().len() != self.members.len() {
+                    v.push(format!("the source cluster lists {} members", source.db_cluster_members().len()));
+                }
+            }
+            None => v.push(format!("the source cluster {} is gone", self.id)),
+        }
+
+        // The intermediate cluster snapshot is deleted once the target is complete (the fix's
+        // last step); nothing else of ours is left.
+        let prefix = format!("atrest-{}", self.resource_id.to_ascii_lowercase());
+        let snapshots: Vec<String> = client
+            .describe_db_cluster_snapshots()
             .snapshot_type("manual")
             .into_paginator()
             .items()
@@ -553,31 +827,13 @@ impl Fixture for RdsSnapshotFixture {
             .collect::<Result<Vec<_>, _>>()
             .await
             .unwrap_or_default()
-            .into_iter()
-            .filter(|s| s.db_snapshot_identifier().is_some_and(|id| id.starts_with(&self.snapshot)))
+            .iter()
+            .filter_map(|s| s.db_cluster_snapshot_identifier())
+            .filter(|s| s.starts_with(&prefix))
+            .map(str::to_string)
             .collect();
-        let tags_of = |s: &aws_sdk_rds::types::DbSnapshot| -> BTreeSet<(String, String)> {
-            s.tag_list()
-                .iter()
-                .filter(|t| !t.key().unwrap_or_default().starts_with("atrest:"))
-                .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
-                .collect()
-        };
-        let ids: BTreeSet<&str> = snapshots.iter().filter_map(|s| s.db_snapshot_identifier()).collect();
-        let copy_id = format!("{}-encrypted", self.snapshot);
-        let expected: BTreeSet<&str> = [self.snapshot.as_str(), copy_id.as_str()].into();
-        if ids != expected {
-            v.push(format!("snapshots are {ids:?}, expected the source and exactly one encrypted copy"));
-        }
-        match snapshots.iter().find(|s| s.db_snapshot_identifier() == Some(self.snapshot.as_str())) {
-            Some(source) if tags_of(source) != self.tags => v.push(format!("the source's tags are {:?}", tags_of(source))),
-            Some(_) => {}
-            None => v.push("the source snapshot is gone".into()),
-        }
-        match snapshots.iter().find(|s| s.db_snapshot_identifier() == Some(copy_id.as_str())) {
-            Some(copy) if copy.encrypted() != Some(true) => v.push("the copy is not encrypted".into()),
-            Some(copy) if tags_of(copy) != self.tags => v.push(format!("the copy's tags are {:?}", tags_of(copy))),
-            _ => {}
+        if !snapshots.is_empty() {
+            v.push(format!("intermediate cluster snapshots left: {snapshots:?}"));
         }
         v
     }
@@ -673,6 +929,170 @@ impl Fixture for EbsVolumesFixture {
         let state = instance_state(sdk, &self.instance).await;
         if state != "running" {
             v.push(format!("the instance is {state}, not back to running"));
+        }
+        v
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// EBS: fix-ebs-enable-default-encryption (an account/Region setting)
+
+/// Regions the runs of this scenario take turns in (never the default Region, which other
+/// tests use). The setting is account-wide per Region, so two runs in flight at once must not
+/// share one: a run leases a Region for its lifetime, and the next run in it starts by putting
+/// the user's settings back.
+const EBS_DEFAULT_REGIONS: &[&str] = &[
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "ca-central-1",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-central-1",
+    "eu-north-1",
+    "eu-south-1",
+    "ap-south-1",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "sa-east-1",
+    "af-south-1",
+    "me-south-1",
+    "ap-east-1",
+    "il-central-1",
+    "eu-central-2",
+    "ap-south-2",
+    "ap-southeast-3",
+];
+
+static FREE_REGIONS: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+static REGIONS_INIT: std::sync::Once = std::sync::Once::new();
+
+/// A Region no other run holds; given back when the lease is dropped.
+struct RegionLease(&'static str);
+
+impl RegionLease {
+    async fn take() -> RegionLease {
+        REGIONS_INIT.call_once(|| FREE_REGIONS.lock().unwrap().extend(EBS_DEFAULT_REGIONS.iter().rev()));
+        loop {
+            if let Some(region) = FREE_REGIONS.lock().unwrap().pop() {
+                return RegionLease(region);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for RegionLease {
+    fn drop(&mut self) {
+        FREE_REGIONS.lock().unwrap().push(self.0);
+    }
+}
+
+fn in_region(sdk: &SdkConfig, region: &str) -> SdkConfig {
+    sdk.to_builder().region(aws_config::Region::new(region.to_string())).build()
+}
+
+struct EbsDefaultScenario {
+    name: &'static str,
+    /// Ask for a customer key (an alias) rather than leaving the default key alone.
+    kms: bool,
+}
+
+struct EbsDefaultFixture {
+    region: RegionLease,
+    /// The default key the user had set before the run (a key ARN).
+    user_key: String,
+    /// (alias, key ARN) asked for.
+    wanted: Option<(String, String)>,
+}
+
+#[atrest::async_trait]
+impl FixScenario for EbsDefaultScenario {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn fix(&self, _sdk: &SdkConfig) -> Arc<dyn Fix> {
+        Arc::new(fix_ebs_enable_default_encryption::EbsEnableDefaultEncryption::default())
+    }
+
+    async fn warm_up(&self, sdk: &SdkConfig) {
+        // moto builds each Region's EC2 backend (default VPC, subnets) on its first call there.
+        for region in EBS_DEFAULT_REGIONS {
+            let sdk = in_region(sdk, region);
+            let _ = aws_sdk_ec2::Client::new(&sdk).get_ebs_encryption_by_default().send().await;
+            let _ = atrest::clients::kms(&sdk).list_keys().limit(1).send().await;
+        }
+    }
+
+    async fn setup(&self, sdk: &SdkConfig) -> Box<dyn Fixture> {
+        let region = RegionLease::take().await;
+        let sdk = in_region(sdk, region.0);
+        let ec2 = aws_sdk_ec2::Client::new(&sdk);
+        let kms = atrest::clients::kms(&sdk);
+        // The user's state: encryption by default off, a default key of their own.
+        ec2.disable_ebs_encryption_by_default().send().await.expect("DisableEbsEncryptionByDefault");
+        let user_key = kms.create_key().send().await.expect("CreateKey").key_metadata().unwrap().arn().unwrap().to_string();
+        ec2.modify_ebs_default_kms_key_id().kms_key_id(&user_key).send().await.expect("ModifyEbsDefaultKmsKeyId");
+        let wanted = if self.kms {
+            let key = kms.create_key().send().await.expect("CreateKey").key_metadata().unwrap().clone();
+            let alias = format!("alias/{}", unique("rel-ebs-default"));
+            kms.create_alias().alias_name(&alias).target_key_id(key.key_id()).send().await.expect("CreateAlias");
+            Some((alias, key.arn().unwrap().to_string()))
+        } else {
+            None
+        };
+        Box::new(EbsDefaultFixture { region, user_key, wanted })
+    }
+}
+
+#[atrest::async_trait]
+impl Fixture for EbsDefaultFixture {
+    fn payload(&self) -> Value {
+        let mut p = json!({"ResourceId": "123456789012", "ExecutionId": "00000000-0000-4000-8000-00000000feed"});
+        if let Some((alias, _)) = &self.wanted {
+            p["KmsKeyId"] = json!(alias);
+        }
+        p
+    }
+
+    fn region(&self) -> Option<String> {
+        Some(self.region.0.to_string())
+    }
+
+    async fn violations(&self, sdk: &SdkConfig) -> Vec<String> {
+        let mut v = Vec::new();
+        let sdk = in_region(sdk, self.region.0);
+        let ec2 = aws_sdk_ec2::Client::new(&sdk);
+        // Compliant, as the rule judges the Region (with the key asked for, if any).
+        let rule = rule_ec2_ebs_encryption_by_default::Ec2EbsEncryptionByDefault::default();
+        let params = match &self.wanted {
+            Some((alias, _)) => json!({"kmsKeyId": alias}),
+            None => json!({}),
+        };
+        let params =
+            rule.spec().parse_params(&params.as_object().unwrap().clone().into_iter().collect()).unwrap_or_else(|_| Params::default());
+        let ctx = RuleContext::new(&sdk, params);
+        match rule.fetch_item(&ctx, "AWS::::Account", "123456789012").await {
+            Ok(Some(item)) => match rule.judge(&ctx, &item).await {
+                Ok(verdict) if verdict.compliance == atrest::Compliance::Compliant => {}
+                other => v.push(format!("the rule does not judge {} compliant: {other:?}", self.region.0)),
+            },
+            other => v.push(format!("cannot read the {} settings back: {other:?}", self.region.0)),
+        }
+        match ec2.get_ebs_encryption_by_default().send().await {
+            Ok(out) if out.ebs_encryption_by_default() == Some(true) => {}
+            other => v.push(format!("encryption by default is not on: {other:?}")),
+        }
+        // The default key: the one asked for; otherwise still the user's own.
+        let expected = self.wanted.as_ref().map(|(_, arn)| arn).unwrap_or(&self.user_key);
+        match ec2.get_ebs_default_kms_key_id().send().await {
+            Ok(out) if out.kms_key_id() == Some(expected.as_str()) => {}
+            other => v.push(format!("the default key is {other:?}, expected {expected}")),
         }
         v
     }

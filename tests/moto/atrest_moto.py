@@ -17,6 +17,9 @@ config: PutEvaluations (without TestMode too), GetComplianceDetailsByConfigRule,
   StartRemediationExecution, DescribeRemediationExecutionStatus.
 ssm: StartAutomationExecution, GetAutomationExecution,
   DescribeAutomationExecutions, StopAutomationExecution.
+Beside this file: atrest_moto_rds.py (RDS corrections) and atrest_moto_ec2.py
+(EBS encryption-by-default settings: GetEbsDefaultKmsKeyId, ResetEbsDefaultKmsKeyId,
+a corrected ModifyEbsDefaultKmsKeyId).
 
 Conventions (see README.md):
 * The ResultToken of PutEvaluations IS the ConfigRuleName (the real token is an
@@ -678,6 +681,8 @@ def _patch():
             setattr(cls, fn.__name__, fn)
     import atrest_moto_rds  # noqa: E402  (beside this file; RDS corrections, see its docstring)
     atrest_moto_rds.patch()
+    import atrest_moto_ec2  # noqa: E402  (EBS encryption-by-default settings, see its docstring)
+    atrest_moto_ec2.patch()
 
 
 # --------------------------------------------------------------------------- /atrest-ext endpoints

@@ -10,11 +10,17 @@ Each patch makes moto answer as AWS does where atrest's RDS rules and fixes depe
   cluster with that key; moto left it unencrypted.
 * ModifyDBCluster `NewDBClusterIdentifier`: AWS keeps the member instances in the renamed cluster;
   moto left them pointing at the old name (so the cluster lost its members).
+* CreateDBCluster / RestoreDBClusterFromSnapshot with the identifier of an existing cluster: AWS
+  answers `DBClusterAlreadyExistsFault` and leaves that cluster alone; moto replaced it with a new
+  (unencrypted) cluster before failing on its automated snapshot. Found by the fault sweeps: a
+  restore whose response was lost and that the SDK retried turned the encrypted target back into
+  an unencrypted one.
 """
 
 import random
 import string
 
+from moto.rds.exceptions import RDSClientError
 from moto.rds.models import DBCluster, DBInstance, FilterDef, RDSBackend
 
 
@@ -78,8 +84,20 @@ def _cluster_rename_keeps_members():
     RDSBackend.modify_db_cluster = modify_db_cluster
 
 
+def _cluster_create_refuses_an_existing_identifier():
+    original = RDSBackend.create_db_cluster
+
+    def create_db_cluster(self, kwargs):
+        if kwargs.get("db_cluster_identifier") in self.clusters:
+            raise RDSClientError("DBClusterAlreadyExistsFault", "DB Cluster already exists")
+        return original(self, kwargs)
+
+    RDSBackend.create_db_cluster = create_db_cluster
+
+
 def patch():
     _unique_dbi_resource_ids()
+    _cluster_create_refuses_an_existing_identifier()
     _cluster_resource_id_filter()
     _cluster_restore_encrypts_with_kms_key()
     _cluster_rename_keeps_members()

@@ -452,6 +452,81 @@ class ExtAndReset(Base):
         self.assertEqual(ec2.describe_images(Owners=["amazon"])["Images"], [])
 
 
+class EbsDefaultEncryption(Base):
+    """atrest_moto_ec2.py: the account/Region settings for EBS encryption by default."""
+
+    def test_defaults(self):
+        ec2 = client("ec2")
+        self.assertFalse(ec2.get_ebs_encryption_by_default()["EbsEncryptionByDefault"])
+        self.assertEqual(ec2.get_ebs_default_kms_key_id()["KmsKeyId"], "alias/aws/ebs")
+
+    def test_enable_disable(self):
+        ec2 = client("ec2")
+        self.assertTrue(ec2.enable_ebs_encryption_by_default()["EbsEncryptionByDefault"])
+        self.assertTrue(ec2.get_ebs_encryption_by_default()["EbsEncryptionByDefault"])
+        self.assertFalse(ec2.disable_ebs_encryption_by_default()["EbsEncryptionByDefault"])
+        self.assertFalse(ec2.get_ebs_encryption_by_default()["EbsEncryptionByDefault"])
+
+    def test_modify_and_reset_the_default_key(self):
+        ec2, kms = client("ec2"), client("kms")
+        key = kms.create_key()["KeyMetadata"]
+        kms.create_alias(AliasName="alias/mine", TargetKeyId=key["KeyId"])
+        for ref in (key["KeyId"], key["Arn"], "alias/mine"):
+            self.assertEqual(ec2.modify_ebs_default_kms_key_id(KmsKeyId=ref)["KmsKeyId"], key["Arn"])
+            self.assertEqual(ec2.get_ebs_default_kms_key_id()["KmsKeyId"], key["Arn"])
+        ec2.enable_ebs_encryption_by_default()
+        self.assertEqual(ec2.get_ebs_default_kms_key_id()["KmsKeyId"], key["Arn"], "enabling keeps the key")
+        self.assertEqual(ec2.reset_ebs_default_kms_key_id()["KmsKeyId"],
+                         "arn:aws:kms:us-east-1:123456789012:alias/aws/ebs")
+        self.assertEqual(ec2.get_ebs_default_kms_key_id()["KmsKeyId"], "alias/aws/ebs")
+        self.assertTrue(ec2.get_ebs_encryption_by_default()["EbsEncryptionByDefault"], "resetting keeps the flag")
+
+    def test_errors_and_dry_run(self):
+        ec2 = client("ec2", validate=False)
+        self.assertError("MissingParameter", ec2.modify_ebs_default_kms_key_id)
+        self.assertError("InvalidParameterValue", ec2.modify_ebs_default_kms_key_id, KmsKeyId="alias/nope")
+        with self.assertRaises(ClientError) as cm:
+            ec2.enable_ebs_encryption_by_default(DryRun=True)
+        self.assertEqual(cm.exception.response["Error"]["Code"], "DryRunOperation")
+        self.assertFalse(ec2.get_ebs_encryption_by_default()["EbsEncryptionByDefault"])
+
+    def test_state_is_per_account_and_region(self):
+        client("ec2").enable_ebs_encryption_by_default()
+        key = client("kms").create_key()["KeyMetadata"]["Arn"]
+        client("ec2").modify_ebs_default_kms_key_id(KmsKeyId=key)
+        for other in (client("ec2", region="eu-west-1"), client("ec2", account="111111111111")):
+            self.assertFalse(other.get_ebs_encryption_by_default()["EbsEncryptionByDefault"])
+            self.assertEqual(other.get_ebs_default_kms_key_id()["KmsKeyId"], "alias/aws/ebs")
+
+    def test_reset_clears_the_settings(self):
+        client("ec2").enable_ebs_encryption_by_default()
+        client("ec2").modify_ebs_default_kms_key_id(KmsKeyId=client("kms").create_key()["KeyMetadata"]["KeyId"])
+        self.assertEqual(http("POST", "/moto-api/reset")[0], 200)
+        self.assertFalse(client("ec2").get_ebs_encryption_by_default()["EbsEncryptionByDefault"])
+        self.assertEqual(client("ec2").get_ebs_default_kms_key_id()["KmsKeyId"], "alias/aws/ebs")
+
+
+class RdsCorrections(Base):
+    """atrest_moto_rds.py."""
+
+    def test_an_existing_cluster_is_not_replaced_by_a_create_or_restore(self):
+        rds, kms = client("rds"), client("kms")
+        key = kms.create_key()["KeyMetadata"]["Arn"]
+        rds.create_db_cluster(DBClusterIdentifier="src", Engine="aurora-mysql", MasterUsername="admin",
+                              MasterUserPassword="correct-horse", StorageEncrypted=False)
+        rds.create_db_cluster_snapshot(DBClusterIdentifier="src", DBClusterSnapshotIdentifier="snap")
+        restored = rds.restore_db_cluster_from_snapshot(
+            DBClusterIdentifier="dst", SnapshotIdentifier="snap", Engine="aurora-mysql", KmsKeyId=key)
+        self.assertTrue(restored["DBCluster"]["StorageEncrypted"])
+        self.assertError("DBClusterAlreadyExistsFault", rds.restore_db_cluster_from_snapshot,
+                         DBClusterIdentifier="dst", SnapshotIdentifier="snap", Engine="aurora-mysql", KmsKeyId=key)
+        self.assertError("DBClusterAlreadyExistsFault", rds.create_db_cluster, DBClusterIdentifier="dst",
+                         Engine="aurora-mysql", MasterUsername="admin", MasterUserPassword="correct-horse")
+        still = rds.describe_db_clusters(DBClusterIdentifier="dst")["DBClusters"][0]
+        self.assertTrue(still["StorageEncrypted"], "the retried restore left the encrypted cluster alone")
+        self.assertEqual(still["KmsKeyId"], key)
+
+
 class ParentPid(unittest.TestCase):
     def test_exits_when_parent_dies(self):
         # A throwaway parent starts a server with --parent-pid, prints its pid, sleeps.

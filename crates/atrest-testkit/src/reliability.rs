@@ -46,6 +46,12 @@ pub trait FixScenario: Send + Sync {
     fn targeted_classes(&self) -> &'static [FaultClass] {
         crate::faults::ALL_FAULTS
     }
+    /// Kill sweep density: every mutation is a kill point (before it is sent and just after it
+    /// landed); of the reads, every n-th. 1 (the default) kills at every call; larger values
+    /// bound the sweep for fixes whose clean run makes hundreds of calls.
+    fn kill_read_stride(&self) -> usize {
+        1
+    }
 }
 
 /// One resource set up for one run.
@@ -57,6 +63,12 @@ pub trait Fixture: Send + Sync {
     /// `Succeeded`: the resource is compliant; exactly one target exists; nothing the user had
     /// is gone or changed; intermediate artifacts are cleaned up or tagged for cleanup.
     async fn violations(&self, sdk: &SdkConfig) -> Vec<String>;
+    /// The Region the fix runs in, when not the stand-in's default: for fixes of account-wide,
+    /// per-Region settings, each run takes its own Region so concurrent runs do not share state.
+    /// The outcome email still goes to the harness's topic in the default Region.
+    fn region(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Knobs shared by every run.
@@ -103,9 +115,13 @@ impl RunResult {
     }
 }
 
-fn runner(h: &Harness, scenario: &dyn FixScenario, sdk: &SdkConfig) -> FixRunner {
+fn runner(h: &Harness, scenario: &dyn FixScenario, fixture: &dyn Fixture, sdk: &SdkConfig) -> FixRunner {
     let alerts = h.alert_topic.as_deref().map(|t| AlertPublisher::new(sdk, t));
-    FixRunner::new(scenario.fix(sdk), sdk, alerts)
+    let fix_sdk = match fixture.region() {
+        Some(region) => sdk.to_builder().region(aws_config::Region::new(region)).build(),
+        None => sdk.clone(),
+    };
+    FixRunner::new(scenario.fix(&fix_sdk), &fix_sdk, alerts)
 }
 
 /// The SSM loop: step until a final status, counting steps.
@@ -137,7 +153,7 @@ pub async fn run_plan(h: &Harness, direct: &SdkConfig, scenario: &dyn FixScenari
     let fixture = scenario.setup(direct).await;
     let proxy = FaultProxy::start(&h.upstream, plan).await;
     let sdk = crate::sdk_at(&proxy.endpoint(), h.attempt_timeout).await;
-    let runner = runner(h, scenario, &sdk);
+    let runner = runner(h, scenario, fixture.as_ref(), &sdk);
     let req = FixRequest::decode(runner.spec(), &fixture.payload()).expect("the scenario's payload decodes");
     let mut steps = 0;
     let outcome = drive(&runner, &req, h.max_steps, &mut steps).await;
@@ -167,7 +183,7 @@ pub async fn run_kill(h: &Harness, direct: &SdkConfig, scenario: &dyn FixScenari
     {
         let proxy = FaultProxy::start(&h.upstream, FaultPlan::kill(kill)).await;
         let sdk = crate::sdk_at(&proxy.endpoint(), h.attempt_timeout).await;
-        let runner = runner(h, scenario, &sdk);
+        let runner = runner(h, scenario, fixture.as_ref(), &sdk);
         let req = FixRequest::decode(runner.spec(), &payload).expect("the scenario's payload decodes");
         let finished = tokio::select! {
             outcome = drive(&runner, &req, h.max_steps, &mut steps) => Some(outcome),
@@ -179,7 +195,7 @@ pub async fn run_kill(h: &Harness, direct: &SdkConfig, scenario: &dyn FixScenari
     }
     let proxy = FaultProxy::start(&h.upstream, FaultPlan::clean()).await;
     let sdk = crate::sdk_at(&proxy.endpoint(), h.attempt_timeout).await;
-    let runner = runner(h, scenario, &sdk);
+    let runner = runner(h, scenario, fixture.as_ref(), &sdk);
     let req = FixRequest::decode(runner.spec(), &payload).expect("the scenario's payload decodes");
     let outcome = drive(&runner, &req, steps + h.max_steps, &mut steps).await;
     exchanges.extend(proxy.log());
@@ -311,9 +327,25 @@ pub fn targeted_jobs(h: &Harness, clean: &RunResult, classes: &[FaultClass]) -> 
 /// A kill after every call of a clean run, before the next call; and, when the next call
 /// changes something, also just after it landed.
 pub fn kill_jobs(clean: &RunResult) -> Vec<Job> {
+    kill_jobs_sampled(clean, 1)
+}
+
+/// [`kill_jobs`] thinned deterministically: every kill point at a mutation (before it is sent
+/// and just after it landed) and before every `read_stride`-th read. A kill before a read
+/// differs from one before the preceding call only in what that call left behind, which the
+/// points at the mutations cover.
+pub fn kill_jobs_sampled(clean: &RunResult, read_stride: usize) -> Vec<Job> {
+    let stride = read_stride.max(1);
     let mut jobs = Vec::new();
+    let mut reads = 0usize;
     for (i, e) in clean.exchanges.iter().enumerate() {
-        jobs.push(Job::Kill(Kill { after_calls: i as u64, perform_last: false }));
+        let keep = e.mutating || {
+            reads += 1;
+            (reads - 1).is_multiple_of(stride)
+        };
+        if keep {
+            jobs.push(Job::Kill(Kill { after_calls: i as u64, perform_last: false }));
+        }
         if e.mutating {
             jobs.push(Job::Kill(Kill { after_calls: i as u64, perform_last: true }));
         }

@@ -1,0 +1,73 @@
+"""EBS encryption-by-default account settings for moto 5.2.5, applied by atrest_moto.py at start-up.
+
+What AWS documents (EC2 API reference), per account and Region:
+
+* EnableEbsEncryptionByDefault / DisableEbsEncryptionByDefault -> `ebsEncryptionByDefault`, the new
+  value; GetEbsEncryptionByDefault -> `ebsEncryptionByDefault` (false until enabled).
+* GetEbsDefaultKmsKeyId -> `kmsKeyId`: `alias/aws/ebs` (the AWS managed key) until
+  ModifyEbsDefaultKmsKeyId sets another key, and again after ResetEbsDefaultKmsKeyId.
+* ModifyEbsDefaultKmsKeyId `KmsKeyId` (required: key id, key ARN, alias name or alias ARN) ->
+  `kmsKeyId`, the ARN of that key.
+* ResetEbsDefaultKmsKeyId -> `kmsKeyId`, the ARN of the AWS managed key (`...:alias/aws/ebs`).
+* The two settings are independent: enabling or disabling keeps the default key; resetting the key
+  keeps encryption by default as it is.
+* `DryRun=true` -> `DryRunOperation`, nothing changed.
+
+What moto 5.2.5 does: Enable/Disable/GetEbsEncryptionByDefault already keep the flag on the
+account/Region EC2 backend, as AWS does (kept). ModifyEbsDefaultKmsKeyId stores the key ARN on the
+same backend (kept) but takes a missing KmsKeyId as "the AWS managed key" and answers an unknown
+key with a KMS JSON error that EC2 clients cannot parse. GetEbsDefaultKmsKeyId and
+ResetEbsDefaultKmsKeyId are not implemented (HTML 500). This module adds the last two and corrects
+Modify: a missing KmsKeyId is `MissingParameter`, an unknown key `InvalidParameterValue` in EC2's
+XML error format. (AWS checks the key asynchronously, so there the call appears to succeed and the
+setting fails later; the stand-in refuses at once, which no atrest code depends on.)
+
+Not modelled: the settings do not change what CreateVolume / RunInstances make (moto creates
+unencrypted volumes unless asked), and the settings are state only.
+
+State: `default_kms_key_id` on moto's per-account/per-Region EC2 backend (the attribute moto's own
+CreateVolume and ModifyEbsDefaultKmsKeyId use; "" means the AWS managed key), so
+`POST /moto-api/reset` clears it, and each Region of each account has its own.
+"""
+
+from moto.core.responses import ActionResult
+from moto.ec2.exceptions import EC2ClientError, MissingParameterError
+from moto.ec2.responses import EC2Response
+
+AWS_MANAGED_ALIAS = "alias/aws/ebs"
+
+
+def _kms(response):
+    from moto.kms import kms_backends
+
+    return kms_backends[response.current_account][response.region]
+
+
+def get_ebs_default_kms_key_id(self):
+    self.error_on_dryrun()
+    return ActionResult({"KmsKeyId": self.ec2_backend.default_kms_key_id or AWS_MANAGED_ALIAS})
+
+
+def modify_ebs_default_kms_key_id(self):
+    self.error_on_dryrun()
+    key = self._get_param("KmsKeyId")
+    if not key:
+        raise MissingParameterError("KmsKeyId")
+    try:
+        arn = _kms(self).describe_key(key).arn
+    except Exception:  # moto's KMS NotFoundException is a JSON error; EC2 speaks XML
+        raise EC2ClientError("InvalidParameterValue", f"The KMS key {key} was not found.") from None
+    self.ec2_backend.default_kms_key_id = arn
+    return ActionResult({"KmsKeyId": arn})
+
+
+def reset_ebs_default_kms_key_id(self):
+    self.error_on_dryrun()
+    self.ec2_backend.default_kms_key_id = ""
+    return ActionResult({"KmsKeyId": f"arn:aws:kms:{self.region}:{self.current_account}:{AWS_MANAGED_ALIAS}"})
+
+
+def patch():
+    EC2Response.get_ebs_default_kms_key_id = get_ebs_default_kms_key_id
+    EC2Response.modify_ebs_default_kms_key_id = modify_ebs_default_kms_key_id
+    EC2Response.reset_ebs_default_kms_key_id = reset_ebs_default_kms_key_id
