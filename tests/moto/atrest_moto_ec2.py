@@ -28,6 +28,19 @@ unencrypted volumes unless asked), and the settings are state only.
 State: `default_kms_key_id` on moto's per-account/per-Region EC2 backend (the attribute moto's own
 CreateVolume and ModifyEbsDefaultKmsKeyId use; "" means the AWS managed key), so
 `POST /moto-api/reset` clears it, and each Region of each account has its own.
+
+CreateVolume `ClientToken` (EC2 API reference, "Ensuring idempotency in Amazon EC2 API requests"):
+a retry with the same client token and the same parameters returns the result of the original
+request and creates nothing; the same token with any other parameter changed answers
+`IdempotentParameterMismatch`. Tokens are per account and Region (the same call in another Region
+makes another volume). moto 5.2.5 ignores the token and creates a second volume on every retry, so
+a lost CreateVolume response left two volumes (found by the fault sweeps, RELIABILITY.md bug 7).
+This module remembers, per account/Region backend (`atrest_volume_client_tokens`, cleared by a
+reset), each token with the request's parameters (every query parameter but `ClientToken`) and the
+volume it made. Of the other EC2 creates atrest calls, none takes a client token in the EC2 API
+(CreateSnapshot, CopySnapshot, CreateTags: no `ClientToken` member), so nothing else is changed.
+Not modelled: how long AWS keeps a token (a retry returns the original volume even after it was
+deleted, as AWS's "result of the original request"); a DryRun never records a token.
 """
 
 from moto.core.responses import ActionResult
@@ -67,7 +80,31 @@ def reset_ebs_default_kms_key_id(self):
     return ActionResult({"KmsKeyId": f"arn:aws:kms:{self.region}:{self.current_account}:{AWS_MANAGED_ALIAS}"})
 
 
+_moto_create_volume = EC2Response.create_volume
+
+
+def create_volume(self):
+    token = self._get_param("ClientToken")
+    if not token:
+        return _moto_create_volume(self)
+    params = {k: v for k, v in self.querystring.items() if k not in ("ClientToken", "Action", "Version")}
+    tokens = self.ec2_backend.__dict__.setdefault("atrest_volume_client_tokens", {})
+    if token in tokens:
+        known_params, volume = tokens[token]
+        self.error_on_dryrun()
+        if known_params != params:
+            raise EC2ClientError(
+                "IdempotentParameterMismatch",
+                f"The client token {token} was already used with different parameters.",
+            )
+        return ActionResult(volume)
+    result = _moto_create_volume(self)  # raises on DryRun and bad input: no token recorded
+    tokens[token] = (params, result.result)
+    return result
+
+
 def patch():
+    EC2Response.create_volume = create_volume
     EC2Response.get_ebs_default_kms_key_id = get_ebs_default_kms_key_id
     EC2Response.modify_ebs_default_kms_key_id = modify_ebs_default_kms_key_id
     EC2Response.reset_ebs_default_kms_key_id = reset_ebs_default_kms_key_id

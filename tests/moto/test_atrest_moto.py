@@ -506,6 +506,53 @@ class EbsDefaultEncryption(Base):
         self.assertEqual(client("ec2").get_ebs_default_kms_key_id()["KmsKeyId"], "alias/aws/ebs")
 
 
+class CreateVolumeClientToken(Base):
+    """atrest_moto_ec2.py: CreateVolume honours ClientToken as the EC2 API reference documents."""
+
+    def volumes(self, ec2):
+        return sorted(v["VolumeId"] for v in ec2.describe_volumes()["Volumes"])
+
+    def test_the_same_token_and_parameters_return_the_same_volume(self):
+        ec2 = client("ec2")
+        ask = dict(AvailabilityZone="us-east-1a", Size=8, VolumeType="gp3", ClientToken="atrest-snap-1",
+                   TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": "k", "Value": "v"}]}])
+        first = ec2.create_volume(**ask)
+        again = ec2.create_volume(**ask)
+        self.assertEqual(again["VolumeId"], first["VolumeId"])
+        self.assertEqual(self.volumes(ec2), [first["VolumeId"]], "the retry created nothing")
+
+    def test_the_same_token_with_other_parameters_is_a_mismatch(self):
+        ec2 = client("ec2")
+        first = ec2.create_volume(AvailabilityZone="us-east-1a", Size=8, ClientToken="t")
+        self.assertError("IdempotentParameterMismatch", ec2.create_volume,
+                         AvailabilityZone="us-east-1a", Size=9, ClientToken="t")
+        self.assertError("IdempotentParameterMismatch", ec2.create_volume, AvailabilityZone="us-east-1a", Size=8,
+                         ClientToken="t", TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": "k", "Value": "v"}]}])
+        self.assertEqual(self.volumes(ec2), [first["VolumeId"]])
+
+    def test_other_tokens_no_token_and_other_regions_make_new_volumes(self):
+        ec2 = client("ec2")
+        a = ec2.create_volume(AvailabilityZone="us-east-1a", Size=8, ClientToken="a")["VolumeId"]
+        b = ec2.create_volume(AvailabilityZone="us-east-1a", Size=8, ClientToken="b")["VolumeId"]
+        # botocore fills in a fresh token when none is given (CreateVolume's is an idempotency token)
+        c = ec2.create_volume(AvailabilityZone="us-east-1a", Size=8)["VolumeId"]
+        self.assertEqual(len({a, b, c}), 3)
+        west = client("ec2", region="us-west-2")
+        d = west.create_volume(AvailabilityZone="us-west-2a", Size=8, ClientToken="a")["VolumeId"]
+        self.assertNotEqual(d, a)
+        self.assertEqual(self.volumes(west), [d])
+
+    def test_a_dry_run_records_no_token_and_a_reset_forgets_tokens(self):
+        ec2 = client("ec2")
+        with self.assertRaises(ClientError) as cm:
+            ec2.create_volume(AvailabilityZone="us-east-1a", Size=8, ClientToken="t", DryRun=True)
+        self.assertEqual(cm.exception.response["Error"]["Code"], "DryRunOperation")
+        first = ec2.create_volume(AvailabilityZone="us-east-1a", Size=9, ClientToken="t")["VolumeId"]
+        self.assertEqual(http("POST", "/moto-api/reset")[0], 200)
+        second = ec2.create_volume(AvailabilityZone="us-east-1a", Size=8, ClientToken="t")["VolumeId"]
+        self.assertNotEqual(first, second)
+
+
 class RdsCorrections(Base):
     """atrest_moto_rds.py."""
 
