@@ -86,10 +86,13 @@ deploy: tools
 clean:
 	rm -rf .venv .venv-tools .venv-checkov .moto .aws-sam
 
-# Criterion benchmarks of the rule runtime's own CPU work (no network); reports in
-# $(CARGO_TARGET_DIR)/criterion.
+# Criterion benchmarks (no network; reports in $(CARGO_TARGET_DIR)/criterion): the rule
+# runtime's own CPU work, and cold starts of real bootstraps against a local Runtime API
+# (built first with the bench profile, which cold_start.rs finds beside itself).
+BENCH_BOOTSTRAPS := -p rule-s3-bucket-server-side-encryption-enabled -p fix-s3-enable-default-encryption
 bench:
-	cargo bench --locked -p atrest-tests --bench runtime
+	cargo build --locked --profile bench $(BENCH_BOOTSTRAPS)
+	cargo bench --locked -p atrest-tests --bench runtime --bench cold_start
 
 # Coverage-guided fuzzing (cargo-fuzz + libFuzzer) of the Config event decoder, configuration
 # items through every rule's judge, rule/fix parameters and the bucket-policy reader:
