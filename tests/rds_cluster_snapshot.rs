@@ -181,6 +181,7 @@ async fn snapshot_copies_are_encrypted_and_the_source_is_kept_unless_asked() {
 
     let o = runner.drive(&request(spec, event, &snap, json!({})), &FAST).await;
     assert_eq!(o.status, FixStatus::Succeeded, "{o:?}");
+    assert_eq!(o.resource_type.as_deref(), Some("AWS::RDS::DBSnapshot"));
     let copy = db_snapshot(&sdk, &format!("{snap}-encrypted")).await.expect("encrypted copy");
     assert_eq!(copy.encrypted(), Some(true));
     assert_eq!(tag_value(copy.tag_list(), "purpose"), Some("migration"));
@@ -201,6 +202,8 @@ async fn snapshot_copies_are_encrypted_and_the_source_is_kept_unless_asked() {
     rds(&sdk).create_db_cluster_snapshot().db_cluster_identifier(&cluster).db_cluster_snapshot_identifier(&csnap).send().await.unwrap();
     let o = runner.drive(&request(spec, event, &csnap, json!({})), &FAST).await;
     assert_eq!(o.status, FixStatus::Succeeded, "{o:?}");
+    // The result email names a cluster snapshot, not the fix's first type.
+    assert_eq!(o.resource_type.as_deref(), Some("AWS::RDS::DBClusterSnapshot"));
     let copy = rds(&sdk).describe_db_cluster_snapshots().db_cluster_snapshot_identifier(format!("{csnap}-encrypted")).send().await.unwrap();
     assert_eq!(copy.db_cluster_snapshots()[0].storage_encrypted(), Some(true));
 }

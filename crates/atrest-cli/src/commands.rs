@@ -235,6 +235,7 @@ pub async fn remediate(
         status: FixStatus::Failed,
         message: format!("Nothing was changed: {}", execution.failure_message.as_deref().unwrap_or("the run did not start")),
         resource_id: resource_id.to_string(),
+        resource_type: remediation.resource_type.clone(),
         fix: binary.clone(),
         dry_run,
         changes: Vec::new(),

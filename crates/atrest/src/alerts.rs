@@ -45,7 +45,7 @@ pub fn fix_outcome_alert(spec: &FixSpec, outcome: &FixOutcome, region: &str) -> 
         FixStatus::Failed => "NOT fixed",
         FixStatus::InProgress => "in progress",
     };
-    let kind = spec.resource_types.first().copied().unwrap_or("resource");
+    let kind = outcome.resource_type.as_deref().or(spec.resource_types.first().copied()).unwrap_or("resource");
     let subject = subject_line(&format!("[atrest] {verb}: {} {}", short_type(kind), outcome.resource_id));
     let mut body = String::new();
     body.push_str(&format!("Remediation {}: {}\n\n", status_word(outcome.status), outcome.fix));
@@ -152,5 +152,32 @@ mod tests {
         assert_eq!(short_type("AWS::RDS::DBClusterSnapshot"), "RDS DB cluster snapshot");
         assert_eq!(short_type("AWS::EC2::Volume"), "EC2 volume");
         assert_eq!(short_type("AWS::::Account"), "AWS account");
+    }
+
+    #[test]
+    fn the_email_names_the_kind_of_resource_the_fix_found() {
+        static TWO_KINDS: FixSpec = FixSpec {
+            name: "rds-encrypt-snapshot",
+            description: "",
+            resource_types: &["AWS::RDS::DBSnapshot", "AWS::RDS::DBClusterSnapshot"],
+            parameters: &[],
+            disruptive: false,
+        };
+        let mut outcome = FixOutcome {
+            status: FixStatus::Succeeded,
+            message: "Encrypted copy made.".into(),
+            resource_id: "orders-nightly".into(),
+            resource_type: Some("AWS::RDS::DBClusterSnapshot".into()),
+            fix: "fix-rds-encrypt-snapshot".into(),
+            dry_run: false,
+            changes: vec![],
+            execution_id: None,
+        };
+        let alert = fix_outcome_alert(&TWO_KINDS, &outcome, "eu-west-1");
+        assert_eq!(alert.subject, "[atrest] fixed: RDS DB cluster snapshot orders-nightly");
+        assert!(alert.body.contains("orders-nightly (AWS::RDS::DBClusterSnapshot)"), "{}", alert.body);
+        // Not known (the id named nothing): the fix's first type, as before.
+        outcome.resource_type = None;
+        assert!(fix_outcome_alert(&TWO_KINDS, &outcome, "eu-west-1").subject.contains("RDS DB snapshot"));
     }
 }

@@ -94,6 +94,10 @@ pub struct FixOutcome {
     /// Plain language: what happened, what was kept, what the operator should do next.
     pub message: String,
     pub resource_id: String,
+    /// The Config resource type, when the fix knows it: always for a fix of one type; the
+    /// snapshot fix sets it once it has found which kind of snapshot the id names.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub resource_type: Option<String>,
     pub fix: String,
     pub dry_run: bool,
     /// Each change made (or, in a dry run, that would be made), one line each.
@@ -108,6 +112,7 @@ impl FixOutcome {
             status,
             message: message.into(),
             resource_id: req.resource_id.clone(),
+            resource_type: only_resource_type(spec),
             fix: format!("fix-{}", spec.name),
             dry_run: req.dry_run,
             changes: Vec::new(),
@@ -126,6 +131,18 @@ impl FixOutcome {
     pub fn with_change(mut self, change: impl Into<String>) -> Self {
         self.changes.push(change.into());
         self
+    }
+    pub fn with_resource_type(mut self, resource_type: &str) -> Self {
+        self.resource_type = Some(resource_type.to_string());
+        self
+    }
+}
+
+/// The resource type of a fix that handles exactly one.
+fn only_resource_type(spec: &FixSpec) -> Option<String> {
+    match spec.resource_types {
+        [only] => Some(only.to_string()),
+        _ => None,
     }
 }
 
@@ -185,6 +202,7 @@ impl FixRunner {
                     status: FixStatus::Failed,
                     message: format!("Nothing was changed: {e}."),
                     resource_id,
+                    resource_type: only_resource_type(spec),
                     fix: format!("fix-{}", spec.name),
                     dry_run: false,
                     changes: Vec::new(),

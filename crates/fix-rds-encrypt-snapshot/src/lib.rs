@@ -53,6 +53,13 @@ impl Kind {
             Kind::Cluster => "DB cluster snapshot",
         }
     }
+
+    fn resource_type(self) -> &'static str {
+        match self {
+            Kind::Db => "AWS::RDS::DBSnapshot",
+            Kind::Cluster => "AWS::RDS::DBClusterSnapshot",
+        }
+    }
 }
 
 /// One snapshot of either kind, reduced to what the fix needs.
@@ -134,6 +141,19 @@ impl Fix for RdsEncryptSnapshot {
     }
 
     async fn reconcile(&self, ctx: &FixContext, req: &FixRequest) -> Result<FixOutcome> {
+        let mut found = None;
+        let outcome = self.encrypt(ctx, req, &mut found).await?;
+        // The id alone does not say which kind of snapshot it names; the email should.
+        Ok(match found {
+            Some(kind) => outcome.with_resource_type(kind.resource_type()),
+            None => outcome,
+        })
+    }
+}
+
+impl RdsEncryptSnapshot {
+    /// The reconciler; `found` learns which kind of snapshot the id names once it is known.
+    async fn encrypt(&self, ctx: &FixContext, req: &FixRequest, found: &mut Option<Kind>) -> Result<FixOutcome> {
         let rds = self.client(ctx);
         let (kinds, source_id) = parse_resource_id(&req.resource_id);
         let target_id = match req.params.text("TargetSnapshotIdentifier") {
@@ -160,6 +180,7 @@ impl Fix for RdsEncryptSnapshot {
                 break;
             }
         }
+        *found = source.as_ref().or(target.as_ref()).map(|s| s.kind);
         let Some(source) = source else {
             // Deleted by an earlier run with DeleteSource=true?
             if let Some(t) = &target
