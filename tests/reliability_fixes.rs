@@ -81,6 +81,16 @@ fn report(kind: &str, scenario: &str, results: &[RunResult], started: Instant) {
     );
 }
 
+/// The fault-free run every targeted and kill sweep starts from: what one run of the fix costs.
+fn report_clean(scenario: &str, clean: &RunResult) {
+    let mut by_operation: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in &clean.exchanges {
+        *by_operation.entry(e.operation.as_str()).or_default() += 1;
+    }
+    let mutations = clean.exchanges.iter().filter(|e| e.mutating).count();
+    println!("RELIABILITY clean {scenario}: calls={} mutations={mutations} steps={} {by_operation:?}", clean.exchanges.len(), clean.steps);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fix_survives_seeded_random_faults() {
     let direct = sdk().await;
@@ -107,6 +117,7 @@ async fn every_fault_class_at_every_call_of_every_fix() {
         scenario.warm_up(&direct).await;
         let clean = clean_run(&h, &direct, scenario).await;
         assert!(clean.violations.is_empty(), "{}: the fault-free run fails: {:?}", scenario.name(), clean.violations);
+        report_clean(scenario.name(), &clean);
         let started = Instant::now();
         let results = run_all(&h, &direct, scenario, targeted_jobs(&h, &clean, scenario.targeted_classes()), CONCURRENCY).await;
         report("targeted", scenario.name(), &results, started);
@@ -127,6 +138,7 @@ async fn every_fix_resumes_after_a_kill_at_every_call() {
     for scenario in scenarios() {
         scenario.warm_up(&direct).await;
         let clean = clean_run(&h, &direct, scenario).await;
+        report_clean(scenario.name(), &clean);
         let jobs = kill_jobs_sampled(&clean, scenario.kill_read_stride());
         let expected = jobs.len();
         let started = Instant::now();

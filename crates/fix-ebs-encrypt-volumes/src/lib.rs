@@ -10,8 +10,8 @@
 //! rolls back. Old volumes are kept, detached, tagged `atrest:replaced-by=<new>`; never deleted.
 //! A detached volume is simply replaced.
 //!
-//! Each invocation observes AWS (`observe`), decides the next action (`plan`, pure) and runs it
-//! (`act`), repeating until it has to wait for AWS, reaches its per-invocation budget, or is
+//! Each invocation observes AWS (`observe`), decides the next actions (`plan`, pure: one, or
+//! several independent ones of the same phase) and runs them (`act`), repeating until it has to wait for AWS, reaches its per-invocation budget, or is
 //! finished. All progress is in tags, so a crash or timeout anywhere resumes where it stopped.
 
 pub mod act;
@@ -176,39 +176,47 @@ impl Fix for EbsEncryptVolumes {
                     }
                     tokio::time::sleep(self.poll).await;
                 }
-                Step::Act(action) => {
-                    match executor.run(&action).await {
-                        Ok(change) => {
-                            tracing::info!(change = %change, "changed");
-                            changes.push(change);
-                        }
-                        Err(e) if e.aws_code().is_some_and(|c| ALREADY_DONE.contains(&c)) => {
-                            // Once is a race with AWS or a concurrent run; twice in a row means
-                            // AWS is not there yet: hand back and let the document wait.
-                            if last_refused.as_ref() == Some(&action) {
-                                return Ok(with_changes(FixOutcome::in_progress(&SPEC, req, format!("Waiting for AWS: {e}")), &changes));
+                Step::Act(batch) => {
+                    for action in batch {
+                        match executor.run(&action).await {
+                            Ok(change) => {
+                                tracing::info!(change = %change, "changed");
+                                changes.push(change);
                             }
-                            tracing::warn!(error = %e, "already done or in the way; observing again");
-                            last_refused = Some(action.clone());
+                            Err(e) if e.aws_code().is_some_and(|c| ALREADY_DONE.contains(&c)) => {
+                                // Once is a race with AWS or a concurrent run; twice in a row means
+                                // AWS is not there yet: hand back and let the document wait. The
+                                // other actions of the turn are independent and go ahead.
+                                if last_refused.as_ref() == Some(&action) {
+                                    return Ok(with_changes(
+                                        FixOutcome::in_progress(&SPEC, req, format!("Waiting for AWS: {e}")),
+                                        &changes,
+                                    ));
+                                }
+                                tracing::warn!(error = %e, "already done or in the way; observing again");
+                                last_refused = Some(action.clone());
+                            }
+                            Err(e) if e.class() != ErrorClass::Transient && matches!(action, Action::Attach { original: false, .. }) => {
+                                let Action::Attach { instance, .. } = &action else { unreachable!() };
+                                let reason: String = e.to_string().chars().take(250).collect();
+                                tracing::error!(error = %e, "attach failed; rolling back");
+                                ec2.create_tags()
+                                    .resources(instance)
+                                    .tags(aws_sdk_ec2::types::Tag::builder().key(tag::ROLLED_BACK).value(&reason).build())
+                                    .send()
+                                    .await
+                                    .map_err(|e| atrest::error::aws_error("ec2:CreateTags", instance.as_str(), e))?;
+                                changes.push(format!("attach failed ({reason}); rolling back"));
+                                actions += 1;
+                                break; // the rest of the turn was planned for a swap, not a rollback
+                            }
+                            Err(e) => return Err(e),
                         }
-                        Err(e) if e.class() != ErrorClass::Transient && matches!(action, Action::Attach { original: false, .. }) => {
-                            let Action::Attach { instance, .. } = &action else { unreachable!() };
-                            let reason: String = e.to_string().chars().take(250).collect();
-                            tracing::error!(error = %e, "attach failed; rolling back");
-                            ec2.create_tags()
-                                .resources(instance)
-                                .tags(aws_sdk_ec2::types::Tag::builder().key(tag::ROLLED_BACK).value(&reason).build())
-                                .send()
-                                .await
-                                .map_err(|e| atrest::error::aws_error("ec2:CreateTags", instance.as_str(), e))?;
-                            changes.push(format!("attach failed ({reason}); rolling back"));
+                        actions += 1;
+                        if actions >= self.max_actions || started.elapsed() >= self.budget {
+                            let last = changes.last().cloned().unwrap_or_default();
+                            return Ok(with_changes(FixOutcome::in_progress(&SPEC, req, format!("Working: {last}.")), &changes));
                         }
-                        Err(e) => return Err(e),
-                    }
-                    actions += 1;
-                    if actions >= self.max_actions || started.elapsed() >= self.budget {
-                        let last = changes.last().cloned().unwrap_or_default();
-                        return Ok(with_changes(FixOutcome::in_progress(&SPEC, req, format!("Working: {last}.")), &changes));
                     }
                 }
             }

@@ -71,6 +71,8 @@ pub struct Volume {
     pub kms_key_id: Option<String>,
     /// creating | available | in-use | deleting | deleted | error
     pub state: String,
+    /// CreateTime, epoch seconds: of several candidates for one role the oldest is adopted.
+    pub created_secs: i64,
     pub tags: Tags,
     pub attachments: Vec<Attachment>,
 }
@@ -87,6 +89,13 @@ impl Volume {
 
     pub fn is_detached(&self) -> bool {
         self.attachments.iter().all(|a| a.state == "detached")
+    }
+
+    /// A volume this fix made and has not handed over yet (`atrest:encrypting` is removed once
+    /// it replaces its old volume): an encrypted copy of a temporary snapshot, attached nowhere.
+    /// Only such a volume is ever deleted as a leftover.
+    pub fn is_unused_temporary(&self) -> bool {
+        self.encrypted && self.attachments.is_empty() && self.tag(tag::ENCRYPTING).is_some() && self.tag(tag::ENCRYPTED_FROM).is_some()
     }
 
     /// A short description for messages: `gp3 20 GiB, 4000 IOPS, 250 MiB/s`.
@@ -170,7 +179,9 @@ pub struct Target {
     /// Plain snapshots (`stage=source`) and encrypted copies (`stage=encrypted`), oldest first.
     pub sources: Vec<Snapshot>,
     pub copies: Vec<Snapshot>,
-    /// Volumes tagged `encrypted-from=<old>` (not deleted), oldest first.
+    /// Volumes tagged `encrypted-from=<old>` (not deleted), oldest first (creation time, then
+    /// id): when a create was retried and landed twice, the first of the current ones is used and
+    /// the others are deleted once the swap is done.
     pub new_volumes: Vec<Volume>,
 }
 
@@ -186,4 +197,10 @@ pub struct Observed {
     pub replaced: Vec<(String, String, String)>,
     /// Temporary snapshots of volumes already replaced: deleted once everything is in place.
     pub leftover_snapshots: Vec<Snapshot>,
+    /// Volumes made for volumes already replaced but not the replacement (duplicates of a
+    /// retried CreateVolume, copies left by a crash): unused temporaries, deleted at the end.
+    pub leftover_volumes: Vec<Volume>,
+    /// Replacements whose old volume is tagged `replaced-by` but which still carry this fix's
+    /// transient tags (a crash between the two tag calls of MarkReplaced): marked again.
+    pub unfinished_marks: Vec<(String, String)>,
 }

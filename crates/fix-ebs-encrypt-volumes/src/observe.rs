@@ -26,6 +26,7 @@ fn volume(v: &aws_sdk_ec2::types::Volume) -> Option<Volume> {
         encrypted: v.encrypted().unwrap_or(false),
         kms_key_id: v.kms_key_id().map(str::to_string),
         state: v.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        created_secs: v.create_time().map(|t| t.secs()).unwrap_or(0),
         tags: tags_of(v.tags()),
         attachments: v
             .attachments()
@@ -161,76 +162,122 @@ pub async fn observe(ec2: &Client, volume_id: &str, key_arn: &str) -> Result<Opt
 
     let mut olds: BTreeMap<String, Volume> = BTreeMap::new();
     let mut replaced = Vec::new();
-    let mut finished_olds = BTreeSet::new();
+    // Old volumes already tagged `replaced-by`, with their replacement.
+    let mut finished: BTreeMap<String, String> = BTreeMap::new();
     match &instance {
         Some(i) => {
             let attached_ids: BTreeSet<String> = i.block_devices.iter().map(|b| b.volume_id.clone()).collect();
             let attached = volumes_by_id(ec2, &attached_ids).await?;
+            // New volumes not yet handed over (duplicates included): their old volumes are
+            // targets until tagged `replaced-by`.
             let in_flight = volumes_where(ec2, filter(&format!("tag:{}", tag::FOR_INSTANCE), [i.id.clone()])).await?;
-            let in_flight_olds: BTreeSet<String> =
-                in_flight.iter().filter_map(|n| n.tag(tag::ENCRYPTED_FROM).map(str::to_string)).collect();
+            let mut from_ids = BTreeSet::new();
+            let mut by_id: BTreeMap<String, Volume> = BTreeMap::new();
             for v in &attached {
                 if let Some(from) = v.tag(tag::ENCRYPTED_FROM) {
-                    let device = i.block_devices.iter().find(|b| b.volume_id == v.id).map(|b| b.device.clone()).unwrap_or_default();
-                    if !in_flight_olds.contains(from) {
-                        replaced.push((from.to_string(), v.id.clone(), device));
-                        finished_olds.insert(from.to_string());
-                    }
+                    from_ids.insert(from.to_string());
                 } else if needs_replacement(v, volume_id, key_arn) {
                     olds.insert(v.id.clone(), v.clone());
                 }
+                by_id.insert(v.id.clone(), v.clone());
             }
-            let missing: BTreeSet<String> = in_flight_olds.iter().filter(|o| !olds.contains_key(*o)).cloned().collect();
+            from_ids.extend(in_flight.iter().filter_map(|n| n.tag(tag::ENCRYPTED_FROM).map(str::to_string)));
+            let missing: BTreeSet<String> = from_ids.iter().filter(|o| !by_id.contains_key(*o)).cloned().collect();
             for v in volumes_by_id(ec2, &missing).await? {
-                if v.tag(tag::REPLACED_BY).is_none() {
-                    olds.insert(v.id.clone(), v);
+                by_id.insert(v.id.clone(), v);
+            }
+            for from in &from_ids {
+                let device_of = |new: &str| i.block_devices.iter().find(|b| b.volume_id == new).map(|b| b.device.clone());
+                match by_id.get(from) {
+                    Some(old) => match old.tag(tag::REPLACED_BY) {
+                        Some(new) => {
+                            if let Some(device) = device_of(new) {
+                                replaced.push((from.clone(), new.to_string(), device));
+                            }
+                            finished.insert(from.clone(), new.to_string());
+                        }
+                        None => {
+                            olds.insert(from.clone(), old.clone());
+                        }
+                    },
+                    // The old volume was deleted after an earlier run: its replacement stays.
+                    None => {
+                        if let Some(v) = attached.iter().find(|v| v.tag(tag::ENCRYPTED_FROM) == Some(from.as_str())) {
+                            replaced.push((from.clone(), v.id.clone(), device_of(&v.id).unwrap_or_default()));
+                            finished.insert(from.clone(), v.id.clone());
+                        }
+                    }
                 }
             }
         }
         None => {
             if let Some(new) = requested.tag(tag::REPLACED_BY) {
                 replaced.push((requested.id.clone(), new.to_string(), String::new()));
-                finished_olds.insert(requested.id.clone());
+                finished.insert(requested.id.clone(), new.to_string());
             } else if needs_replacement(&requested, volume_id, key_arn) {
                 olds.insert(requested.id.clone(), requested.clone());
             }
         }
     }
 
-    let mut targets = Vec::new();
-    if !olds.is_empty() {
-        let ids: Vec<String> = olds.keys().cloned().collect();
-        let new_volumes = volumes_where(ec2, filter(&format!("tag:{}", tag::ENCRYPTED_FROM), ids.clone())).await?;
-        let snapshots = snapshots_where(ec2, filter(&format!("tag:{}", tag::ENCRYPTING), ids)).await?;
-        for old in olds.into_values() {
-            let mine: Vec<Volume> = new_volumes.iter().filter(|n| n.tag(tag::ENCRYPTED_FROM) == Some(old.id.as_str())).cloned().collect();
-            let snaps = snapshots.iter().filter(|s| s.tag(tag::ENCRYPTING) == Some(old.id.as_str()));
-            let (mut device, mut dot) = (None, None);
-            if let Some(i) = &instance {
-                if let Some(b) = i.block_devices.iter().find(|b| b.volume_id == old.id) {
-                    device = Some(b.device.clone());
-                    dot = Some(b.delete_on_termination);
-                } else if let Some(n) = mine.iter().find(|n| n.destination().is_some_and(|(inst, _)| inst == i.id)) {
-                    device = n.tag(tag::FOR_DEVICE).map(str::to_string);
-                    dot = n.tag(tag::DELETE_ON_TERMINATION).map(|v| v == "true");
-                }
-            }
-            targets.push(Target {
-                sources: snaps.clone().filter(|s| s.tag(tag::STAGE) == Some("source")).cloned().collect(),
-                copies: snaps.filter(|s| s.tag(tag::STAGE) == Some("encrypted")).cloned().collect(),
-                new_volumes: mine,
-                device,
-                delete_on_termination: dot,
-                old,
-            });
-        }
-        targets.sort_by(|a, b| (&a.device, &a.old.id).cmp(&(&b.device, &b.old.id)));
-    }
-    let leftover_snapshots = if finished_olds.is_empty() {
-        Vec::new()
+    // One read each for the new volumes and the temporary snapshots of every old volume, in
+    // progress or finished.
+    let ids: BTreeSet<String> = olds.keys().chain(finished.keys()).cloned().collect();
+    let (mut new_volumes, snapshots) = if ids.is_empty() {
+        (Vec::new(), Vec::new())
     } else {
-        snapshots_where(ec2, filter(&format!("tag:{}", tag::ENCRYPTING), finished_olds)).await?
+        (
+            volumes_where(ec2, filter(&format!("tag:{}", tag::ENCRYPTED_FROM), ids.iter().cloned())).await?,
+            snapshots_where(ec2, filter(&format!("tag:{}", tag::ENCRYPTING), ids.iter().cloned())).await?,
+        )
     };
+    new_volumes.sort_by(|a, b| (a.created_secs, &a.id).cmp(&(b.created_secs, &b.id)));
+    let mut targets = Vec::new();
+    for old in olds.into_values() {
+        let mine: Vec<Volume> = new_volumes.iter().filter(|n| n.tag(tag::ENCRYPTED_FROM) == Some(old.id.as_str())).cloned().collect();
+        let snaps = snapshots.iter().filter(|s| s.tag(tag::ENCRYPTING) == Some(old.id.as_str()));
+        let (mut device, mut dot) = (None, None);
+        if let Some(i) = &instance {
+            let recorded = mine.iter().find(|n| n.destination().is_some_and(|(inst, _)| inst == i.id));
+            if let Some(b) = i.block_devices.iter().find(|b| b.volume_id == old.id) {
+                device = Some(b.device.clone());
+                dot = Some(b.delete_on_termination);
+                // Reattached by a rollback: the attach reset DeleteOnTermination to false; the
+                // value the instance had is the one recorded on the new volume at its creation.
+                if i.tag(tag::ROLLED_BACK).is_some()
+                    && let Some(v) = recorded.and_then(|n| n.tag(tag::DELETE_ON_TERMINATION))
+                {
+                    dot = Some(v == "true");
+                }
+            } else if let Some(n) = recorded {
+                device = n.tag(tag::FOR_DEVICE).map(str::to_string);
+                dot = n.tag(tag::DELETE_ON_TERMINATION).map(|v| v == "true");
+            }
+        }
+        targets.push(Target {
+            sources: snaps.clone().filter(|s| s.tag(tag::STAGE) == Some("source")).cloned().collect(),
+            copies: snaps.filter(|s| s.tag(tag::STAGE) == Some("encrypted")).cloned().collect(),
+            new_volumes: mine,
+            device,
+            delete_on_termination: dot,
+            old,
+        });
+    }
+    targets.sort_by(|a, b| (&a.device, &a.old.id).cmp(&(&b.device, &b.old.id)));
+    let is_finished = |old: Option<&str>| old.is_some_and(|o| finished.contains_key(o));
+    let leftover_snapshots = snapshots.iter().filter(|s| is_finished(s.tag(tag::ENCRYPTING))).cloned().collect();
+    let mut leftover_volumes = Vec::new();
+    let mut unfinished_marks = Vec::new();
+    for n in &new_volumes {
+        let Some((old, new)) = n.tag(tag::ENCRYPTED_FROM).and_then(|o| finished.get_key_value(o)) else { continue };
+        if n.id == *new {
+            if tag::TRANSIENT_ON_NEW.iter().any(|k| n.tag(k).is_some()) {
+                unfinished_marks.push((old.clone(), new.clone()));
+            }
+        } else if n.is_unused_temporary() {
+            leftover_volumes.push(n.clone());
+        }
+    }
     replaced.sort_by(|a, b| a.2.cmp(&b.2));
-    Ok(Some(Observed { requested, instance, targets, replaced, leftover_snapshots }))
+    Ok(Some(Observed { requested, instance, targets, replaced, leftover_snapshots, leftover_volumes, unfinished_marks }))
 }

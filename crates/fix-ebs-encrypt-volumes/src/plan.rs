@@ -1,5 +1,10 @@
-//! The decision: given what AWS shows now, the one next thing to do. Pure, so every branch is
+//! The decision: given what AWS shows now, the next things to do. Pure, so every branch is
 //! a table test, and the worker is just observe → plan → act, repeated.
+//!
+//! A turn may carry several actions when they are independent: one per volume of the same
+//! phase (every snapshot, every copy, every new volume, every detach, every attach), or every
+//! cleanup at the end. Each is complete on its own, so a crash between two of them leaves
+//! a state the next observation plans from like any other; batching only saves the re-reads.
 //!
 //! Order of work for an instance (one stop at most):
 //! 1. For every volume to replace: plain snapshot → encrypted copy (explicit key) → new volume
@@ -11,7 +16,14 @@
 //! 3. Detach each old volume, attach its replacement at the same device, restore
 //!    DeleteOnTermination. A failed attach starts a rollback (originals back, instance restarted).
 //! 4. Tag each old volume `replaced-by`, start the instance if this fix stopped it, delete the
-//!    temporary snapshots. Old volumes are never deleted.
+//!    temporary snapshots and any unused temporary volume (a duplicate of a retried create).
+//!    Old volumes are never deleted.
+//!
+//! Duplicates: CreateSnapshot and CopySnapshot take no client token, so a retry of a call whose
+//! response was lost makes a second snapshot, and a CreateVolume retried after its token expired
+//! (or on a stand-in ignoring it) a second volume. Of several candidates for one role the oldest
+//! (creation time, then id) is used, by every run alike; the others are deleted at the end, and
+//! only if they are this fix's temporaries (tagged `atrest:encrypting`, attached nowhere).
 
 use crate::model::{Instance, Observed, Snapshot, Target, Volume, tag};
 
@@ -42,7 +54,8 @@ pub struct Destination {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    Act(Action),
+    /// Independent actions, run in order (never empty).
+    Act(Vec<Action>),
     Wait(String),
     Done(String),
     Fail(String),
@@ -94,10 +107,10 @@ fn prepare<'a>(t: &'a Target, instance: Option<&Instance>) -> Prep<'a> {
     if let Some(n) = t.new_volumes.iter().find(|n| current(&n.tags) && n.is_detached()) {
         return match n.state.as_str() {
             "available" => Prep::Ready(n),
-            "error" => Prep::Next(Step::Act(Action::DeleteVolume {
+            "error" => Prep::Next(Step::Act(vec![Action::DeleteVolume {
                 volume: n.id.clone(),
                 why: format!("EC2 failed to create it from the encrypted copy of {}", t.old.id),
-            })),
+            }])),
             state => Prep::Next(Step::Wait(format!("{} is {state} (new encrypted volume for {})", n.id, t.old.id))),
         };
     }
@@ -110,37 +123,37 @@ fn prepare<'a>(t: &'a Target, instance: Option<&Instance>) -> Prep<'a> {
     };
     if let Some(copy) = t.copies.iter().find(|s| current(&s.tags)) {
         return match copy.state.as_str() {
-            "completed" => Prep::Next(Step::Act(Action::CreateVolume {
+            "completed" => Prep::Next(Step::Act(vec![Action::CreateVolume {
                 old: Box::new(t.old.clone()),
                 copy: copy.id.clone(),
                 source: copy.tag(tag::SOURCE_SNAPSHOT).unwrap_or(&copy.id).to_string(),
                 taken_while: copy.tag(tag::TAKEN_WHILE).unwrap_or("").to_string(),
                 taken_at: copy.tag(tag::TAKEN_AT).and_then(|v| v.parse().ok()).unwrap_or(copy.start_secs),
                 destination: instance.and_then(destination),
-            })),
-            "error" => Prep::Next(Step::Act(Action::DeleteSnapshot {
+            }])),
+            "error" => Prep::Next(Step::Act(vec![Action::DeleteSnapshot {
                 snapshot: copy.id.clone(),
                 why: format!("the encrypted copy for {} failed", t.old.id),
-            })),
+            }])),
             _ => Prep::Next(Step::Wait(progress("encrypting a copy of", &t.old.id, copy))),
         };
     }
     if let Some(source) = t.sources.iter().find(|s| current(&s.tags)) {
         return match source.state.as_str() {
-            "completed" => Prep::Next(Step::Act(Action::CopyEncrypted {
+            "completed" => Prep::Next(Step::Act(vec![Action::CopyEncrypted {
                 volume: t.old.id.clone(),
                 source: source.id.clone(),
                 taken_while: source.tag(tag::TAKEN_WHILE).unwrap_or("").to_string(),
                 taken_at: source.tag(tag::TAKEN_AT).and_then(|v| v.parse().ok()).unwrap_or(source.start_secs),
-            })),
-            "error" => Prep::Next(Step::Act(Action::DeleteSnapshot {
+            }])),
+            "error" => Prep::Next(Step::Act(vec![Action::DeleteSnapshot {
                 snapshot: source.id.clone(),
                 why: format!("the snapshot of {} failed", t.old.id),
-            })),
+            }])),
             _ => Prep::Next(Step::Wait(progress("snapshotting", &t.old.id, source))),
         };
     }
-    Prep::Next(Step::Act(Action::SnapshotSource { volume: t.old.id.clone(), taken_while: taken_while(instance).to_string() }))
+    Prep::Next(Step::Act(vec![Action::SnapshotSource { volume: t.old.id.clone(), taken_while: taken_while(instance).to_string() }]))
 }
 
 fn progress(what: &str, volume: &str, s: &Snapshot) -> String {
@@ -148,8 +161,8 @@ fn progress(what: &str, volume: &str, s: &Snapshot) -> String {
     format!("{what} {volume} ({}{pct})", s.id)
 }
 
-/// Step 1 for every target at once: the first action any of them needs, else a combined wait,
-/// else every ready volume.
+/// Step 1 for every target at once: every action any of them needs (one per target, each on
+/// its own volume's snapshots and copies), else a combined wait, else every ready volume.
 enum PrepAll<'a> {
     Ready(Vec<(&'a Target, &'a Volume)>),
     Next(Step),
@@ -158,12 +171,17 @@ enum PrepAll<'a> {
 fn prepare_all<'a>(targets: &'a [Target], instance: Option<&Instance>) -> PrepAll<'a> {
     let mut ready = Vec::new();
     let mut waits = Vec::new();
+    let mut actions = Vec::new();
     for t in targets {
         match prepare(t, instance) {
             Prep::Ready(n) => ready.push((t, n)),
             Prep::Next(Step::Wait(m)) => waits.push(m),
+            Prep::Next(Step::Act(a)) => actions.extend(a),
             Prep::Next(step) => return PrepAll::Next(step),
         }
+    }
+    if !actions.is_empty() {
+        return PrepAll::Next(Step::Act(actions));
     }
     if !waits.is_empty() {
         return PrepAll::Next(Step::Wait(format!("Waiting for AWS: {}.", waits.join("; "))));
@@ -180,24 +198,59 @@ pub fn plan(obs: &Observed, settings: &Settings) -> Step {
 
 fn plan_detached(obs: &Observed) -> Step {
     if obs.targets.is_empty() {
-        if let Some(s) = obs.leftover_snapshots.first() {
-            return Step::Act(Action::DeleteSnapshot { snapshot: s.id.clone(), why: "temporary snapshot, no longer needed".into() });
-        }
-        return Step::Done(done_message(obs, None));
+        return finish_cleanup(obs).unwrap_or_else(|| Step::Done(done_message(obs, None)));
     }
     // A new volume made while the old one was attached may be older than its data: drop it.
-    for t in &obs.targets {
-        if let Some(stale) = t.new_volumes.iter().find(|n| !current_for(None, &n.tags) && n.is_detached() && n.state == "available") {
-            return Step::Act(Action::DeleteVolume { volume: stale.id.clone(), why: "made before the volume was detached".into() });
-        }
+    let stale: Vec<Action> = obs
+        .targets
+        .iter()
+        .flat_map(|t| t.new_volumes.iter().filter(|n| !current_for(None, &n.tags) && n.is_detached() && n.state == "available"))
+        .map(|n| Action::DeleteVolume { volume: n.id.clone(), why: "made before the volume was detached".into() })
+        .collect();
+    if !stale.is_empty() {
+        return Step::Act(stale);
     }
     match prepare_all(&obs.targets, None) {
         PrepAll::Next(step) => step,
-        PrepAll::Ready(ready) => {
-            let (t, n) = ready[0];
-            Step::Act(Action::MarkReplaced { old: t.old.id.clone(), new: n.id.clone() })
+        PrepAll::Ready(ready) => Step::Act(mark_all(&ready)),
+    }
+}
+
+fn mark_all(ready: &[(&Target, &Volume)]) -> Vec<Action> {
+    ready.iter().map(|(t, n)| Action::MarkReplaced { old: t.old.id.clone(), new: n.id.clone() }).collect()
+}
+
+/// The end of a run: marks left half-done, then every temporary of a replaced volume that is
+/// still there (snapshots; duplicate volumes, only when attached nowhere). `None`: all clean.
+fn finish_cleanup(obs: &Observed) -> Option<Step> {
+    if !obs.unfinished_marks.is_empty() {
+        return Some(Step::Act(
+            obs.unfinished_marks.iter().map(|(old, new)| Action::MarkReplaced { old: old.clone(), new: new.clone() }).collect(),
+        ));
+    }
+    let mut cleanup = Vec::new();
+    let mut waits = Vec::new();
+    for v in &obs.leftover_volumes {
+        match v.state.as_str() {
+            "available" | "error" => cleanup.push(Action::DeleteVolume {
+                volume: v.id.clone(),
+                why: format!("unused duplicate of the replacement of {}", v.tag(tag::ENCRYPTED_FROM).unwrap_or("?")),
+            }),
+            state => waits.push(format!("{} is {state} (unused duplicate, deleted once it is available)", v.id)),
         }
     }
+    cleanup.extend(
+        obs.leftover_snapshots
+            .iter()
+            .map(|s| Action::DeleteSnapshot { snapshot: s.id.clone(), why: "temporary snapshot; the swap is verified".into() }),
+    );
+    if !cleanup.is_empty() {
+        return Some(Step::Act(cleanup));
+    }
+    if !waits.is_empty() {
+        return Some(Step::Wait(format!("Waiting for AWS: {}.", waits.join("; "))));
+    }
+    None
 }
 
 fn plan_instance(obs: &Observed, i: &Instance, settings: &Settings) -> Step {
@@ -225,18 +278,21 @@ fn plan_instance(obs: &Observed, i: &Instance, settings: &Settings) -> Step {
             return Step::Fail(format!("Cannot tell at which device of {} volume {} belongs; nothing was changed.", i.id, t.old.id));
         }
     }
+    let mut stale = Vec::new();
     if i.state == "stopped" {
         for t in &obs.targets {
-            if let Some(stale) = t.new_volumes.iter().find(|n| !current_for(Some(i), &n.tags) && n.is_detached() && n.state == "available")
-            {
-                return Step::Act(Action::DeleteVolume {
-                    volume: stale.id.clone(),
+            for n in t.new_volumes.iter().filter(|n| !current_for(Some(i), &n.tags) && n.is_detached() && n.state == "available") {
+                stale.push(Action::DeleteVolume {
+                    volume: n.id.clone(),
                     why: format!("made from a snapshot of {} older than the instance's last stop; a current copy replaces it", t.old.id),
                 });
             }
         }
     }
     let ready = match prepare_all(&obs.targets, Some(i)) {
+        // The fresh copies start in the same turn as the stale volumes go.
+        PrepAll::Next(Step::Act(fresh)) => return Step::Act(stale.into_iter().chain(fresh).collect()),
+        _ if !stale.is_empty() => return Step::Act(stale),
         PrepAll::Ready(ready) => ready,
         PrepAll::Next(step) => return step,
     };
@@ -250,55 +306,81 @@ fn plan_instance(obs: &Observed, i: &Instance, settings: &Settings) -> Step {
                 i.id
             ));
         }
-        return Step::Act(Action::StopInstance { instance: i.id.clone() });
+        return Step::Act(vec![Action::StopInstance { instance: i.id.clone() }]);
     }
-    // Stopped: swap, one device at a time.
+    // Stopped: swap. Each device goes detach → attach → DeleteOnTermination on its own; the
+    // devices move together (one action per device per turn).
+    let mut actions = Vec::new();
+    let mut waits = Vec::new();
     for (t, n) in &ready {
-        let device = t.device.clone().unwrap_or_default();
-        if let Some(a) = t.old.attachment_to(&i.id) {
-            if a.state != "attached" {
-                return Step::Wait(format!("{} is {} at {}.", t.old.id, a.state, a.device));
-            }
-            return Step::Act(Action::Detach { volume: t.old.id.clone(), instance: i.id.clone(), device: a.device.clone() });
-        }
-        match n.attachment_to(&i.id) {
-            Some(a) if a.state != "attached" => return Step::Wait(format!("{} is {} at {}.", n.id, a.state, a.device)),
-            Some(_) => {}
-            None => {
-                if let Some(other) = i.device(&device).filter(|b| b.volume_id != n.id) {
-                    return Step::Fail(format!(
-                        "Device {device} of {} is taken by {}; cannot attach {} there. Nothing more was changed.",
-                        i.id, other.volume_id, n.id
-                    ));
-                }
-                return Step::Act(Action::Attach { volume: n.id.clone(), instance: i.id.clone(), device, original: false });
-            }
-        }
-        let wanted = t.delete_on_termination.unwrap_or(false);
-        if i.device(&device).map(|b| b.delete_on_termination) != Some(wanted) {
-            return Step::Act(Action::SetDeleteOnTermination { instance: i.id.clone(), device, volume: n.id.clone(), value: wanted });
+        match swap_step(i, t, n) {
+            None => {}
+            Some(Step::Act(a)) => actions.extend(a),
+            Some(Step::Wait(m)) => waits.push(m),
+            Some(other) => return other,
         }
     }
-    let (t, n) = ready[0];
-    Step::Act(Action::MarkReplaced { old: t.old.id.clone(), new: n.id.clone() })
+    if !actions.is_empty() {
+        return Step::Act(actions);
+    }
+    if !waits.is_empty() {
+        return Step::Wait(waits.join(" "));
+    }
+    // Every device swapped: mark them all.
+    Step::Act(mark_all(&ready))
 }
 
-/// After the swap: restart if this fix stopped the instance, then delete temporary snapshots.
+/// The next swap action for one device; `None` once it is swapped.
+fn swap_step(i: &Instance, t: &Target, n: &Volume) -> Option<Step> {
+    let device = t.device.clone().unwrap_or_default();
+    if let Some(a) = t.old.attachment_to(&i.id) {
+        if a.state != "attached" {
+            return Some(Step::Wait(format!("{} is {} at {}.", t.old.id, a.state, a.device)));
+        }
+        return Some(Step::Act(vec![Action::Detach { volume: t.old.id.clone(), instance: i.id.clone(), device: a.device.clone() }]));
+    }
+    match n.attachment_to(&i.id) {
+        Some(a) if a.state != "attached" => return Some(Step::Wait(format!("{} is {} at {}.", n.id, a.state, a.device))),
+        Some(_) => {}
+        None => {
+            if let Some(other) = i.device(&device).filter(|b| b.volume_id != n.id) {
+                return Some(Step::Fail(format!(
+                    "Device {device} of {} is taken by {}; cannot attach {} there. Nothing more was changed.",
+                    i.id, other.volume_id, n.id
+                )));
+            }
+            return Some(Step::Act(vec![Action::Attach { volume: n.id.clone(), instance: i.id.clone(), device, original: false }]));
+        }
+    }
+    let wanted = t.delete_on_termination.unwrap_or(false);
+    if i.device(&device).map(|b| b.delete_on_termination) != Some(wanted) {
+        return Some(Step::Act(vec![Action::SetDeleteOnTermination {
+            instance: i.id.clone(),
+            device,
+            volume: n.id.clone(),
+            value: wanted,
+        }]));
+    }
+    None
+}
+
+/// After the swap: finish half-done marks, restart if this fix stopped the instance, then
+/// delete temporary snapshots and unused duplicate volumes.
 fn finish(obs: &Observed, i: &Instance) -> Step {
+    if !obs.unfinished_marks.is_empty() {
+        return finish_cleanup(obs).unwrap_or_else(|| Step::Done(done_message(obs, Some(i))));
+    }
     if i.tag(tag::RESTART) == Some("true") {
         return match i.state.as_str() {
-            "stopped" => Step::Act(Action::StartInstance { instance: i.id.clone() }),
-            "running" => Step::Act(Action::ClearInstanceTags { instance: i.id.clone() }),
+            "stopped" => Step::Act(vec![Action::StartInstance { instance: i.id.clone() }]),
+            "running" => Step::Act(vec![Action::ClearInstanceTags { instance: i.id.clone() }]),
             other => Step::Wait(format!("Instance {} is {other}.", i.id)),
         };
     }
     if i.tag(tag::STOPPED_AT).is_some() {
-        return Step::Act(Action::ClearInstanceTags { instance: i.id.clone() });
+        return Step::Act(vec![Action::ClearInstanceTags { instance: i.id.clone() }]);
     }
-    if let Some(s) = obs.leftover_snapshots.first() {
-        return Step::Act(Action::DeleteSnapshot { snapshot: s.id.clone(), why: "temporary snapshot; the swap is verified".into() });
-    }
-    Step::Done(done_message(obs, Some(i)))
+    finish_cleanup(obs).unwrap_or_else(|| Step::Done(done_message(obs, Some(i))))
 }
 
 fn plan_rollback(obs: &Observed, i: &Instance, reason: &str) -> Step {
@@ -308,7 +390,7 @@ fn plan_rollback(obs: &Observed, i: &Instance, reason: &str) -> Step {
                 if a.state != "attached" {
                     return Step::Wait(format!("{} is {} at {}.", n.id, a.state, a.device));
                 }
-                return Step::Act(Action::Detach { volume: n.id.clone(), instance: i.id.clone(), device: a.device.clone() });
+                return Step::Act(vec![Action::Detach { volume: n.id.clone(), instance: i.id.clone(), device: a.device.clone() }]);
             }
         }
     }
@@ -325,19 +407,24 @@ fn plan_rollback(obs: &Observed, i: &Instance, reason: &str) -> Step {
                         i.id, other.volume_id, t.old.id
                     ));
                 }
-                return Step::Act(Action::Attach { volume: t.old.id.clone(), instance: i.id.clone(), device, original: true });
+                return Step::Act(vec![Action::Attach { volume: t.old.id.clone(), instance: i.id.clone(), device, original: true }]);
             }
         }
         if let Some(wanted) = t.delete_on_termination
             && i.device(&device).map(|b| b.delete_on_termination) != Some(wanted)
         {
-            return Step::Act(Action::SetDeleteOnTermination { instance: i.id.clone(), device, volume: t.old.id.clone(), value: wanted });
+            return Step::Act(vec![Action::SetDeleteOnTermination {
+                instance: i.id.clone(),
+                device,
+                volume: t.old.id.clone(),
+                value: wanted,
+            }]);
         }
     }
     if i.tag(tag::RESTART) == Some("true") {
         match i.state.as_str() {
-            "stopped" => return Step::Act(Action::StartInstance { instance: i.id.clone() }),
-            "running" => return Step::Act(Action::ClearInstanceTags { instance: i.id.clone() }),
+            "stopped" => return Step::Act(vec![Action::StartInstance { instance: i.id.clone() }]),
+            "running" => return Step::Act(vec![Action::ClearInstanceTags { instance: i.id.clone() }]),
             other => return Step::Wait(format!("Instance {} is {other}.", i.id)),
         }
     }
@@ -402,6 +489,7 @@ mod tests {
             encrypted: id == NEW,
             kms_key_id: None,
             state: state.into(),
+            created_secs: 0,
             tags: tags(tag_pairs),
             attachments: attached_at
                 .map(|d| vec![Attachment { instance_id: I.into(), device: d.into(), state: "attached".into() }])
@@ -465,6 +553,8 @@ mod tests {
             targets,
             replaced: vec![],
             leftover_snapshots: vec![],
+            leftover_volumes: vec![],
+            unfinished_marks: vec![],
         }
     }
 
@@ -472,10 +562,17 @@ mod tests {
         Settings { key_arn: "arn:aws:kms:us-east-1:123456789012:key/k".into(), allow_stop }
     }
 
+    /// The turn's only action.
     fn act(step: Step) -> Action {
+        let mut all = acts(step);
+        assert_eq!(all.len(), 1, "expected one action, got {all:?}");
+        all.remove(0)
+    }
+
+    fn acts(step: Step) -> Vec<Action> {
         match step {
             Step::Act(a) => a,
-            other => panic!("expected an action, got {other:?}"),
+            other => panic!("expected actions, got {other:?}"),
         }
     }
 
@@ -539,7 +636,13 @@ mod tests {
         let stopped = instance("stopped", &[("/dev/sdf", OLD, false)], &[(tag::RESTART, "true"), (tag::STOPPED_AT, "300")]);
         let stale = new_vol("available", None, "running", 200);
         let obs = observed(stopped.clone(), vec![target(vol(OLD, "in-use", Some("/dev/sdf"), &[]), vec![], vec![], vec![stale])]);
-        assert!(matches!(act(plan(&obs, &settings(true))), Action::DeleteVolume { volume, .. } if volume == NEW));
+        // The stale volume goes and the fresh snapshot starts in the same turn.
+        let turn = acts(plan(&obs, &settings(true)));
+        assert!(
+            matches!(&turn[..], [Action::DeleteVolume { volume, .. }, Action::SnapshotSource { taken_while, .. }]
+            if volume == NEW && taken_while == "stopped"),
+            "{turn:?}"
+        );
 
         // The stale encrypted copy is kept (the next copy is incremental) but not used.
         let obs = observed(
@@ -657,10 +760,217 @@ mod tests {
         let old = vol(OLD, "available", None, &[]);
         let mut t = target(old.clone(), vec![], vec![], vec![]);
         t.device = None;
-        let mut obs = Observed { requested: old, instance: None, targets: vec![t.clone()], replaced: vec![], leftover_snapshots: vec![] };
+        let mut obs = Observed {
+            requested: old,
+            instance: None,
+            targets: vec![t.clone()],
+            replaced: vec![],
+            leftover_snapshots: vec![],
+            leftover_volumes: vec![],
+            unfinished_marks: vec![],
+        };
         assert_eq!(act(plan(&obs, &s)), Action::SnapshotSource { volume: OLD.into(), taken_while: "detached".into() });
         t.new_volumes = vec![vol(NEW, "available", None, &[(tag::ENCRYPTED_FROM, OLD), (tag::TAKEN_WHILE, "detached")])];
         obs.targets = vec![t];
         assert_eq!(act(plan(&obs, &s)), Action::MarkReplaced { old: OLD.into(), new: NEW.into() });
+    }
+
+    const OLD2: &str = "vol-0old2";
+
+    /// A second target (the root volume at /dev/xvda) beside the one at /dev/sdf.
+    fn root_target(sources: Vec<Snapshot>) -> Target {
+        let mut t = target(vol(OLD2, "in-use", Some("/dev/xvda"), &[]), sources, vec![], vec![]);
+        t.device = Some("/dev/xvda".into());
+        t
+    }
+
+    #[test]
+    fn independent_actions_of_one_phase_share_a_turn() {
+        let running = instance("running", &[("/dev/sdf", OLD, false), ("/dev/xvda", OLD2, true)], &[]);
+        let s = settings(true);
+        let obs =
+            observed(running.clone(), vec![target(vol(OLD, "in-use", Some("/dev/sdf"), &[]), vec![], vec![], vec![]), root_target(vec![])]);
+        assert_eq!(
+            acts(plan(&obs, &s)),
+            vec![
+                Action::SnapshotSource { volume: OLD.into(), taken_while: "running".into() },
+                Action::SnapshotSource { volume: OLD2.into(), taken_while: "running".into() },
+            ]
+        );
+        // One volume waits, the other acts: the action goes ahead.
+        let obs = observed(
+            running.clone(),
+            vec![
+                target(
+                    vol(OLD, "in-use", Some("/dev/sdf"), &[]),
+                    vec![snap("snap-a", "source", "pending", "running", 200)],
+                    vec![],
+                    vec![],
+                ),
+                root_target(vec![snap("snap-b", "source", "completed", "running", 200)]),
+            ],
+        );
+        assert!(matches!(&acts(plan(&obs, &s))[..], [Action::CopyEncrypted { source, .. }] if source == "snap-b"));
+
+        // The cleanup at the end is one turn: every temporary snapshot at once.
+        let mut done = observed(instance("running", &[("/dev/sdf", NEW, false)], &[]), vec![]);
+        done.replaced = vec![(OLD.into(), NEW.into(), "/dev/sdf".into())];
+        done.leftover_snapshots =
+            ["snap-1", "snap-2", "snap-3", "snap-4"].iter().map(|id| snap(id, "source", "completed", "stopped", 400)).collect();
+        let turn = acts(plan(&done, &s));
+        assert_eq!(turn.len(), 4);
+        assert!(turn.iter().all(|a| matches!(a, Action::DeleteSnapshot { .. })));
+    }
+
+    #[test]
+    fn both_devices_are_detached_then_attached_together_and_marked_together() {
+        let s = settings(true);
+        let stopped = |devices: &[(&str, &str, bool)]| instance("stopped", devices, &[(tag::RESTART, "true"), (tag::STOPPED_AT, "300")]);
+        let new_at = |id: &str, device: &str, attached: bool, old: &str| {
+            let mut n = new_vol("available", attached.then_some(device), "stopped", 400);
+            n.id = id.into();
+            n.tags.insert(tag::ENCRYPTED_FROM.into(), old.into());
+            n.tags.insert(tag::FOR_DEVICE.into(), device.into());
+            if let Some(a) = n.attachments.first_mut() {
+                a.device = device.into();
+            }
+            n
+        };
+        let two = |old_attached: bool, new_attached: bool| {
+            let mut a = target(
+                vol(OLD, "in-use", old_attached.then_some("/dev/sdf"), &[]),
+                vec![],
+                vec![],
+                vec![new_at(NEW, "/dev/sdf", new_attached, OLD)],
+            );
+            let mut b = root_target(vec![]);
+            b.old = vol(OLD2, "in-use", old_attached.then_some("/dev/xvda"), &[]);
+            b.new_volumes = vec![new_at("vol-0new2", "/dev/xvda", new_attached, OLD2)];
+            b.delete_on_termination = Some(true);
+            a.delete_on_termination = Some(false);
+            vec![a, b]
+        };
+        let obs = observed(stopped(&[("/dev/sdf", OLD, false), ("/dev/xvda", OLD2, true)]), two(true, false));
+        assert!(
+            matches!(&acts(plan(&obs, &s))[..], [Action::Detach { volume: a, .. }, Action::Detach { volume: b, .. }] if a == OLD && b == OLD2)
+        );
+        let obs = observed(stopped(&[]), two(false, false));
+        assert!(
+            matches!(&acts(plan(&obs, &s))[..], [Action::Attach { volume: a, .. }, Action::Attach { volume: b, .. }] if a == NEW && b == "vol-0new2")
+        );
+        let obs = observed(stopped(&[("/dev/sdf", NEW, false), ("/dev/xvda", "vol-0new2", false)]), two(false, true));
+        assert_eq!(
+            acts(plan(&obs, &s)),
+            vec![Action::SetDeleteOnTermination {
+                instance: I.into(),
+                device: "/dev/xvda".into(),
+                volume: "vol-0new2".into(),
+                value: true
+            }]
+        );
+        let obs = observed(stopped(&[("/dev/sdf", NEW, false), ("/dev/xvda", "vol-0new2", true)]), two(false, true));
+        assert_eq!(
+            acts(plan(&obs, &s)),
+            vec![
+                Action::MarkReplaced { old: OLD.into(), new: NEW.into() },
+                Action::MarkReplaced { old: OLD2.into(), new: "vol-0new2".into() }
+            ]
+        );
+    }
+
+    #[test]
+    fn of_duplicate_candidates_the_oldest_is_used() {
+        let s = settings(true);
+        let stopped = instance("stopped", &[], &[(tag::RESTART, "true"), (tag::STOPPED_AT, "300")]);
+        // Two current volumes for one old volume (a CreateVolume retried after its response was
+        // lost): the older one is attached, whatever their ids.
+        let mut first = new_vol("available", None, "stopped", 400);
+        first.id = "vol-0zzz".into();
+        first.created_secs = 500;
+        let mut second = new_vol("available", None, "stopped", 400);
+        second.id = "vol-0aaa".into();
+        second.created_secs = 501;
+        let obs = observed(stopped.clone(), vec![target(vol(OLD, "available", None, &[]), vec![], vec![], vec![first, second])]);
+        assert!(matches!(act(plan(&obs, &s)), Action::Attach { volume, .. } if volume == "vol-0zzz"));
+
+        // Two plain snapshots (CreateSnapshot retried) and two encrypted copies (CopySnapshot
+        // retried): the oldest of each is used.
+        let sources =
+            vec![snap("snap-old", "source", "completed", "stopped", 400), snap("snap-dup", "source", "completed", "stopped", 401)];
+        let obs = observed(stopped.clone(), vec![target(vol(OLD, "in-use", Some("/dev/sdf"), &[]), sources.clone(), vec![], vec![])]);
+        assert!(matches!(act(plan(&obs, &s)), Action::CopyEncrypted { source, .. } if source == "snap-old"));
+        let copies =
+            vec![snap("snap-enc1", "encrypted", "completed", "stopped", 400), snap("snap-enc2", "encrypted", "completed", "stopped", 400)];
+        let obs = observed(stopped, vec![target(vol(OLD, "in-use", Some("/dev/sdf"), &[]), sources, copies, vec![])]);
+        assert!(matches!(act(plan(&obs, &s)), Action::CreateVolume { copy, .. } if copy == "snap-enc1"));
+    }
+
+    #[test]
+    fn no_success_while_a_duplicate_volume_or_a_temporary_snapshot_is_left() {
+        let s = settings(true);
+        let mut obs = observed(instance("running", &[("/dev/sdf", NEW, false)], &[]), vec![]);
+        obs.replaced = vec![(OLD.into(), NEW.into(), "/dev/sdf".into())];
+        let mut dup = new_vol("available", None, "stopped", 400);
+        dup.id = "vol-0dup".into();
+        dup.encrypted = true;
+        dup.tags.insert(tag::ENCRYPTING.into(), OLD.into());
+        assert!(dup.is_unused_temporary());
+        obs.leftover_volumes = vec![dup.clone()];
+        obs.leftover_snapshots = vec![snap("snap-src", "source", "completed", "stopped", 400)];
+        assert_eq!(
+            acts(plan(&obs, &s)),
+            vec![
+                Action::DeleteVolume { volume: "vol-0dup".into(), why: format!("unused duplicate of the replacement of {OLD}") },
+                Action::DeleteSnapshot { snapshot: "snap-src".into(), why: "temporary snapshot; the swap is verified".into() },
+            ]
+        );
+        // A duplicate still being created is waited for, not reported done.
+        obs.leftover_snapshots.clear();
+        obs.leftover_volumes[0].state = "creating".into();
+        assert!(matches!(plan(&obs, &s), Step::Wait(m) if m.contains("vol-0dup")));
+        obs.leftover_volumes.clear();
+        assert!(matches!(plan(&obs, &s), Step::Done(_)));
+
+        // The same for a detached volume.
+        let mut det = Observed {
+            requested: vol(OLD, "available", None, &[(tag::REPLACED_BY, NEW)]),
+            instance: None,
+            targets: vec![],
+            replaced: vec![(OLD.into(), NEW.into(), String::new())],
+            leftover_snapshots: vec![],
+            leftover_volumes: vec![dup.clone()],
+            unfinished_marks: vec![],
+        };
+        assert!(matches!(act(plan(&det, &s)), Action::DeleteVolume { volume, .. } if volume == "vol-0dup"));
+        det.leftover_volumes.clear();
+        assert!(matches!(plan(&det, &s), Step::Done(_)));
+
+        // What is never a leftover: an attached volume, an unencrypted one, one without this
+        // fix's temporary tag (the replacement once handed over, or anything of the user's).
+        let mut attached = dup.clone();
+        attached.attachments = vec![Attachment { instance_id: I.into(), device: "/dev/sdg".into(), state: "attached".into() }];
+        let mut plain = dup.clone();
+        plain.encrypted = false;
+        let mut handed_over = dup.clone();
+        handed_over.tags.remove(tag::ENCRYPTING);
+        let users = vol("vol-0user", "available", None, &[("Name", "data")]);
+        for v in [attached, plain, handed_over, users] {
+            assert!(!v.is_unused_temporary(), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn a_half_done_mark_is_finished_before_the_restart() {
+        // Killed between the two tag calls of MarkReplaced: the old volume names its
+        // replacement, which still carries the transient tags.
+        let s = settings(true);
+        let mut obs =
+            observed(instance("stopped", &[("/dev/sdf", NEW, false)], &[(tag::RESTART, "true"), (tag::STOPPED_AT, "300")]), vec![]);
+        obs.replaced = vec![(OLD.into(), NEW.into(), "/dev/sdf".into())];
+        obs.unfinished_marks = vec![(OLD.into(), NEW.into())];
+        obs.leftover_snapshots = vec![snap("snap-src", "source", "completed", "stopped", 400)];
+        assert_eq!(act(plan(&obs, &s)), Action::MarkReplaced { old: OLD.into(), new: NEW.into() });
+        obs.unfinished_marks.clear();
+        assert_eq!(act(plan(&obs, &s)), Action::StartInstance { instance: I.into() });
     }
 }
