@@ -859,8 +859,9 @@ impl Fixture for RdsClusterFixture {
 // ---------------------------------------------------------------------------------------------
 // EBS: fix-ebs-encrypt-volumes (a running instance with a root and a data volume, one stop)
 
-/// In `SLOW_SCENARIOS`: a clean run makes 248 calls (33 observe turns of 6-8 describes around
-/// 36 changes) in about 5 s, so even its bounded sweeps take minutes; see RELIABILITY.md.
+/// In `SLOW_SCENARIOS`: a clean run makes 140 calls (15 observe turns of 6-7 describes around
+/// 36 changes, batched per phase), so even its bounded sweeps take about 2 minutes; see
+/// RELIABILITY.md.
 struct EbsVolumesScenario;
 
 struct EbsVolumesFixture {
@@ -901,7 +902,7 @@ impl FixScenario for EbsVolumesScenario {
     }
 
     fn kill_read_stride(&self) -> usize {
-        // 212 reads in a clean run: kill at every mutation (before and after) and every 25th read.
+        // 104 reads in a clean run: kill at every mutation (before and after) and every 25th read.
         25
     }
 
