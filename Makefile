@@ -34,9 +34,11 @@ build:
 test: test-rust test-template
 
 # with-moto creates the venv (pinned moto + cfn-lint), starts moto on a free loopback port,
-# runs the command and stops moto however it ends.
+# runs the command and stops moto however it ends. RELIABILITY_SLOW=1: CI runs every fix
+# under the fault sweeps, including the ~2-minute EBS volume swap that a plain `cargo test`
+# skips (tests/reliability_fixes.rs, SLOW_SCENARIOS).
 test-rust:
-	$(WITH_MOTO) cargo test --workspace --locked
+	RELIABILITY_SLOW=1 $(WITH_MOTO) cargo test --workspace --locked
 
 test-template:
 	@[ -x $(VENV)/bin/cfn-lint ] || $(WITH_MOTO) true

@@ -37,8 +37,9 @@ static SCENARIOS: &[&dyn FixScenario] = &[
     &EbsDefaultScenario { name: "ebs-enable-default-encryption/customer-key", kms: true },
 ];
 
-/// Scenarios too slow for every `cargo test` (hundreds of calls per run): run with
-/// `RELIABILITY_SLOW=1`, or by name with `RELIABILITY_ONLY`. See RELIABILITY.md for their numbers.
+/// Scenarios too slow for every `cargo test` (hundreds of calls per run): `make test` (and so
+/// CI) runs them with `RELIABILITY_SLOW=1`; `RELIABILITY_ONLY` picks one by name. See
+/// RELIABILITY.md for their numbers.
 static SLOW_SCENARIOS: &[&dyn FixScenario] = &[&EbsVolumesScenario];
 
 /// The scenarios to run: all (the slow ones with `RELIABILITY_SLOW=1`), or those whose name
