@@ -18,6 +18,10 @@ use aws_config::SdkConfig;
 use aws_sdk_config::types::{
     RemediationConfiguration, RemediationParameterValue, RemediationTargetType, ResourceKey, ResourceType, ResourceValue, StaticValue,
 };
+use rds_support::{aurora_cluster, postgres_instance, rds};
+
+#[path = "rds_support/mod.rs"]
+mod rds_support;
 
 /// Remediations moto cannot run end to end, with the reason. Empty today: every fix runs.
 const SKIPPED: &[(&str, &str)] = &[];
@@ -42,10 +46,6 @@ fn workers(sdk: &SdkConfig) -> BTreeMap<&'static str, Arc<FixRunner>> {
             (binary, Arc::new(FixRunner::new(f, sdk, None)))
         })
         .collect()
-}
-
-fn rds(sdk: &SdkConfig) -> aws_sdk_rds::Client {
-    aws_sdk_rds::Client::new(sdk)
 }
 
 fn ec2(sdk: &SdkConfig) -> aws_sdk_ec2::Client {
@@ -111,42 +111,12 @@ async fn non_compliant(sdk: &SdkConfig, rule: &str) -> Target {
         }
         "RdsClusterEncryptedAtRestRule" => {
             let id = unique("console-cluster");
-            let out = rds(sdk)
-                .create_db_cluster()
-                .db_cluster_identifier(&id)
-                .engine("aurora-mysql")
-                .engine_version("8.0.mysql_aurora.3.04.1")
-                .master_username("admin")
-                .master_user_password("correct-horse-battery")
-                .storage_encrypted(false)
-                .send()
-                .await
-                .unwrap();
-            let resource_id = out.db_cluster().unwrap().db_cluster_resource_id().unwrap().to_string();
-            rds(sdk)
-                .create_db_instance()
-                .db_instance_identifier(format!("{id}-writer"))
-                .db_cluster_identifier(&id)
-                .engine("aurora-mysql")
-                .db_instance_class("db.r5.large")
-                .send()
-                .await
-                .unwrap();
+            let resource_id = aurora_cluster(sdk, &id, None, &Default::default(), &[("writer", "db.r5.large")]).await;
             Target { resource_type: "AWS::RDS::DBCluster", resource_id, name: id }
         }
         "RdsSnapshotEncryptedRule" => {
             let db = unique("console-snapsrc");
-            rds(sdk)
-                .create_db_instance()
-                .db_instance_identifier(&db)
-                .db_instance_class("db.t3.micro")
-                .engine("postgres")
-                .master_username("admin")
-                .master_user_password("correct-horse-battery")
-                .allocated_storage(20)
-                .send()
-                .await
-                .unwrap();
+            postgres_instance(sdk, &db).await;
             let snap = unique("console-snap");
             rds(sdk).create_db_snapshot().db_instance_identifier(&db).db_snapshot_identifier(&snap).send().await.unwrap();
             Target { resource_type: "AWS::RDS::DBSnapshot", resource_id: snap.clone(), name: snap }

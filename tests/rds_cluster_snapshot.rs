@@ -10,13 +10,13 @@ use aws_config::SdkConfig;
 use aws_sdk_rds::types::Tag;
 use aws_smithy_types::DateTime;
 use fix_rds_encrypt_instance::common::{TAG_REPLACED_BY, TAG_SOURCE_RESOURCE_ID, tag_value};
+use rds_support::{postgres_instance, rds, tag_set};
 use serde_json::{Value, json};
 
-const FAST: DriveOptions = DriveOptions { max_steps: 30, pause: Duration::ZERO };
+#[path = "rds_support/mod.rs"]
+mod rds_support;
 
-fn rds(sdk: &SdkConfig) -> aws_sdk_rds::Client {
-    aws_sdk_rds::Client::new(sdk)
-}
+const FAST: DriveOptions = DriveOptions { max_steps: 30, pause: Duration::ZERO };
 
 fn request(spec: &'static atrest::FixSpec, event: &str, resource_id: &str, extra: Value) -> FixRequest {
     let mut p = load_event(event);
@@ -27,39 +27,14 @@ fn request(spec: &'static atrest::FixSpec, event: &str, resource_id: &str, extra
     FixRequest::decode(spec, &p).unwrap()
 }
 
-/// An unencrypted Aurora MySQL cluster with a writer and two readers of different classes.
+/// The members of the cluster `aurora_cluster` makes: a writer and two readers of different classes.
+const MEMBERS: &[(&str, &str)] = &[("writer", "db.r5.large"), ("reader-a", "db.r5.xlarge"), ("reader-b", "db.r5.large")];
+
+/// An unencrypted Aurora MySQL cluster on port 3310, tagged team=billing, with `MEMBERS`:
+/// its resource id and its members (identifier, class).
 async fn aurora_cluster(sdk: &SdkConfig, id: &str) -> (String, Vec<(String, String)>) {
-    let client = rds(sdk);
-    let out = client
-        .create_db_cluster()
-        .db_cluster_identifier(id)
-        .engine("aurora-mysql")
-        .engine_version("8.0.mysql_aurora.3.04.1")
-        .master_username("admin")
-        .master_user_password("correct-horse-battery")
-        .port(3310)
-        .deletion_protection(false)
-        .storage_encrypted(false)
-        .tags(Tag::builder().key("team").value("billing").build())
-        .send()
-        .await
-        .unwrap();
-    let resource_id = out.db_cluster().unwrap().db_cluster_resource_id().unwrap().to_string();
-    let mut members = Vec::new();
-    for (suffix, class) in [("writer", "db.r5.large"), ("reader-a", "db.r5.xlarge"), ("reader-b", "db.r5.large")] {
-        let member = format!("{id}-{suffix}");
-        client
-            .create_db_instance()
-            .db_instance_identifier(&member)
-            .db_cluster_identifier(id)
-            .engine("aurora-mysql")
-            .db_instance_class(class)
-            .send()
-            .await
-            .unwrap();
-        members.push((member, class.to_string()));
-    }
-    (resource_id, members)
+    let resource_id = rds_support::aurora_cluster(sdk, id, Some(3310), &tag_set(&[("team", "billing")]), MEMBERS).await;
+    (resource_id, MEMBERS.iter().map(|(suffix, class)| (format!("{id}-{suffix}"), class.to_string())).collect())
 }
 
 #[tokio::test]
@@ -140,17 +115,7 @@ async fn a_cluster_rename_cutover_moves_the_name() {
 async fn manual_snapshot(sdk: &SdkConfig) -> String {
     let client = rds(sdk);
     let db = unique("snapsrc");
-    client
-        .create_db_instance()
-        .db_instance_identifier(&db)
-        .db_instance_class("db.t3.micro")
-        .engine("postgres")
-        .master_username("admin")
-        .master_user_password("correct-horse-battery")
-        .allocated_storage(20)
-        .send()
-        .await
-        .unwrap();
+    postgres_instance(sdk, &db).await;
     let snap = unique("before-migration");
     client
         .create_db_snapshot()

@@ -14,11 +14,11 @@ use aws_config::SdkConfig;
 use aws_sdk_rds::types::{DbInstance, Tag};
 use fix_rds_encrypt_instance::common::{TAG_ENCRYPTED_FROM, TAG_REPLACED_BY, TAG_SOURCE_RESOURCE_ID, is_valid_identifier, tag_value};
 use fix_rds_encrypt_instance::{RdsEncryptInstance, SPEC};
+use rds_support::{SnapshotKind, manual_snapshot_ids, rds};
 use serde_json::{Value, json};
 
-fn rds(sdk: &SdkConfig) -> aws_sdk_rds::Client {
-    aws_sdk_rds::Client::new(sdk)
-}
+#[path = "rds_support/mod.rs"]
+mod rds_support;
 
 fn runner(sdk: &SdkConfig, topic_arn: Option<&str>) -> FixRunner {
     FixRunner::new(Arc::new(RdsEncryptInstance::default()), sdk, topic_arn.map(|t| AlertPublisher::new(sdk, t)))
@@ -127,22 +127,15 @@ async fn describe(sdk: &SdkConfig, id: &str) -> Option<DbInstance> {
     rds(sdk).describe_db_instances().db_instance_identifier(id).send().await.ok().and_then(|o| o.db_instances().first().cloned())
 }
 
-/// Every instance atrest made from the source with this resource id.
+/// Every instance atrest made from the source with this resource id (paginated: the shared
+/// stand-in holds more than a page).
 async fn targets_of(sdk: &SdkConfig, resource_id: &str) -> Vec<DbInstance> {
-    let out = rds(sdk).describe_db_instances().send().await.unwrap();
-    out.db_instances().iter().filter(|i| tag_value(i.tag_list(), TAG_SOURCE_RESOURCE_ID) == Some(resource_id)).cloned().collect()
+    let all: Vec<DbInstance> = rds(sdk).describe_db_instances().into_paginator().items().send().collect::<Result<_, _>>().await.unwrap();
+    all.into_iter().filter(|i| tag_value(i.tag_list(), TAG_SOURCE_RESOURCE_ID) == Some(resource_id)).collect()
 }
 
 async fn snapshot_ids(sdk: &SdkConfig, resource_id: &str) -> Vec<String> {
-    let prefix = format!("atrest-{}", resource_id.to_ascii_lowercase());
-    let out = rds(sdk).describe_db_snapshots().snapshot_type("manual").send().await.unwrap();
-    let mut ids: Vec<String> = out
-        .db_snapshots()
-        .iter()
-        .filter_map(|s| s.db_snapshot_identifier())
-        .filter(|s| s.starts_with(&prefix))
-        .map(str::to_string)
-        .collect();
+    let mut ids = manual_snapshot_ids(sdk, SnapshotKind::Db, &format!("atrest-{}", resource_id.to_ascii_lowercase())).await;
     ids.sort();
     ids
 }

@@ -9,6 +9,8 @@
 
 #[path = "ebs_support/mod.rs"]
 mod ebs_support;
+#[path = "rds_support/mod.rs"]
+mod rds_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use atrest_testkit::reliability::{
 use atrest_testkit::{endpoint, sdk, topic, unique};
 use aws_config::SdkConfig;
 use aws_sdk_s3::primitives::ByteStream;
+use rds_support::{SnapshotKind, aurora_cluster, manual_snapshot_ids, postgres_instance, rds, rds_tags, user_tags};
 use serde_json::{Value, json};
 
 /// The table: one line per fix (variant).
@@ -382,10 +385,6 @@ struct RdsInstanceFixture {
     tags: BTreeSet<(String, String)>,
 }
 
-fn rds(sdk: &SdkConfig) -> aws_sdk_rds::Client {
-    aws_sdk_rds::Client::new(sdk)
-}
-
 #[atrest::async_trait]
 impl FixScenario for RdsInstanceScenario {
     fn name(&self) -> &'static str {
@@ -485,20 +484,7 @@ impl Fixture for RdsInstanceFixture {
         }
         // Intermediate snapshots cleaned up; the encrypted copy kept (and only it).
         let prefix = format!("atrest-{}", self.dbi.to_ascii_lowercase());
-        let snapshots: Vec<String> = client
-            .describe_db_snapshots()
-            .snapshot_type("manual")
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|s| s.db_snapshot_identifier())
-            .filter(|s| s.starts_with(&prefix))
-            .map(str::to_string)
-            .collect();
+        let snapshots = manual_snapshot_ids(sdk, SnapshotKind::Db, &prefix).await;
         if snapshots != vec![format!("{prefix}-encrypted")] {
             v.push(format!("atrest snapshots left: {snapshots:?}"));
         }
@@ -518,48 +504,6 @@ struct RdsSnapshotFixture {
     cluster: bool,
     snapshot: String,
     tags: BTreeSet<(String, String)>,
-}
-
-fn user_tags(tags: &[aws_sdk_rds::types::Tag]) -> BTreeSet<(String, String)> {
-    tags.iter()
-        .filter(|t| !t.key().unwrap_or_default().starts_with("atrest:"))
-        .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
-        .collect()
-}
-
-fn rds_tags(tags: &BTreeSet<(String, String)>) -> Option<Vec<aws_sdk_rds::types::Tag>> {
-    Some(tags.iter().map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(k).value(v).build()).collect())
-}
-
-/// An unencrypted Aurora MySQL cluster with the given members (suffix, class); the first is the
-/// writer. Returns the cluster's resource id.
-async fn aurora_cluster(sdk: &SdkConfig, id: &str, tags: &BTreeSet<(String, String)>, members: &[(&str, &str)]) -> String {
-    let client = rds(sdk);
-    let out = client
-        .create_db_cluster()
-        .db_cluster_identifier(id)
-        .engine("aurora-mysql")
-        .engine_version("8.0.mysql_aurora.3.04.1")
-        .master_username("admin")
-        .master_user_password("correct-horse-battery")
-        .deletion_protection(false)
-        .storage_encrypted(false)
-        .set_tags(rds_tags(tags))
-        .send()
-        .await
-        .expect("CreateDBCluster");
-    for (suffix, class) in members {
-        client
-            .create_db_instance()
-            .db_instance_identifier(format!("{id}-{suffix}"))
-            .db_cluster_identifier(id)
-            .engine("aurora-mysql")
-            .db_instance_class(*class)
-            .send()
-            .await
-            .expect("CreateDBInstance (cluster member)");
-    }
-    out.db_cluster().and_then(|c| c.db_cluster_resource_id()).expect("DbClusterResourceId").to_string()
 }
 
 #[atrest::async_trait]
@@ -590,7 +534,7 @@ impl FixScenario for RdsSnapshotScenario {
         let tags: BTreeSet<(String, String)> = [("purpose".to_string(), "migration".to_string())].into();
         if self.cluster {
             let cluster = unique("rel-snapcluster");
-            aurora_cluster(sdk, &cluster, &BTreeSet::new(), &[]).await;
+            aurora_cluster(sdk, &cluster, None, &BTreeSet::new(), &[]).await;
             client
                 .create_db_cluster_snapshot()
                 .db_cluster_identifier(&cluster)
@@ -601,17 +545,7 @@ impl FixScenario for RdsSnapshotScenario {
                 .expect("CreateDBClusterSnapshot");
         } else {
             let db = unique("rel-snapsrc");
-            client
-                .create_db_instance()
-                .db_instance_identifier(&db)
-                .db_instance_class("db.t3.micro")
-                .engine("postgres")
-                .master_username("admin")
-                .master_user_password("correct-horse-battery")
-                .allocated_storage(20)
-                .send()
-                .await
-                .expect("CreateDBInstance");
+            postgres_instance(sdk, &db).await;
             client
                 .create_db_snapshot()
                 .db_instance_identifier(&db)
@@ -744,7 +678,7 @@ impl FixScenario for RdsClusterScenario {
     async fn setup(&self, sdk: &SdkConfig) -> Box<dyn Fixture> {
         let id = unique("rel-cluster");
         let tags: BTreeSet<(String, String)> = [("team".to_string(), "billing".to_string())].into();
-        let resource_id = aurora_cluster(sdk, &id, &tags, CLUSTER_MEMBERS).await;
+        let resource_id = aurora_cluster(sdk, &id, None, &tags, CLUSTER_MEMBERS).await;
         let members = CLUSTER_MEMBERS.iter().map(|(suffix, class)| (format!("{id}-{suffix}"), class.to_string())).collect();
         Box::new(RdsClusterFixture { id, resource_id, tags, members })
     }
@@ -836,20 +770,7 @@ impl Fixture for RdsClusterFixture {
         // The intermediate cluster snapshot is deleted once the target is complete (the fix's
         // last step); nothing else of ours is left.
         let prefix = format!("atrest-{}", self.resource_id.to_ascii_lowercase());
-        let snapshots: Vec<String> = client
-            .describe_db_cluster_snapshots()
-            .snapshot_type("manual")
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|s| s.db_cluster_snapshot_identifier())
-            .filter(|s| s.starts_with(&prefix))
-            .map(str::to_string)
-            .collect();
+        let snapshots = manual_snapshot_ids(sdk, SnapshotKind::Cluster, &prefix).await;
         if !snapshots.is_empty() {
             v.push(format!("intermediate cluster snapshots left: {snapshots:?}"));
         }

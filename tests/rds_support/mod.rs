@@ -1,0 +1,129 @@
+//! Shared by the RDS integration tests: unencrypted sources on the stand-in and the reads the
+//! invariants make.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+
+use aws_config::SdkConfig;
+use aws_sdk_rds::Client;
+use aws_sdk_rds::types::{DbInstance, Tag};
+
+pub const MASTER_PASSWORD: &str = "correct-horse-battery";
+
+pub fn rds(sdk: &SdkConfig) -> Client {
+    Client::new(sdk)
+}
+
+pub fn tag_set(pairs: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+pub fn rds_tags(tags: &BTreeSet<(String, String)>) -> Option<Vec<Tag>> {
+    Some(tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect())
+}
+
+/// Tags without the fix's own `atrest:*` bookkeeping.
+pub fn user_tags(tags: &[Tag]) -> BTreeSet<(String, String)> {
+    tags.iter()
+        .filter(|t| !t.key().unwrap_or_default().starts_with("atrest:"))
+        .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+        .collect()
+}
+
+/// An unencrypted Aurora MySQL cluster on `port` with `tags` and the given members (suffix,
+/// class), the first the writer, named `<id>-<suffix>`. Returns the cluster's resource id.
+pub async fn aurora_cluster(
+    sdk: &SdkConfig,
+    id: &str,
+    port: Option<i32>,
+    tags: &BTreeSet<(String, String)>,
+    members: &[(&str, &str)],
+) -> String {
+    let client = rds(sdk);
+    let out = client
+        .create_db_cluster()
+        .db_cluster_identifier(id)
+        .engine("aurora-mysql")
+        .engine_version("8.0.mysql_aurora.3.04.1")
+        .master_username("admin")
+        .master_user_password(MASTER_PASSWORD)
+        .set_port(port)
+        .deletion_protection(false)
+        .storage_encrypted(false)
+        .set_tags(rds_tags(tags))
+        .send()
+        .await
+        .expect("CreateDBCluster");
+    for (suffix, class) in members {
+        client
+            .create_db_instance()
+            .db_instance_identifier(format!("{id}-{suffix}"))
+            .db_cluster_identifier(id)
+            .engine("aurora-mysql")
+            .db_instance_class(*class)
+            .send()
+            .await
+            .expect("CreateDBInstance (cluster member)");
+    }
+    out.db_cluster().and_then(|c| c.db_cluster_resource_id()).expect("DbClusterResourceId").to_string()
+}
+
+/// A small unencrypted PostgreSQL instance (a source for DB snapshots).
+pub async fn postgres_instance(sdk: &SdkConfig, id: &str) -> DbInstance {
+    rds(sdk)
+        .create_db_instance()
+        .db_instance_identifier(id)
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .master_username("admin")
+        .master_user_password(MASTER_PASSWORD)
+        .allocated_storage(20)
+        .storage_encrypted(false)
+        .send()
+        .await
+        .expect("CreateDBInstance")
+        .db_instance()
+        .cloned()
+        .expect("the new instance")
+}
+
+/// Which manual snapshots to list.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SnapshotKind {
+    Db,
+    Cluster,
+}
+
+/// The identifiers of the manual snapshots of `kind` that start with `prefix`, in the order
+/// RDS lists them (paginated: the shared stand-in holds hundreds).
+pub async fn manual_snapshot_ids(sdk: &SdkConfig, kind: SnapshotKind, prefix: &str) -> Vec<String> {
+    let client = rds(sdk);
+    let ids: Vec<String> = match kind {
+        SnapshotKind::Db => client
+            .describe_db_snapshots()
+            .snapshot_type("manual")
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .expect("DescribeDBSnapshots")
+            .iter()
+            .filter_map(|s| s.db_snapshot_identifier().map(str::to_string))
+            .collect(),
+        SnapshotKind::Cluster => client
+            .describe_db_cluster_snapshots()
+            .snapshot_type("manual")
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .expect("DescribeDBClusterSnapshots")
+            .iter()
+            .filter_map(|s| s.db_cluster_snapshot_identifier().map(str::to_string))
+            .collect(),
+    };
+    ids.into_iter().filter(|id| id.starts_with(prefix)).collect()
+}
