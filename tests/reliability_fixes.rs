@@ -25,7 +25,7 @@ use atrest_testkit::reliability::{
 use atrest_testkit::{endpoint, sdk, topic, unique};
 use aws_config::SdkConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use rds_support::{SnapshotKind, aurora_cluster, manual_snapshot_ids, postgres_instance, rds, rds_tags, user_tags};
+use rds_support::{SnapshotKind, aurora_cluster, manual_snapshot_ids, manual_snapshots, postgres_instance, rds, rds_tags, user_tags};
 use serde_json::{Value, json};
 
 /// The table: one line per fix (variant).
@@ -559,13 +559,6 @@ impl FixScenario for RdsSnapshotScenario {
     }
 }
 
-/// One manual snapshot of either kind, reduced to what the invariants look at.
-struct SnapshotSeen {
-    id: String,
-    encrypted: bool,
-    tags: BTreeSet<(String, String)>,
-}
-
 #[atrest::async_trait]
 impl Fixture for RdsSnapshotFixture {
     fn payload(&self) -> Value {
@@ -574,43 +567,8 @@ impl Fixture for RdsSnapshotFixture {
 
     async fn violations(&self, sdk: &SdkConfig) -> Vec<String> {
         let mut v = Vec::new();
-        let client = rds(sdk);
-        let snapshots: Vec<SnapshotSeen> = if self.cluster {
-            client
-                .describe_db_cluster_snapshots()
-                .snapshot_type("manual")
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-                .await
-                .unwrap_or_default()
-                .iter()
-                .map(|s| SnapshotSeen {
-                    id: s.db_cluster_snapshot_identifier().unwrap_or_default().to_string(),
-                    encrypted: s.storage_encrypted() == Some(true),
-                    tags: user_tags(s.tag_list()),
-                })
-                .collect()
-        } else {
-            client
-                .describe_db_snapshots()
-                .snapshot_type("manual")
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-                .await
-                .unwrap_or_default()
-                .iter()
-                .map(|s| SnapshotSeen {
-                    id: s.db_snapshot_identifier().unwrap_or_default().to_string(),
-                    encrypted: s.encrypted() == Some(true),
-                    tags: user_tags(s.tag_list()),
-                })
-                .collect()
-        };
-        let snapshots: Vec<SnapshotSeen> = snapshots.into_iter().filter(|s| s.id.starts_with(&self.snapshot)).collect();
+        let kind = if self.cluster { SnapshotKind::Cluster } else { SnapshotKind::Db };
+        let snapshots = manual_snapshots(sdk, kind, &self.snapshot).await;
         let ids: BTreeSet<&str> = snapshots.iter().map(|s| s.id.as_str()).collect();
         let copy_id = format!("{}-encrypted", self.snapshot);
         let expected: BTreeSet<&str> = [self.snapshot.as_str(), copy_id.as_str()].into();
@@ -618,14 +576,14 @@ impl Fixture for RdsSnapshotFixture {
             v.push(format!("snapshots are {ids:?}, expected the source and exactly one encrypted copy"));
         }
         match snapshots.iter().find(|s| s.id == self.snapshot) {
-            Some(source) if source.tags != self.tags => v.push(format!("the source's tags are {:?}", source.tags)),
+            Some(source) if source.user_tags != self.tags => v.push(format!("the source's tags are {:?}", source.user_tags)),
             Some(source) if source.encrypted => v.push("the source changed: it reports encrypted".into()),
             Some(_) => {}
             None => v.push("the source snapshot is gone".into()),
         }
         match snapshots.iter().find(|s| s.id == copy_id) {
             Some(copy) if !copy.encrypted => v.push("the copy is not encrypted".into()),
-            Some(copy) if copy.tags != self.tags => v.push(format!("the copy's tags are {:?}", copy.tags)),
+            Some(copy) if copy.user_tags != self.tags => v.push(format!("the copy's tags are {:?}", copy.user_tags)),
             _ => {}
         }
         v

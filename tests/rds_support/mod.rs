@@ -95,35 +95,49 @@ pub enum SnapshotKind {
     Cluster,
 }
 
-/// The identifiers of the manual snapshots of `kind` that start with `prefix`, in the order
-/// RDS lists them (paginated: the shared stand-in holds hundreds).
-pub async fn manual_snapshot_ids(sdk: &SdkConfig, kind: SnapshotKind, prefix: &str) -> Vec<String> {
+/// One manual snapshot of either kind, reduced to what the invariants look at.
+#[derive(Debug, Clone)]
+pub struct ManualSnapshot {
+    pub id: String,
+    pub encrypted: bool,
+    /// Without the fix's own `atrest:*` tags.
+    pub user_tags: BTreeSet<(String, String)>,
+}
+
+/// The manual snapshots of `kind` whose identifier starts with `prefix`, in the order RDS lists
+/// them (paginated: the shared stand-in holds hundreds).
+pub async fn manual_snapshots(sdk: &SdkConfig, kind: SnapshotKind, prefix: &str) -> Vec<ManualSnapshot> {
     let client = rds(sdk);
-    let ids: Vec<String> = match kind {
-        SnapshotKind::Db => client
-            .describe_db_snapshots()
-            .snapshot_type("manual")
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .expect("DescribeDBSnapshots")
-            .iter()
-            .filter_map(|s| s.db_snapshot_identifier().map(str::to_string))
-            .collect(),
-        SnapshotKind::Cluster => client
-            .describe_db_cluster_snapshots()
-            .snapshot_type("manual")
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .expect("DescribeDBClusterSnapshots")
-            .iter()
-            .filter_map(|s| s.db_cluster_snapshot_identifier().map(str::to_string))
-            .collect(),
+    let all: Vec<ManualSnapshot> = match kind {
+        SnapshotKind::Db => {
+            let pages = client.describe_db_snapshots().snapshot_type("manual").into_paginator().items().send();
+            let listed: Vec<_> = pages.collect::<Result<_, _>>().await.expect("DescribeDBSnapshots");
+            listed
+                .iter()
+                .map(|s| ManualSnapshot {
+                    id: s.db_snapshot_identifier().unwrap_or_default().to_string(),
+                    encrypted: s.encrypted() == Some(true),
+                    user_tags: user_tags(s.tag_list()),
+                })
+                .collect()
+        }
+        SnapshotKind::Cluster => {
+            let pages = client.describe_db_cluster_snapshots().snapshot_type("manual").into_paginator().items().send();
+            let listed: Vec<_> = pages.collect::<Result<_, _>>().await.expect("DescribeDBClusterSnapshots");
+            listed
+                .iter()
+                .map(|s| ManualSnapshot {
+                    id: s.db_cluster_snapshot_identifier().unwrap_or_default().to_string(),
+                    encrypted: s.storage_encrypted() == Some(true),
+                    user_tags: user_tags(s.tag_list()),
+                })
+                .collect()
+        }
     };
-    ids.into_iter().filter(|id| id.starts_with(prefix)).collect()
+    all.into_iter().filter(|s| s.id.starts_with(prefix)).collect()
+}
+
+/// The identifiers of `manual_snapshots`.
+pub async fn manual_snapshot_ids(sdk: &SdkConfig, kind: SnapshotKind, prefix: &str) -> Vec<String> {
+    manual_snapshots(sdk, kind, prefix).await.into_iter().map(|s| s.id).collect()
 }
