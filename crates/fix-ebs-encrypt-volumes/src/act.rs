@@ -211,9 +211,10 @@ impl Executor<'_> {
             .kms_key_id(self.key_arn)
             .set_outpost_arn(old.outpost_arn.clone())
             .tag_specifications(tags(ResourceType::Volume, all))
-            // Same token for every attempt from the same plain snapshot: a retried or
-            // concurrent call returns the same volume instead of a second one.
-            .client_token(format!("atrest-{source}"));
+            // Same token for every attempt from the same encrypted copy: a retried or
+            // concurrent call returns the same volume instead of a second one. A volume that
+            // ends in `error` is replaced from a fresh copy, hence a fresh token.
+            .client_token(format!("atrest-{copy}"));
         if carries_iops(&old.volume_type) {
             request = request.set_iops(old.iops);
         }

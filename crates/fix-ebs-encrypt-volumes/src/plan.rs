@@ -107,10 +107,20 @@ fn prepare<'a>(t: &'a Target, instance: Option<&Instance>) -> Prep<'a> {
     if let Some(n) = t.new_volumes.iter().find(|n| current(&n.tags) && n.is_detached()) {
         return match n.state.as_str() {
             "available" => Prep::Ready(n),
-            "error" => Prep::Next(Step::Act(vec![Action::DeleteVolume {
-                volume: n.id.clone(),
-                why: format!("EC2 failed to create it from the encrypted copy of {}", t.old.id),
-            }])),
+            "error" => {
+                // Start again from a fresh encrypted copy: CreateVolume's idempotency token is
+                // derived from the copy, so retrying from the same copy would only hand back the
+                // failed volume (AWS remembers a token after the volume is gone).
+                let mut actions = vec![Action::DeleteVolume {
+                    volume: n.id.clone(),
+                    why: format!("EC2 failed to create it from the encrypted copy of {}", t.old.id),
+                }];
+                actions.extend(t.copies.iter().filter(|c| current(&c.tags)).map(|c| Action::DeleteSnapshot {
+                    snapshot: c.id.clone(),
+                    why: format!("a volume made from this copy of {} failed; a fresh copy replaces it", t.old.id),
+                }));
+                Prep::Next(Step::Act(actions))
+            }
             state => Prep::Next(Step::Wait(format!("{} is {state} (new encrypted volume for {})", n.id, t.old.id))),
         };
     }
@@ -614,6 +624,35 @@ mod tests {
         let failed_copy =
             observed(running(), vec![target(old(), vec![], vec![snap("snap-enc", "encrypted", "error", "running", 200)], vec![])]);
         assert!(matches!(act(plan(&failed_copy, &s)), Action::DeleteSnapshot { snapshot, .. } if snapshot == "snap-enc"));
+    }
+
+    #[test]
+    fn a_failed_new_volume_is_replaced_from_a_fresh_copy() {
+        // CreateVolume's token comes from the copy: retrying from the same copy would return the
+        // failed volume, so the copy goes too and the plain snapshot is copied again.
+        let running = || instance("running", &[("/dev/sdf", OLD, false)], &[]);
+        let old = || vol(OLD, "in-use", Some("/dev/sdf"), &[]);
+        let s = settings(true);
+        let failed = observed(
+            running(),
+            vec![target(
+                old(),
+                vec![snap("snap-src", "source", "completed", "running", 200)],
+                vec![snap("snap-enc", "encrypted", "completed", "running", 200)],
+                vec![new_vol("error", None, "running", 200)],
+            )],
+        );
+        match plan(&failed, &s) {
+            Step::Act(actions) => assert_eq!(
+                actions.iter().map(|a| format!("{a:?}").split_whitespace().next().unwrap_or("").to_string()).collect::<Vec<_>>(),
+                ["DeleteVolume", "DeleteSnapshot"],
+                "{actions:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let recopy =
+            observed(running(), vec![target(old(), vec![snap("snap-src", "source", "completed", "running", 200)], vec![], vec![])]);
+        assert!(matches!(act(plan(&recopy, &s)), Action::CopyEncrypted { source, .. } if source == "snap-src"));
     }
 
     #[test]
