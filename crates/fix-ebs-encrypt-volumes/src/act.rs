@@ -227,7 +227,7 @@ impl Executor<'_> {
         let out = request.send().await.map_err(|e| aws_error("ec2:CreateVolume", &old.id, e))?;
         let place = destination.map(|d| format!(" for {} {}", d.instance, d.device)).unwrap_or_default();
         Ok(format!(
-            "created encrypted volume {} ({}) from {copy}{place}, replacing {}",
+            "created encrypted volume {} ({}) from {copy} (the encrypted copy of {source}){place}, replacing {}",
             out.volume_id().unwrap_or("?"),
             old.shape(),
             old.id
