@@ -129,19 +129,35 @@ pub enum Sleep {
     Fixed(Duration),
 }
 
-/// Bounds of a local run.
-#[derive(Debug, Clone, Copy)]
-pub struct RunOptions {
+/// What a run reports while it goes, for a progress display.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// The worker answered (turns count from 1).
+    Turn { number: usize, outcome: &'a atrest::FixOutcome },
+    /// The document waits this long before the next turn.
+    Waiting(Duration),
+}
+
+/// Bounds of a local run, and who hears of its progress.
+#[derive(Clone, Copy)]
+pub struct RunOptions<'a> {
     /// The run ends Failed once the worker has been invoked this many times and still answers
     /// InProgress; the state it left in AWS lets a later run resume.
     pub max_turns: usize,
     pub sleep: Sleep,
+    pub on_progress: Option<&'a (dyn Fn(Progress<'_>) + Sync)>,
 }
 
-impl RunOptions {
+impl RunOptions<'_> {
     /// No waiting, and enough turns for any fix against the stand-in.
-    pub fn immediate() -> RunOptions {
-        RunOptions { max_turns: 120, sleep: Sleep::Fixed(Duration::ZERO) }
+    pub fn immediate() -> RunOptions<'static> {
+        RunOptions { max_turns: 120, sleep: Sleep::Fixed(Duration::ZERO), on_progress: None }
+    }
+
+    fn report(&self, progress: Progress<'_>) {
+        if let Some(on_progress) = self.on_progress {
+            on_progress(progress);
+        }
     }
 }
 
@@ -560,7 +576,7 @@ impl Document {
         parameters: &BTreeMap<String, String>,
         execution_id: &str,
         worker: &dyn Fn(&str) -> Option<Arc<atrest::FixRunner>>,
-        options: &RunOptions,
+        options: &RunOptions<'_>,
     ) -> Execution {
         let mut ex = Execution::refused(String::new());
         ex.failure_message = None;
@@ -586,7 +602,7 @@ impl Document {
         parameters: &BTreeMap<String, String>,
         execution_id: &str,
         worker: &dyn Fn(&str) -> Option<Arc<atrest::FixRunner>>,
-        options: &RunOptions,
+        options: &RunOptions<'_>,
         ex: &mut Execution,
         outputs: &mut BTreeMap<String, String>,
     ) -> Result<(), String> {
@@ -622,6 +638,7 @@ impl Document {
                     let payload = substitute_json(&inputs["InputPayload"], &|s| vars(s, outputs))?;
                     let outcome = runner.step(&payload).await;
                     let answer = json!({"Payload": serde_json::to_value(&outcome).map_err(|e| e.to_string())?});
+                    options.report(Progress::Turn { number: ex.worker_outcomes.len() + 1, outcome: &outcome });
                     ex.worker_outcomes.push(outcome);
                     for o in step["outputs"].as_array().into_iter().flatten() {
                         let out_name = o["Name"].as_str().ok_or_else(|| format!("{name}: output without Name"))?;
@@ -667,6 +684,7 @@ impl Document {
                         Sleep::Fixed(d) => d,
                     };
                     if !wait.is_zero() {
+                        options.report(Progress::Waiting(wait));
                         tokio::time::sleep(wait).await;
                     }
                 }
@@ -819,7 +837,7 @@ mod tests {
         }
     }
 
-    async fn run_scripted(busy_turns: usize, last: FixStatus, options: RunOptions) -> (Execution, usize) {
+    async fn run_scripted(busy_turns: usize, last: FixStatus, options: RunOptions<'_>) -> (Execution, usize) {
         let t = Template::embedded().unwrap();
         let (remediation, doc) = t.remediation_for_worker("fix-s3-enable-default-encryption").unwrap();
         let params = doc.parameters_for(&remediation.execution_parameters("my-bucket")).unwrap();
@@ -860,7 +878,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_run_gives_up_after_max_turns_and_says_it_can_resume() {
-        let (ex, calls) = run_scripted(100, FixStatus::Succeeded, RunOptions { max_turns: 5, sleep: Sleep::Fixed(Duration::ZERO) }).await;
+        let (ex, calls) =
+            run_scripted(100, FixStatus::Succeeded, RunOptions { max_turns: 5, sleep: Sleep::Fixed(Duration::ZERO), on_progress: None })
+                .await;
         assert_eq!(ex.status, "Failed");
         assert_eq!(calls, 5);
         assert!(ex.failure_message.unwrap().contains("run it again to resume"));
@@ -869,11 +889,24 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn documented_sleeps_are_slept() {
         let started = tokio::time::Instant::now();
-        let (ex, _) = run_scripted(2, FixStatus::Succeeded, RunOptions { max_turns: 10, sleep: Sleep::AsDocumented }).await;
+        let heard = std::sync::Mutex::new(Vec::new());
+        let listen = |p: Progress<'_>| {
+            heard.lock().unwrap().push(match p {
+                Progress::Turn { number, outcome } => format!("turn {number}: {:?}", outcome.status),
+                Progress::Waiting(d) => format!("wait {}s", d.as_secs()),
+            })
+        };
+        let options = RunOptions { max_turns: 10, sleep: Sleep::AsDocumented, on_progress: Some(&listen) };
+        let (ex, _) = run_scripted(2, FixStatus::Succeeded, options).await;
         assert!(ex.succeeded());
-        // Two waits of the document's 30 seconds on the paused test clock, and not a third
-        // (the clock may also jump past idle moments inside a turn).
-        let waited = started.elapsed().as_secs();
-        assert!((60..90).contains(&waited), "waited {waited} s");
+        assert_eq!(
+            heard.into_inner().unwrap(),
+            // The last wait is the document's 1-second `Succeeded` step, which names the outcome.
+            ["turn 1: InProgress", "wait 30s", "turn 2: InProgress", "wait 30s", "turn 3: Succeeded", "wait 1s"],
+            "progress is reported turn by turn"
+        );
+        // Two waits of the document's 30 seconds and its 1-second Succeeded step, on the paused
+        // test clock.
+        assert_eq!(started.elapsed().as_secs(), 61);
     }
 }

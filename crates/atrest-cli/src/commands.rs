@@ -9,7 +9,7 @@ use atrest::config_api::Delivery;
 use atrest::event::Invocation;
 use atrest::rule::Report;
 use atrest::{Compliance, Evaluation, FixOutcome, FixRunner, FixStatus, RuleRunner};
-use atrest_automation::{Execution, RunOptions, Stack, Template};
+use atrest_automation::{Execution, Progress, RunOptions, Stack, Template};
 use aws_config::SdkConfig;
 use aws_smithy_types::DateTime;
 use serde::Serialize;
@@ -199,6 +199,49 @@ impl RemediationReport {
     }
 }
 
+/// A spinner on stderr while a remediation runs (hidden when stderr is not a terminal, so
+/// scripts see only the JSON on stdout): the current turn, the worker's status and message,
+/// and the waits in between.
+pub struct RemediationProgress {
+    bar: indicatif::ProgressBar,
+    /// Whether the last turn answered InProgress (the document's closing 1-second step is a
+    /// wait too, but no turn follows it).
+    in_progress: std::sync::atomic::AtomicBool,
+}
+
+impl RemediationProgress {
+    pub fn on_stderr(fix: &str, resource_id: &str) -> Self {
+        let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {prefix} {elapsed} {wide_msg}").expect("static template"));
+        bar.set_prefix(format!("{fix} {resource_id}"));
+        bar.set_message("starting the document");
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        RemediationProgress { bar, in_progress: false.into() }
+    }
+
+    pub fn show(&self, progress: Progress<'_>) {
+        match progress {
+            Progress::Turn { number, outcome } => {
+                self.in_progress.store(outcome.status == FixStatus::InProgress, std::sync::atomic::Ordering::Relaxed);
+                self.bar.set_message(format!("turn {number}: {:?}: {}", outcome.status, outcome.message));
+                // Each change stays on screen above the spinner.
+                for change in &outcome.changes {
+                    self.bar.println(format!("  {change}"));
+                }
+            }
+            Progress::Waiting(wait) if self.in_progress.load(std::sync::atomic::Ordering::Relaxed) => {
+                let last = self.bar.message();
+                self.bar.set_message(format!("{last} (next turn in {} s)", wait.as_secs()));
+            }
+            Progress::Waiting(_) => {}
+        }
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
 /// Runs a fix the way the Config console's "Remediate" button does: the template's
 /// remediation configuration for that fix gives the document and its static parameters, `params`
 /// override them (document parameter names), and the document runs here, invoking the worker
@@ -209,7 +252,7 @@ pub async fn remediate(
     resource_id: &str,
     params: &[(String, String)],
     dry_run: bool,
-    options: &RunOptions,
+    options: &RunOptions<'_>,
 ) -> anyhow::Result<RemediationReport> {
     let fix = catalog::fix(fix_name).with_context(|| format!("unknown fix {fix_name}; known: {}", catalog::fix_names()))?;
     let binary = format!("fix-{}", fix.spec().name);

@@ -50,7 +50,7 @@ pub async fn run(sdk: &SdkConfig) -> anyhow::Result<bool> {
 
     let fix = catalog::rule(RULE).and_then(|r| r.spec().fix).context("the demo rule has no fix")?;
     // The stand-in answers at once: a short wait between turns instead of the document's 30 s.
-    let options = RunOptions { max_turns: 20, sleep: Sleep::Fixed(Duration::from_millis(200)) };
+    let options = RunOptions { max_turns: 20, sleep: Sleep::Fixed(Duration::from_millis(200)), on_progress: None };
     let mut results = BTreeMap::new();
     for (bucket, (compliance, _)) in &before {
         if *compliance == Compliance::NonCompliant {

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use atrest_automation::{RunOptions, Sleep};
+use atrest_automation::{Progress, RunOptions, Sleep};
 use atrest_cli::output::{Format, print_json};
 use atrest_cli::{commands, demo};
 use clap::{Parser, Subcommand};
@@ -112,7 +112,12 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 Some(seconds) => Sleep::Fixed(std::time::Duration::from_secs(seconds)),
                 None => Sleep::AsDocumented,
             };
-            let report = commands::remediate(&sdk, &fix, &resource_id, &params, dry_run, &RunOptions { max_turns, sleep }).await?;
+            let progress = commands::RemediationProgress::on_stderr(&fix, &resource_id);
+            let on_progress = |p: Progress<'_>| progress.show(p);
+            let options = RunOptions { max_turns, sleep, on_progress: Some(&on_progress) };
+            let report = commands::remediate(&sdk, &fix, &resource_id, &params, dry_run, &options).await;
+            progress.finish();
+            let report = report?;
             print_json(&report)?;
             Ok(report.succeeded())
         }
