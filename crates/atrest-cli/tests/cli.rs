@@ -128,3 +128,36 @@ fn remediate_refuses_what_the_document_does_not_declare() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown fix no-such-fix"));
 }
+
+/// A fix that takes several turns, through the CLI: the template's RDS snapshot document loops
+/// (InProgress while the copy is made) until the encrypted copy exists.
+#[tokio::test]
+async fn remediate_loops_through_the_document_until_the_fix_is_done() {
+    let sdk = atrest_testkit::sdk().await;
+    let rds = aws_sdk_rds::Client::new(&sdk);
+    let db = unique("cli-snapsrc");
+    rds.create_db_instance()
+        .db_instance_identifier(&db)
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .master_username("admin")
+        .master_user_password("correct-horse-battery")
+        .allocated_storage(20)
+        .send()
+        .await
+        .unwrap();
+    let snapshot = unique("cli-snap");
+    rds.create_db_snapshot().db_instance_identifier(&db).db_snapshot_identifier(&snapshot).send().await.unwrap();
+
+    let out = atrest(&["remediate", "rds-encrypt-snapshot", "--resource-id", &snapshot, "--pause-seconds", "0"]);
+    let report = stdout_json(&out);
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report["Status"], "Succeeded");
+    assert_eq!(report["ResourceType"], "AWS::RDS::DBSnapshot");
+    assert_eq!(report["Automation"]["Document"], "RdsEncryptSnapshotDocument");
+    assert!(report["Automation"]["Turns"].as_u64().unwrap() >= 2, "started, then found done: {report}");
+    let copy = rds.describe_db_snapshots().db_snapshot_identifier(format!("{snapshot}-encrypted")).send().await.unwrap();
+    assert_eq!(copy.db_snapshots()[0].encrypted(), Some(true));
+    let source = rds.describe_db_snapshots().db_snapshot_identifier(&snapshot).send().await.unwrap();
+    assert_eq!(source.db_snapshots().len(), 1, "the source is kept (DeleteSource defaults to false)");
+}
