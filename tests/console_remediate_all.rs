@@ -11,13 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use atrest::{Fix, FixRunner};
-use atrest_automation::{Document, RemediationParam, RunOptions, Template};
-use atrest_testkit::console::run_recorded_execution;
+use atrest_automation::{RunOptions, Template};
+use atrest_testkit::console::{create_document, put_remediation_configuration, run_recorded_execution};
 use atrest_testkit::{ACCOUNT_ID, sdk, unique};
 use aws_config::SdkConfig;
-use aws_sdk_config::types::{
-    RemediationConfiguration, RemediationParameterValue, RemediationTargetType, ResourceKey, ResourceType, ResourceValue, StaticValue,
-};
+use aws_sdk_config::types::{ResourceKey, ResourceType};
 use rds_support::{aurora_cluster, postgres_instance, rds};
 
 #[path = "rds_support/mod.rs"]
@@ -163,32 +161,6 @@ async fn assert_fixed(sdk: &SdkConfig, rule: &str, target: &Target) {
     }
 }
 
-fn parameter_value(p: &RemediationParam) -> RemediationParameterValue {
-    match p {
-        RemediationParam::ResourceId => RemediationParameterValue::builder()
-            .resource_value(ResourceValue::builder().value("RESOURCE_ID".into()).build().unwrap())
-            .build(),
-        RemediationParam::Static(values) => RemediationParameterValue::builder()
-            .static_value(StaticValue::builder().set_values(Some(values.clone())).build().unwrap())
-            .build(),
-    }
-}
-
-/// Registers the document under a unique name, as CloudFormation would.
-async fn create_document(sdk: &SdkConfig, document: &Document) -> String {
-    let name = unique(&format!("atrest-{}", document.logical_id));
-    aws_sdk_ssm::Client::new(sdk)
-        .create_document()
-        .name(&name)
-        .document_type(aws_sdk_ssm::types::DocumentType::Automation)
-        .document_format(aws_sdk_ssm::types::DocumentFormat::Json)
-        .content(document.content.to_string())
-        .send()
-        .await
-        .expect("CreateDocument");
-    name
-}
-
 #[tokio::test]
 async fn every_remediation_in_the_template_fixes_its_resource_from_the_console() {
     let sdk = sdk().await;
@@ -217,22 +189,7 @@ async fn every_remediation_in_the_template_fixes_its_resource_from_the_console()
         let document_name = create_document(&sdk, &document).await;
 
         // The remediation configuration, as the template defines it.
-        let mut configuration = RemediationConfiguration::builder()
-            .config_rule_name(&rule)
-            .target_type(RemediationTargetType::SsmDocument)
-            .target_id(&document_name)
-            .set_target_version(rem.target_version.clone())
-            .set_resource_type(rem.resource_type.clone())
-            .automatic(rem.automatic);
-        for (name, p) in &rem.parameters {
-            configuration = configuration.parameters(name, parameter_value(p));
-        }
-        config
-            .put_remediation_configurations()
-            .remediation_configurations(configuration.build().unwrap())
-            .send()
-            .await
-            .expect("PutRemediationConfigurations");
+        put_remediation_configuration(&sdk, &rule, &document_name, rem, rem.automatic).await;
 
         // The operator presses "Remediate".
         let key = || {

@@ -13,33 +13,19 @@ use std::sync::Arc;
 
 use atrest::alerts::AlertPublisher;
 use atrest::{FixRunner, FixStatus, RuleRunner};
-use atrest_automation::{RemediationParam, Template};
-use atrest_testkit::console::run_recorded_execution;
+use atrest_automation::Template;
+use atrest_testkit::console::{create_document, put_remediation_configuration, run_recorded_execution};
 use atrest_testkit::{adapt_event, load_event, result_for, sdk, sns_messages, topic, unique};
-use aws_sdk_config::types::{
-    RemediationConfiguration, RemediationParameterValue, RemediationTargetType, ResourceKey, ResourceType, ResourceValue, StaticValue,
-};
+use aws_sdk_config::types::{ResourceKey, ResourceType};
 use fix_s3_enable_default_encryption::S3EnableDefaultEncryption;
 use rule_s3_bucket_server_side_encryption_enabled::S3BucketServerSideEncryptionEnabled;
 use serde_json::json;
-
-fn parameter_value(p: &RemediationParam) -> RemediationParameterValue {
-    match p {
-        RemediationParam::ResourceId => RemediationParameterValue::builder()
-            .resource_value(ResourceValue::builder().value("RESOURCE_ID".into()).build().unwrap())
-            .build(),
-        RemediationParam::Static(values) => RemediationParameterValue::builder()
-            .static_value(StaticValue::builder().set_values(Some(values.clone())).build().unwrap())
-            .build(),
-    }
-}
 
 #[tokio::test]
 async fn console_remediate_fixes_the_bucket_and_config_sees_it() {
     let sdk = sdk().await;
     let rule = unique("rule-console");
     let bucket = unique("console");
-    let document = unique("atrest-S3EnableDefaultEncryption");
     let topic_arn = topic(&sdk, &unique("alerts")).await;
     let s3 = atrest::clients::s3(&sdk);
     let config = atrest::clients::config(&sdk);
@@ -65,30 +51,8 @@ async fn console_remediate_fixes_the_bucket_and_config_sees_it() {
         .find(|r| r.rule_logical_id == "S3BucketServerSideEncryptionEnabledRule")
         .expect("the S3 rule has a remediation configuration");
     let template_document = template.document(&remediation.document_logical_id).unwrap();
-    aws_sdk_ssm::Client::new(&sdk)
-        .create_document()
-        .name(&document)
-        .document_type(aws_sdk_ssm::types::DocumentType::Automation)
-        .document_format(aws_sdk_ssm::types::DocumentFormat::Json)
-        .content(template_document.content.to_string())
-        .send()
-        .await
-        .expect("CreateDocument");
-    let mut configuration = RemediationConfiguration::builder()
-        .config_rule_name(&rule)
-        .target_type(RemediationTargetType::SsmDocument)
-        .target_id(&document)
-        .set_resource_type(remediation.resource_type.clone())
-        .automatic(false);
-    for (name, p) in &remediation.parameters {
-        configuration = configuration.parameters(name, parameter_value(p));
-    }
-    config
-        .put_remediation_configurations()
-        .remediation_configurations(configuration.build().unwrap())
-        .send()
-        .await
-        .expect("PutRemediationConfigurations");
+    let document = create_document(&sdk, &template_document).await;
+    put_remediation_configuration(&sdk, &rule, &document, &remediation, false).await;
 
     // 3. The operator presses "Remediate".
     let started = config
