@@ -17,7 +17,7 @@
 //! the documents of the stack it was built with, wherever it is run.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use serde_json::{Value as Json, json};
@@ -25,6 +25,12 @@ use serde_yaml::Value as Yaml;
 
 /// The workspace's `template.yaml`, as this build was made with it.
 pub const TEMPLATE_YAML: &str = include_str!("../../../template.yaml");
+
+/// `${Name}` in a CloudFormation `!Sub` (not `${!Literal}`).
+static SUB_VARIABLE: LazyLock<regex::Regex> = LazyLock::new(|| regex::Regex::new(r"\$\{([^}!]+)\}").expect("static regex"));
+/// `{{ Parameter }}`, `{{ Step.Output }}` or `{{ automation:EXECUTION_ID }}` in a document.
+static DOCUMENT_VARIABLE: LazyLock<regex::Regex> =
+    LazyLock::new(|| regex::Regex::new(r"\{\{\s*([A-Za-z0-9_.:]+)\s*\}\}").expect("static regex"));
 
 /// A run never executes more document steps than this per worker turn allowed, so a loop bug
 /// fails instead of hanging.
@@ -99,15 +105,19 @@ pub struct Execution {
 }
 
 impl Execution {
-    /// A run that ended before its first step (SSM refused the parameters).
-    pub fn refused(message: String) -> Execution {
+    fn started() -> Execution {
         Execution {
-            status: "Failed".into(),
-            failure_message: Some(message),
+            status: "InProgress".into(),
+            failure_message: None,
             outputs: BTreeMap::new(),
             steps: Vec::new(),
             worker_outcomes: Vec::new(),
         }
+    }
+
+    /// A run that ended before its first step (SSM refused the parameters).
+    pub fn refused(message: String) -> Execution {
+        Execution { status: "Failed".into(), failure_message: Some(message), ..Execution::started() }
     }
 
     pub fn succeeded(&self) -> bool {
@@ -364,9 +374,8 @@ impl Template {
             }
             "Sub" => {
                 let text = as_str(&t.value).ok_or("only the one-argument !Sub is supported")?;
-                let re = regex::Regex::new(r"\$\{([^}!]+)\}").expect("regex");
                 let mut err = None;
-                let out = re.replace_all(text, |c: &regex::Captures| {
+                let out = SUB_VARIABLE.replace_all(text, |c: &regex::Captures| {
                     let var = &c[1];
                     let resolved = if let Some((id, "Arn")) = var.split_once('.') {
                         self.placeholder_arn(id).map(Json::String)
@@ -578,8 +587,7 @@ impl Document {
         worker: &dyn Fn(&str) -> Option<Arc<atrest::FixRunner>>,
         options: &RunOptions<'_>,
     ) -> Execution {
-        let mut ex = Execution::refused(String::new());
-        ex.failure_message = None;
+        let mut ex = Execution::started();
         let mut step_outputs: BTreeMap<String, String> = BTreeMap::new();
         let result = self.interpret(parameters, execution_id, worker, options, &mut ex, &mut step_outputs).await;
         match result {
@@ -726,9 +734,8 @@ fn substitute(
     execution_id: &str,
     outputs: &BTreeMap<String, String>,
 ) -> Result<String, String> {
-    let re = regex::Regex::new(r"\{\{\s*([A-Za-z0-9_.:]+)\s*\}\}").expect("regex");
     let mut err = None;
-    let out = re.replace_all(text, |c: &regex::Captures| {
+    let out = DOCUMENT_VARIABLE.replace_all(text, |c: &regex::Captures| {
         let var = &c[1];
         let value = match var {
             "automation:EXECUTION_ID" => Some(execution_id.to_string()),
