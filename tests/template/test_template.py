@@ -192,6 +192,47 @@ def test_remediation_parameters_match_the_document():
                 assert "default" in declared[key], f"{name}.{key} may be omitted but has no default"
 
 
+# AWS::Config::RemediationConfiguration: MaximumAutomaticAttempts 1-25, RetryAttemptSeconds
+# 1-2,678,000. Config adds a remediation exception (stops retrying) only after
+# MaximumAutomaticAttempts failures *within* RetryAttemptSeconds, so the window must outlast that
+# many failed runs. Quick fixes run for seconds; the copy fixes for minutes to many hours.
+DAY = 86_400
+QUICK_FIXES = {"S3BucketServerSideEncryptionEnabledRemediation", "Ec2EbsEncryptionByDefaultRemediation"}
+
+
+def test_automatic_retries_stop_within_a_window_sized_to_the_runs():
+    remediations = resources_of("AWS::Config::RemediationConfiguration")
+    assert QUICK_FIXES < set(remediations)
+    for name, remediation in remediations.items():
+        props = remediation["Properties"]
+        attempts = TEMPLATE["Parameters"][ref_target(props["MaximumAutomaticAttempts"])]
+        assert 1 <= attempts["MinValue"] and attempts["MaxValue"] <= 25, name
+        window = TEMPLATE["Parameters"][ref_target(props["RetryAttemptSeconds"])]
+        assert window["MaxValue"] <= 2_678_000, name
+        # Even the shortest window a deployer may choose outlasts the runs it counts.
+        default, minimum = (DAY, 3_600) if name in QUICK_FIXES else (7 * DAY, DAY)
+        assert int(window["Default"]) >= default and window["MinValue"] >= minimum, (name, window)
+
+
+def test_documents_have_no_fixed_name_and_the_prefix_avoids_ssm_reserved_names():
+    # With UpdateMethod NewVersion the SSM document handler cannot rename a document, so a Name
+    # built from RuleNamePrefix would make the prefix unchangeable on an existing stack.
+    for name, document in resources_of("AWS::SSM::Document").items():
+        assert "Name" not in document["Properties"], name
+        assert ref_target(TEMPLATE["Outputs"][name + "Name"]["Value"]) == name, f"{name}: no output names it"
+    prefix = TEMPLATE["Parameters"]["RuleNamePrefix"]
+    pattern = prefix["AllowedPattern"]
+    assert re.fullmatch(pattern, prefix["Default"])
+    # SSM CreateDocument: names may not start with aws, amazon, amzn, AWSEC2, AWSConfigRemediation
+    # or AWSSupport.
+    for reserved in ["aws-", "AWS", "Aws1", "amazon-", "Amazon", "amzn", "AMZN-x", "AWSEC2-", "AWSConfigRemediation", "AWSSupport"]:
+        assert re.fullmatch(pattern, reserved) is None, reserved
+    for fine in ["atrest-", "a", "am", "amaz", "aw", "awake", "secure-", "x" * 16]:
+        assert re.fullmatch(pattern, fine), fine
+    for bad in ["", "-x", "1x", "x" * 17, "a_b"]:
+        assert re.fullmatch(pattern, bad) is None, bad
+
+
 def test_documents_are_the_reconciler_loop():
     assert documents(), "no SSM documents"
     for name, document in documents().items():
