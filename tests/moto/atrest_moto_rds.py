@@ -15,6 +15,14 @@ Each patch makes moto answer as AWS does where atrest's RDS rules and fixes depe
   (unencrypted) cluster before failing on its automated snapshot. Found by the fault sweeps: a
   restore whose response was lost and that the SDK retried turned the encrypted target back into
   an unencrypted one.
+* CopyDBClusterSnapshot with `KmsKeyId` from an unencrypted cluster snapshot: AWS returns an error
+  ("If you copy an unencrypted DB cluster snapshot and specify a value for the KmsKeyId parameter,
+  an error is returned", CopyDBClusterSnapshot API reference); moto made an encrypted copy. The
+  reference does not name the error code; InvalidParameterCombination is RDS's code for a request
+  whose parameters cannot go together.
+* RestoreDBClusterFromSnapshot `DeletionProtection`: "By default, deletion protection isn't
+  enabled" (API reference); moto copied the snapshot's cluster's setting and ignored an explicit
+  false, so a cluster restored from a protected cluster's snapshot could not be deleted.
 """
 
 import random
@@ -95,9 +103,39 @@ def _cluster_create_refuses_an_existing_identifier():
     RDSBackend.create_db_cluster = create_db_cluster
 
 
+def _unencrypted_cluster_snapshot_copy_refuses_a_key():
+    original = RDSBackend.copy_db_cluster_snapshot
+
+    def copy_db_cluster_snapshot(self, source_db_cluster_snapshot_identifier, target_db_cluster_snapshot_identifier,
+                                 kms_key_id=None, *args, **kwargs):
+        if kms_key_id:
+            source = self.get_db_cluster_snapshot(source_db_cluster_snapshot_identifier)
+            if not source.encrypted:
+                raise RDSClientError(
+                    "InvalidParameterCombination",
+                    "You cannot specify a KmsKeyId when copying an unencrypted DB cluster snapshot.")
+        return original(self, source_db_cluster_snapshot_identifier, target_db_cluster_snapshot_identifier,
+                        kms_key_id, *args, **kwargs)
+
+    RDSBackend.copy_db_cluster_snapshot = copy_db_cluster_snapshot
+
+
+def _cluster_restore_deletion_protection_defaults_off():
+    original = RDSBackend.restore_db_cluster_from_snapshot
+
+    def restore_db_cluster_from_snapshot(self, from_snapshot_id, overrides):
+        cluster = original(self, from_snapshot_id, overrides)
+        cluster.deletion_protection = bool(overrides.get("deletion_protection"))
+        return cluster
+
+    RDSBackend.restore_db_cluster_from_snapshot = restore_db_cluster_from_snapshot
+
+
 def patch():
     _unique_dbi_resource_ids()
     _cluster_create_refuses_an_existing_identifier()
     _cluster_resource_id_filter()
     _cluster_restore_encrypts_with_kms_key()
     _cluster_rename_keeps_members()
+    _unencrypted_cluster_snapshot_copy_refuses_a_key()
+    _cluster_restore_deletion_protection_defaults_off()

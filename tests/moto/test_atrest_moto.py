@@ -573,6 +573,48 @@ class RdsCorrections(Base):
         self.assertTrue(still["StorageEncrypted"], "the retried restore left the encrypted cluster alone")
         self.assertEqual(still["KmsKeyId"], key)
 
+    def test_an_unencrypted_cluster_snapshot_copy_with_a_key_is_an_error(self):
+        # CopyDBClusterSnapshot API reference: "If you copy an unencrypted DB cluster snapshot and
+        # specify a value for the KmsKeyId parameter, an error is returned."
+        rds, kms = client("rds"), client("kms")
+        key = kms.create_key()["KeyMetadata"]["Arn"]
+        rds.create_db_cluster(DBClusterIdentifier="src", Engine="aurora-mysql", MasterUsername="admin",
+                              MasterUserPassword="correct-horse", StorageEncrypted=False)
+        rds.create_db_cluster_snapshot(DBClusterIdentifier="src", DBClusterSnapshotIdentifier="plain")
+        self.assertError("InvalidParameterCombination", rds.copy_db_cluster_snapshot,
+                         SourceDBClusterSnapshotIdentifier="plain", TargetDBClusterSnapshotIdentifier="copy",
+                         KmsKeyId=key)
+        listed = rds.describe_db_cluster_snapshots(SnapshotType="manual")["DBClusterSnapshots"]
+        self.assertNotIn("copy", [s["DBClusterSnapshotIdentifier"] for s in listed], "no copy was made")
+        # Without a key the copy is allowed (and stays unencrypted); an encrypted source can be
+        # copied to a new key.
+        plain_copy = rds.copy_db_cluster_snapshot(SourceDBClusterSnapshotIdentifier="plain",
+                                                  TargetDBClusterSnapshotIdentifier="plain-copy")
+        self.assertFalse(plain_copy["DBClusterSnapshot"]["StorageEncrypted"])
+        rds.restore_db_cluster_from_snapshot(DBClusterIdentifier="enc", SnapshotIdentifier="plain",
+                                             Engine="aurora-mysql", KmsKeyId=key)
+        rds.create_db_cluster_snapshot(DBClusterIdentifier="enc", DBClusterSnapshotIdentifier="enc-snap")
+        other = kms.create_key()["KeyMetadata"]["Arn"]
+        rekeyed = rds.copy_db_cluster_snapshot(SourceDBClusterSnapshotIdentifier="enc-snap",
+                                               TargetDBClusterSnapshotIdentifier="rekeyed", KmsKeyId=other)
+        self.assertTrue(rekeyed["DBClusterSnapshot"]["StorageEncrypted"])
+
+    def test_a_restored_cluster_has_no_deletion_protection_unless_asked(self):
+        # RestoreDBClusterFromSnapshot API reference, DeletionProtection: "By default, deletion
+        # protection isn't enabled."
+        rds = client("rds")
+        rds.create_db_cluster(DBClusterIdentifier="guarded", Engine="aurora-mysql", MasterUsername="admin",
+                              MasterUserPassword="correct-horse", DeletionProtection=True)
+        rds.create_db_cluster_snapshot(DBClusterIdentifier="guarded", DBClusterSnapshotIdentifier="snap")
+        for name, extra in [("default", {}), ("off", {"DeletionProtection": False})]:
+            restored = rds.restore_db_cluster_from_snapshot(DBClusterIdentifier=name, SnapshotIdentifier="snap",
+                                                            Engine="aurora-mysql", **extra)
+            self.assertFalse(restored["DBCluster"]["DeletionProtection"], name)
+            rds.delete_db_cluster(DBClusterIdentifier=name, SkipFinalSnapshot=True)
+        on = rds.restore_db_cluster_from_snapshot(DBClusterIdentifier="on", SnapshotIdentifier="snap",
+                                                  Engine="aurora-mysql", DeletionProtection=True)
+        self.assertTrue(on["DBCluster"]["DeletionProtection"])
+
 
 class ParentPid(unittest.TestCase):
     def test_exits_when_parent_dies(self):
