@@ -6,6 +6,8 @@
 #                  sam validate, checkov, cfn-guard rules and their tests, least-privilege test)
 #   make package   arm64 Lambda bootstraps with cargo-lambda (zipped, sizes listed)
 #   make deploy    sam build && sam deploy --guided
+#   make stackset  a StackSet for many accounts and Regions: the template without the SAM transform,
+#                  Lambda code per Region, bucket policies and rollout commands in dist/stackset
 
 SHELL := /bin/bash
 # The build cache lives outside the checkout so a fresh clone (and CI) reuses it.
@@ -26,7 +28,7 @@ LAMBDA_TARGET_DIR ?= $(HOME)/.cache/atrest/target-lambda
 export ATREST_VENV := $(VENV)
 WITH_MOTO := tests/moto/with-moto
 
-.PHONY: build test test-rust test-template demo bench fuzz lint fmt clippy package deploy tools guard checkov-tools clean
+.PHONY: build test test-rust test-template demo bench fuzz lint fmt clippy package deploy stackset stackset-args tools guard checkov-tools clean
 
 build:
 	cargo build --workspace --locked
@@ -85,8 +87,22 @@ deploy: tools
 	PATH=$(TOOLS_VENV)/bin:$$PATH sam build
 	PATH=$(TOOLS_VENV)/bin:$$PATH sam deploy --guided
 
+# StackSets with service-managed permissions refuse transforms, and Lambda code must come from a
+# bucket in each function's Region: tools/stackset.py translates the template offline (AWS's SAM
+# translator) and points every function at <ARTIFACT_BUCKET_PREFIX>-<Region>. README: "Many
+# accounts and regions". The first of REGIONS is where the StackSet itself lives.
+ARTIFACT_BUCKET_PREFIX ?=
+ORG_ID ?=
+REGIONS ?= us-east-1
+stackset: stackset-args package
+	$(TOOLS_VENV)/bin/python tools/stackset.py --artifacts $(LAMBDA_TARGET_DIR)/lambda --out dist/stackset \
+	  --bucket-prefix $(ARTIFACT_BUCKET_PREFIX) --org-id $(ORG_ID) $(foreach r,$(REGIONS),--region $(r))
+stackset-args:
+	@[ -n "$(ARTIFACT_BUCKET_PREFIX)" ] && [ -n "$(ORG_ID)" ] || \
+	  { echo "usage: make stackset ARTIFACT_BUCKET_PREFIX=<bucket prefix> ORG_ID=o-... REGIONS='us-east-1 eu-west-1'" >&2; exit 2; }
+
 clean:
-	rm -rf .venv .venv-tools .venv-checkov .moto .aws-sam
+	rm -rf .venv .venv-tools .venv-checkov .moto .aws-sam dist
 
 # Criterion benchmarks (no network; reports in $(CARGO_TARGET_DIR)/criterion): the rule
 # runtime's own CPU work, and cold starts of real bootstraps against a local Runtime API

@@ -6,6 +6,8 @@
 #      scripted worker answers
 #   3b. tests/template/test_least_privilege.py: each function's role allows exactly the IAM
 #      actions its crate's SDK calls need (mapping: tests/template/iam_actions.json)
+#   3c. tests/template/test_stackset.py: tools/stackset.py turns the template into a StackSet
+#      template without the SAM transform, with Lambda code from a bucket per Region
 #   4. cfn-guard policy rules (tests/template/guard/*.guard) and their tests, if cfn-guard is
 #      installed (make lint installs it; make test uses it only when already cached)
 #   5. sam validate --lint, if the SAM CLI is installed
@@ -46,6 +48,9 @@ step "structural tests (tests/template/test_template.py)"
 
 step "least privilege: each role allows exactly what its crate calls (tests/template/test_least_privilege.py)"
 "$bin/python" tests/template/test_least_privilege.py
+
+step "StackSet rollout: transform-free template with per-Region code (tests/template/test_stackset.py)"
+"$bin/python" tests/template/test_stackset.py
 
 # cfn-guard is a crates.io binary that takes ~5-8 minutes to build, so `make test` runs these
 # checks only when it is already installed (by `make lint`, into ~/.cache/atrest/tools);
