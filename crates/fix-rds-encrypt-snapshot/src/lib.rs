@@ -4,12 +4,20 @@
 //! Steps (one per invocation, resumable): find the snapshot (DB snapshot first, then cluster
 //! snapshot; an ARN says which) → copy it with the KMS key to `<snapshot>-encrypted`, with its
 //! tags and `atrest:source-resource-id` → wait for `available` → delete the unencrypted source
-//! only when `DeleteSource=true` (manual snapshots only: RDS deletes automated ones itself).
+//! only when `DeleteSource=true` (manual snapshots only: RDS deletes automated ones itself, and
+//! AWS Backup owns the ones it made).
+//!
+//! An unencrypted DB cluster snapshot cannot be encrypted by a copy (AWS returns an error for
+//! CopyDBClusterSnapshot with `KmsKeyId` from an unencrypted source): it takes the restore path
+//! in `cluster` (encrypted restore into a temporary cluster, snapshot, delete the cluster). An
+//! encrypted cluster snapshot is re-keyed by a copy, which AWS documents.
+
+pub mod cluster;
 
 use atrest::error::{Error, Result, aws_error};
 use atrest::remediation::FixContext;
 use atrest::{Fix, FixOutcome, FixRequest, FixSpec, ParamKind, ParamSpec, async_trait};
-use aws_sdk_rds::types::Tag;
+use aws_sdk_rds::types::{DbClusterSnapshot, Tag};
 use fix_rds_encrypt_instance::common::*;
 use fix_rds_encrypt_instance::{key_matches, resolve_key};
 
@@ -64,7 +72,7 @@ impl Kind {
 
 /// One snapshot of either kind, reduced to what the fix needs.
 #[derive(Debug, Clone)]
-struct Snap {
+pub struct Snap {
     kind: Kind,
     id: String,
     arn: Option<String>,
@@ -72,8 +80,31 @@ struct Snap {
     percent: Option<i32>,
     encrypted: bool,
     key: Option<String>,
-    automated: bool,
+    /// `manual`, `automated`, `awsbackup`, `shared` or `public` (empty when RDS did not say).
+    snapshot_type: String,
     tags: Vec<Tag>,
+    /// A cluster snapshot as RDS described it (the restore path needs its engine and network).
+    cluster: Option<DbClusterSnapshot>,
+}
+
+/// Only manual snapshots of this account are deleted: RDS deletes automated ones at the end of
+/// their retention period, and AWS Backup owns the ones it made (`awsbackup`): deleting one
+/// behind its back would break the recovery points its plan and vault keep.
+fn deletable(snapshot_type: &str) -> bool {
+    snapshot_type == "manual"
+}
+
+/// Why `DeleteSource=true` left the source alone.
+fn deletion_refusal(source_id: &str, snapshot_type: &str) -> String {
+    match snapshot_type {
+        "automated" => {
+            format!("{source_id} is an automated snapshot, which RDS deletes itself at the end of its retention period; it was kept.")
+        }
+        "awsbackup" => format!(
+            "{source_id} was made by AWS Backup, which owns and expires it under its backup plan; it was kept. Delete its recovery point in AWS Backup if it is no longer needed."
+        ),
+        other => format!("{source_id} is not a manual snapshot of this account (type {other:?}); it was kept."),
+    }
 }
 
 async fn find(rds: &aws_sdk_rds::Client, kind: Kind, id: &str) -> Result<Option<Snap>> {
@@ -86,8 +117,9 @@ async fn find(rds: &aws_sdk_rds::Client, kind: Kind, id: &str) -> Result<Option<
             percent: s.percent_progress(),
             encrypted: s.encrypted() == Some(true),
             key: s.kms_key_id().map(str::to_string),
-            automated: s.snapshot_type() == Some("automated"),
+            snapshot_type: s.snapshot_type().unwrap_or_default().to_string(),
             tags: s.tag_list().to_vec(),
+            cluster: None,
         }),
         Kind::Cluster => cluster_snapshot(rds, id).await?.map(|s| Snap {
             kind,
@@ -97,8 +129,9 @@ async fn find(rds: &aws_sdk_rds::Client, kind: Kind, id: &str) -> Result<Option<
             percent: s.percent_progress(),
             encrypted: s.storage_encrypted() == Some(true),
             key: s.kms_key_id().map(str::to_string),
-            automated: s.snapshot_type() == Some("automated"),
+            snapshot_type: s.snapshot_type().unwrap_or_default().to_string(),
             tags: s.tag_list().to_vec(),
+            cluster: Some(s),
         }),
     })
 }
@@ -173,14 +206,43 @@ impl RdsEncryptSnapshot {
                 break;
             }
         }
+        // A copy is of the source's own kind (DB and cluster snapshot names are separate).
+        let target_kinds = source.as_ref().map(|s| vec![s.kind]).unwrap_or_else(|| kinds.clone());
         let mut target = None;
-        for kind in &kinds {
+        for kind in &target_kinds {
             if let Some(found) = find(&rds, *kind, &target_id).await? {
                 target = Some(found);
                 break;
             }
         }
         *found = source.as_ref().or(target.as_ref()).map(|s| s.kind);
+
+        // An unencrypted cluster snapshot (or what is left of one whose source is gone) takes
+        // the restore path.
+        let cluster_path = match &source {
+            Some(s) => s.kind == Kind::Cluster && !s.encrypted,
+            None => kinds.contains(&Kind::Cluster) && target.as_ref().is_none_or(|t| t.kind == Kind::Cluster),
+        };
+        if cluster_path {
+            let run = cluster::Run {
+                rds: &rds,
+                req,
+                names: cluster::Names {
+                    source: source_id.clone(),
+                    target: target_id.clone(),
+                    temporary: cluster::temporary_cluster_identifier(&source_id),
+                },
+                key_arn: &key_arn,
+                delete_source,
+                source: source.as_ref(),
+                target: target.as_ref(),
+            };
+            if let Some(outcome) = run.reconcile().await? {
+                *found = Some(Kind::Cluster);
+                return Ok(outcome);
+            }
+        }
+
         let Some(source) = source else {
             // Deleted by an earlier run with DeleteSource=true?
             if let Some(t) = &target
@@ -306,7 +368,7 @@ impl RdsEncryptSnapshot {
             ));
         }
         let key = target.key.as_deref().unwrap_or(&key_arn);
-        if delete_source && !source.automated {
+        if delete_source && deletable(&source.snapshot_type) {
             let change = format!("delete unencrypted {noun} {source_id}");
             if req.dry_run {
                 return Ok(FixOutcome::succeeded(
@@ -342,8 +404,8 @@ impl RdsEncryptSnapshot {
             )
             .with_change(change));
         }
-        let kept = if delete_source && source.automated {
-            format!("{source_id} is an automated snapshot, which RDS deletes itself at the end of its retention period; it was kept.")
+        let kept = if delete_source {
+            deletion_refusal(&source_id, &source.snapshot_type)
         } else {
             format!(
                 "The unencrypted {source_id} was kept. Next: use {target_id} from now on, then delete {source_id} when satisfied (or run again with DeleteSource=true)."
