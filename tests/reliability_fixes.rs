@@ -33,8 +33,9 @@ static SCENARIOS: &[&dyn FixScenario] = &[
     &S3Scenario { name: "s3-enable-default-encryption/sse-s3", kms: false },
     &S3Scenario { name: "s3-enable-default-encryption/sse-kms-alias", kms: true },
     &RdsInstanceScenario,
-    &RdsSnapshotScenario { name: "rds-encrypt-snapshot/keep-source", cluster: false },
-    &RdsSnapshotScenario { name: "rds-encrypt-snapshot/cluster-snapshot", cluster: true },
+    &RdsSnapshotScenario { name: "rds-encrypt-snapshot/keep-source", cluster: false, delete_source: false },
+    &RdsSnapshotScenario { name: "rds-encrypt-snapshot/cluster-snapshot", cluster: true, delete_source: false },
+    &RdsSnapshotScenario { name: "rds-encrypt-snapshot/cluster-snapshot-delete-source", cluster: true, delete_source: true },
     &RdsClusterScenario,
     &EbsDefaultScenario { name: "ebs-enable-default-encryption/keep-key", kms: false },
     &EbsDefaultScenario { name: "ebs-enable-default-encryption/customer-key", kms: true },
@@ -495,13 +496,18 @@ impl Fixture for RdsInstanceFixture {
 // ---------------------------------------------------------------------------------------------
 // RDS: fix-rds-encrypt-snapshot (a DB snapshot, or a DB cluster snapshot)
 
+/// A cluster snapshot is encrypted through a temporary cluster (restore with the key, snapshot,
+/// delete): its source cluster has deletion protection on, which the temporary cluster must not
+/// inherit, and `delete_source` runs end with the source gone and nothing else left.
 struct RdsSnapshotScenario {
     name: &'static str,
     cluster: bool,
+    delete_source: bool,
 }
 
 struct RdsSnapshotFixture {
     cluster: bool,
+    delete_source: bool,
     snapshot: String,
     tags: BTreeSet<(String, String)>,
 }
@@ -536,6 +542,14 @@ impl FixScenario for RdsSnapshotScenario {
             let cluster = unique("rel-snapcluster");
             aurora_cluster(sdk, &cluster, None, &BTreeSet::new(), &[]).await;
             client
+                .modify_db_cluster()
+                .db_cluster_identifier(&cluster)
+                .deletion_protection(true)
+                .apply_immediately(true)
+                .send()
+                .await
+                .expect("ModifyDBCluster");
+            client
                 .create_db_cluster_snapshot()
                 .db_cluster_identifier(&cluster)
                 .db_cluster_snapshot_identifier(&snapshot)
@@ -555,14 +569,18 @@ impl FixScenario for RdsSnapshotScenario {
                 .await
                 .expect("CreateDBSnapshot");
         }
-        Box::new(RdsSnapshotFixture { cluster: self.cluster, snapshot, tags })
+        Box::new(RdsSnapshotFixture { cluster: self.cluster, delete_source: self.delete_source, snapshot, tags })
     }
 }
 
 #[atrest::async_trait]
 impl Fixture for RdsSnapshotFixture {
     fn payload(&self) -> Value {
-        json!({"ResourceId": self.snapshot, "ExecutionId": "00000000-0000-4000-8000-00000000feed"})
+        json!({
+            "ResourceId": self.snapshot,
+            "DeleteSource": self.delete_source.to_string(),
+            "ExecutionId": "00000000-0000-4000-8000-00000000feed"
+        })
     }
 
     async fn violations(&self, sdk: &SdkConfig) -> Vec<String> {
@@ -571,15 +589,25 @@ impl Fixture for RdsSnapshotFixture {
         let snapshots = manual_snapshots(sdk, kind, &self.snapshot).await;
         let ids: BTreeSet<&str> = snapshots.iter().map(|s| s.id.as_str()).collect();
         let copy_id = format!("{}-encrypted", self.snapshot);
-        let expected: BTreeSet<&str> = [self.snapshot.as_str(), copy_id.as_str()].into();
+        let expected: BTreeSet<&str> =
+            if self.delete_source { [copy_id.as_str()].into() } else { [self.snapshot.as_str(), copy_id.as_str()].into() };
         if ids != expected {
-            v.push(format!("snapshots are {ids:?}, expected the source and exactly one encrypted copy"));
+            v.push(format!("snapshots are {ids:?}, expected exactly {expected:?}"));
         }
         match snapshots.iter().find(|s| s.id == self.snapshot) {
+            Some(_) if self.delete_source => v.push("DeleteSource=true left the source".into()),
             Some(source) if source.user_tags != self.tags => v.push(format!("the source's tags are {:?}", source.user_tags)),
             Some(source) if source.encrypted => v.push("the source changed: it reports encrypted".into()),
             Some(_) => {}
+            None if self.delete_source => {}
             None => v.push("the source snapshot is gone".into()),
+        }
+        // The temporary cluster of the restore path is gone once the run is over.
+        if self.cluster {
+            let temporary = fix_rds_encrypt_snapshot::cluster::temporary_cluster_identifier(&self.snapshot);
+            if rds(sdk).describe_db_clusters().db_cluster_identifier(&temporary).send().await.is_ok() {
+                v.push(format!("temporary cluster {temporary} was left"));
+            }
         }
         match snapshots.iter().find(|s| s.id == copy_id) {
             Some(copy) if !copy.encrypted => v.push("the copy is not encrypted".into()),
