@@ -161,10 +161,15 @@ CRATES = {c.name: c for c in (Crate(p.parent) for p in sorted((ROOT / "crates").
 
 def _sdk_calls(text: str, services: set[str]) -> set[tuple[str, str]]:
     calls = set()
+    named = set(_AWS_ERROR.findall(text))
     for m in _SDK_CALL.finditer(text):
-        for service in services:
-            if m.group(1) in SDK_OPERATIONS.get(service, ()):
-                calls.add((service, m.group(1)))
+        candidates = {s for s in services if m.group(1) in SDK_OPERATIONS.get(s, ())}
+        # An operation name two of the crate's services share (ec2 and autoscaling both have
+        # delete_tags): the one whose IAM action the code names in aws_error(...) is the call.
+        if len(candidates) > 1:
+            chosen = {s for s in candidates if MAPPING["operations"].get(s, {}).get(m.group(1)) in named}
+            candidates = chosen or candidates
+        calls.update((service, m.group(1)) for service in candidates)
     return calls
 
 

@@ -35,7 +35,8 @@ pub fn carried_tags(old: &Volume) -> Vec<(String, String)> {
 pub struct Executor<'a> {
     pub ec2: &'a Client,
     pub key_arn: &'a str,
-    pub region: &'a str,
+    /// The SSM execution, tagged on what this run creates (its failed attempts are counted).
+    pub execution: &'a str,
 }
 
 impl Executor<'_> {
@@ -53,6 +54,7 @@ impl Executor<'_> {
                         vec![
                             (tag::ENCRYPTING.into(), volume.clone()),
                             (tag::STAGE.into(), "source".into()),
+                            (tag::EXECUTION.into(), self.execution.to_string()),
                             (tag::TAKEN_WHILE.into(), taken_while.clone()),
                             (tag::TAKEN_AT.into(), now_secs().to_string()),
                         ],
@@ -62,33 +64,8 @@ impl Executor<'_> {
                     .map_err(|e| aws_error("ec2:CreateSnapshot", volume, e))?;
                 Ok(format!("snapshot {} of {volume} started (instance {taken_while})", out.snapshot_id().unwrap_or("?")))
             }
-            Action::CopyEncrypted { volume, source, taken_while, taken_at } => {
-                // The key is always explicit: without one EBS uses the account default, which
-                // may not be the requested key (and the stand-in would not encrypt at all).
-                let out = ec2
-                    .copy_snapshot()
-                    .source_snapshot_id(source)
-                    .source_region(self.region)
-                    .encrypted(true)
-                    .kms_key_id(self.key_arn)
-                    .description(format!("atrest: encrypted copy of {source} ({volume}); deleted after the swap"))
-                    .tag_specifications(tags(
-                        ResourceType::Snapshot,
-                        vec![
-                            (tag::ENCRYPTING.into(), volume.clone()),
-                            (tag::STAGE.into(), "encrypted".into()),
-                            (tag::SOURCE_SNAPSHOT.into(), source.clone()),
-                            (tag::TAKEN_WHILE.into(), taken_while.clone()),
-                            (tag::TAKEN_AT.into(), taken_at.to_string()),
-                        ],
-                    ))
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("ec2:CopySnapshot", source, e))?;
-                Ok(format!("encrypted copy {} of {source} started with key {}", out.snapshot_id().unwrap_or("?"), self.key_arn))
-            }
-            Action::CreateVolume { old, copy, source, taken_while, taken_at, destination } => {
-                self.create_volume(old, copy, source, taken_while, *taken_at, destination.as_ref()).await
+            Action::CreateVolume { old, source, attempt, taken_while, taken_at, destination } => {
+                self.create_volume(old, source, *attempt, taken_while, *taken_at, destination.as_ref()).await
             }
             Action::DeleteVolume { volume, why } => {
                 ec2.delete_volume().volume_id(volume).send().await.map_err(|e| aws_error("ec2:DeleteVolume", volume, e))?;
@@ -103,22 +80,30 @@ impl Executor<'_> {
                 // taken before this moment.
                 self.tag(
                     instance,
-                    vec![(tag::RESTART.into(), "true".into()), (tag::STOPPED_AT.into(), now_secs().to_string())],
+                    vec![
+                        (tag::RESTART.into(), "true".into()),
+                        (tag::STOPPED_AT.into(), now_secs().to_string()),
+                        (tag::START_ATTEMPTS.into(), "0".into()),
+                    ],
                     "ec2:CreateTags",
                 )
                 .await?;
                 ec2.stop_instances().instance_ids(instance).send().await.map_err(|e| aws_error("ec2:StopInstances", instance, e))?;
                 Ok(format!("stopping instance {instance} to swap its volumes"))
             }
-            Action::StartInstance { instance } => {
+            Action::StartInstance { instance, attempt } => {
+                // Counted first: a start EC2 accepts can still end with the instance stopped.
+                self.tag(instance, vec![(tag::START_ATTEMPTS.into(), attempt.to_string())], "ec2:CreateTags").await?;
                 ec2.start_instances().instance_ids(instance).send().await.map_err(|e| aws_error("ec2:StartInstances", instance, e))?;
-                Ok(format!("starting instance {instance} again"))
+                let again = if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
+                Ok(format!("starting instance {instance} again{again}"))
             }
             Action::ClearInstanceTags { instance } => {
                 ec2.delete_tags()
                     .resources(instance)
                     .tags(Tag::builder().key(tag::RESTART).build())
                     .tags(Tag::builder().key(tag::STOPPED_AT).build())
+                    .tags(Tag::builder().key(tag::START_ATTEMPTS).build())
                     .send()
                     .await
                     .map_err(|e| aws_error("ec2:DeleteTags", instance, e))?;
@@ -180,8 +165,8 @@ impl Executor<'_> {
     async fn create_volume(
         &self,
         old: &Volume,
-        copy: &str,
         source: &str,
+        attempt: usize,
         taken_while: &str,
         taken_at: i64,
         destination: Option<&Destination>,
@@ -189,6 +174,8 @@ impl Executor<'_> {
         let mut bookkeeping = vec![
             (tag::ENCRYPTED_FROM.to_string(), old.id.clone()),
             (tag::ENCRYPTING.to_string(), old.id.clone()),
+            (tag::SOURCE_SNAPSHOT.to_string(), source.to_string()),
+            (tag::EXECUTION.to_string(), self.execution.to_string()),
             (tag::TAKEN_WHILE.to_string(), taken_while.to_string()),
             (tag::TAKEN_AT.to_string(), taken_at.to_string()),
         ];
@@ -204,17 +191,19 @@ impl Executor<'_> {
             .ec2
             .create_volume()
             .availability_zone(&old.availability_zone)
-            .snapshot_id(copy)
+            // Straight from the plain snapshot: EBS encrypts the new volume with the key, and
+            // the volume is available at once (its blocks load lazily from the snapshot).
+            .snapshot_id(source)
             .volume_type(VolumeType::from(old.volume_type.as_str()))
             .size(old.size_gib)
             .encrypted(true)
             .kms_key_id(self.key_arn)
             .set_outpost_arn(old.outpost_arn.clone())
             .tag_specifications(tags(ResourceType::Volume, all))
-            // Same token for every attempt from the same encrypted copy: a retried or
-            // concurrent call returns the same volume instead of a second one. A volume that
-            // ends in `error` is replaced from a fresh copy, hence a fresh token.
-            .client_token(format!("atrest-{copy}"));
+            // Same token for every call of one attempt: a retried or concurrent call returns the
+            // same volume instead of a second one. A volume that ends in `error` is followed by
+            // the next attempt, hence the next token.
+            .client_token(format!("atrest-{source}-{attempt}"));
         if carries_iops(&old.volume_type) {
             request = request.set_iops(old.iops);
         }
@@ -227,7 +216,7 @@ impl Executor<'_> {
         let out = request.send().await.map_err(|e| aws_error("ec2:CreateVolume", &old.id, e))?;
         let place = destination.map(|d| format!(" for {} {}", d.instance, d.device)).unwrap_or_default();
         Ok(format!(
-            "created encrypted volume {} ({}) from {copy} (the encrypted copy of {source}){place}, replacing {}",
+            "created encrypted volume {} ({}) from snapshot {source}{place}, replacing {}",
             out.volume_id().unwrap_or("?"),
             old.shape(),
             old.id

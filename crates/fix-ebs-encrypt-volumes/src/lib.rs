@@ -2,10 +2,13 @@
 //!
 //! EBS cannot encrypt a volume after creation. For a volume attached to an instance, the whole
 //! instance is handled in one run, so it stops at most once: every unencrypted volume (root
-//! included) is snapshotted, copied encrypted with the requested key and recreated in the same
-//! AZ with the same type, size, IOPS, throughput, multi-attach setting and tags (plus
-//! `atrest:encrypted-from=<old>`); then the instance is stopped (only with
-//! `AllowInstanceStop=true`), the volumes are swapped at the same devices with the same
+//! included) is snapshotted and recreated from the snapshot, encrypted with the requested key,
+//! in the same AZ with the same type, size, IOPS, throughput, multi-attach setting and tags
+//! (plus `atrest:encrypted-from=<old>`); then the instance is stopped (only with
+//! `AllowInstanceStop=true`; its instance store, erased by a stop, only with
+//! `AllowInstanceStoreDataLoss=true`; never an instance-store root or an Auto Scaling member
+//! the group would replace), each volume gets an incremental snapshot of current data and a new
+//! encrypted volume from it, the volumes are swapped at the same devices with the same
 //! DeleteOnTermination, and the instance is started again if it was running. A failed attach
 //! rolls back. Old volumes are kept, detached, tagged `atrest:replaced-by=<new>`; never deleted.
 //! A detached volume is simply replaced.
@@ -47,6 +50,12 @@ pub static SPEC: FixSpec = FixSpec {
             default: "false",
             description: "Stop a running instance (once) to swap its volumes. When false, the encrypted volumes are prepared and the run fails asking for a stop.",
         },
+        ParamSpec {
+            name: "AllowInstanceStoreDataLoss",
+            kind: ParamKind::Bool,
+            default: "false",
+            description: "Accept that stopping an instance whose type has instance store volumes erases every block of them. When false, such an instance is not stopped.",
+        },
     ],
     disruptive: true,
 };
@@ -55,6 +64,8 @@ pub static SPEC: FixSpec = FixSpec {
 /// client with a fault injected.
 pub struct EbsEncryptVolumes {
     ec2: Option<aws_sdk_ec2::Client>,
+    autoscaling: Option<aws_sdk_autoscaling::Client>,
+    kms: Option<aws_sdk_kms::Client>,
     /// Actions per invocation before handing back `InProgress` (1 = "crash" after every step).
     pub max_actions: usize,
     /// Wall-clock budget per invocation; the SSM step allows 300 s.
@@ -66,7 +77,14 @@ pub struct EbsEncryptVolumes {
 
 impl Default for EbsEncryptVolumes {
     fn default() -> Self {
-        EbsEncryptVolumes { ec2: None, max_actions: 200, budget: Duration::from_secs(150), poll: Duration::from_secs(5) }
+        EbsEncryptVolumes {
+            ec2: None,
+            autoscaling: None,
+            kms: None,
+            max_actions: 200,
+            budget: Duration::from_secs(150),
+            poll: Duration::from_secs(5),
+        }
     }
 }
 
@@ -75,6 +93,54 @@ impl EbsEncryptVolumes {
         self.ec2 = Some(ec2);
         self
     }
+
+    pub fn with_autoscaling_client(mut self, autoscaling: aws_sdk_autoscaling::Client) -> Self {
+        self.autoscaling = Some(autoscaling);
+        self
+    }
+
+    pub fn with_kms_client(mut self, kms: aws_sdk_kms::Client) -> Self {
+        self.kms = Some(kms);
+        self
+    }
+}
+
+/// Account limits on snapshots in progress (20 concurrent copies per destination Region, a
+/// cap on pending snapshots, a rate per volume): they clear as other snapshots complete, so
+/// the run waits instead of failing.
+const WAIT_FOR_LIMIT: &[&str] = &["ResourceLimitExceeded", "PendingSnapshotLimitExceeded", "SnapshotCreationPerVolumeRateExceeded"];
+
+/// The key the new volumes are encrypted with, checked before anything is made: EC2 checks
+/// `KmsKeyId` only asynchronously, so an unusable key would otherwise show up as snapshots and
+/// volumes in `error`. EBS encrypts only with enabled symmetric encryption keys.
+async fn usable_key(kms: &aws_sdk_kms::Client, key: &str) -> Result<String> {
+    use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType};
+    let out = kms.describe_key().key_id(key).send().await.map_err(|e| atrest::error::aws_error("kms:DescribeKey", key, e));
+    let out = match out {
+        Ok(out) => out,
+        Err(atrest::Error::Aws { code, message, .. }) if code == "NotFoundException" => {
+            return Err(atrest::Error::invalid_parameter("KmsKeyId", format!("{key} was not found: {message}")));
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = out.key_metadata().ok_or_else(|| atrest::Error::Internal(format!("DescribeKey {key} returned no key metadata")))?;
+    let arn = meta.arn().ok_or_else(|| atrest::Error::Internal(format!("DescribeKey {key} returned no key ARN")))?;
+    let unusable =
+        |why: String| Err(atrest::Error::invalid_parameter("KmsKeyId", format!("{key} ({arn}) {why}; EBS cannot encrypt with it")));
+    match meta.key_state() {
+        Some(KeyState::Enabled) => {}
+        state => return unusable(format!("is {}", state.map(|s| s.as_str()).unwrap_or("in an unknown state"))),
+    }
+    if meta.key_usage().is_some_and(|u| *u != KeyUsageType::EncryptDecrypt) {
+        return unusable(format!("has key usage {}, not ENCRYPT_DECRYPT", meta.key_usage().map(|u| u.as_str()).unwrap_or("")));
+    }
+    if meta.key_spec().is_some_and(|k| *k != KeySpec::SymmetricDefault) {
+        return unusable(format!(
+            "is an asymmetric or HMAC key ({}), not SYMMETRIC_DEFAULT",
+            meta.key_spec().map(|k| k.as_str()).unwrap_or("")
+        ));
+    }
+    Ok(arn.to_string())
 }
 
 /// Errors that mean "someone (a concurrent run, a retry) already did it": observe again.
@@ -104,9 +170,25 @@ fn dry_run_message(obs: &Observed, step: &Step, settings: &Settings) -> (String,
         })
         .collect();
     let stop = match &obs.instance {
-        Some(i) if i.state == "running" && settings.allow_stop => format!(" Instance {} would be stopped once and started again.", i.id),
         Some(i) if i.state == "running" => {
-            format!(" Instance {} is running: the copies would be prepared, and the swap needs AllowInstanceStop=true.", i.id)
+            let needs = plan::stop_needs(i, settings);
+            let store = match i.stop_facts.instance_store_gib {
+                0 => String::new(),
+                gib => format!(
+                    " Its instance type {} has {gib} GB of instance store: the stop erases every block of it{}.",
+                    i.instance_type,
+                    if settings.allow_instance_store_loss { " (accepted: AllowInstanceStoreDataLoss=true)" } else { "" }
+                ),
+            };
+            if needs.is_empty() {
+                format!(" Instance {} would be stopped once and started again.{store}", i.id)
+            } else {
+                format!(
+                    " Instance {} is running: the encrypted volumes would be prepared, and the swap needs {}.{store}",
+                    i.id,
+                    needs.join("; and ")
+                )
+            }
         }
         _ => String::new(),
     };
@@ -126,17 +208,18 @@ impl Fix for EbsEncryptVolumes {
             return Err(atrest::Error::invalid_parameter("ResourceId", format!("{volume_id:?} is not an EBS volume id (vol-...)")));
         }
         let key = req.params.text("KmsKeyId").unwrap_or(DEFAULT_KEY);
-        // Resolved once: copies and volumes are always created with an explicit key ARN.
-        let key_arn = ctx.kms.key_arn(key).await.map_err(|e| match e {
-            atrest::Error::Aws { code, message, .. } if code == "NotFoundException" => {
-                atrest::Error::invalid_parameter("KmsKeyId", format!("{key} was not found: {message}"))
-            }
-            other => other,
-        })?;
-        let settings = Settings { key_arn: key_arn.clone(), allow_stop: req.params.bool("AllowInstanceStop") };
+        // Resolved and checked once: volumes are always created with an explicit key ARN.
+        let kms = self.kms.clone().unwrap_or_else(|| atrest::clients::kms(&ctx.sdk));
+        let key_arn = usable_key(&kms, key).await?;
+        let settings = Settings {
+            key_arn: key_arn.clone(),
+            allow_stop: req.params.bool("AllowInstanceStop"),
+            allow_instance_store_loss: req.params.bool("AllowInstanceStoreDataLoss"),
+            execution: req.execution_id.clone().unwrap_or_default(),
+        };
         let ec2 = self.ec2.clone().unwrap_or_else(|| aws_sdk_ec2::Client::new(&ctx.sdk));
-        let region = atrest::clients::region_name(&ctx.sdk);
-        let executor = act::Executor { ec2: &ec2, key_arn: &key_arn, region: &region };
+        let autoscaling = self.autoscaling.clone().unwrap_or_else(|| aws_sdk_autoscaling::Client::new(&ctx.sdk));
+        let executor = act::Executor { ec2: &ec2, key_arn: &key_arn, execution: &settings.execution };
 
         let mut changes: Vec<String> = Vec::new();
         let with_changes = |mut outcome: FixOutcome, changes: &[String]| {
@@ -146,7 +229,7 @@ impl Fix for EbsEncryptVolumes {
         let mut actions = 0;
         let mut last_refused: Option<Action> = None;
         loop {
-            let Some(obs) = observe::observe(&ec2, volume_id, &key_arn).await? else {
+            let Some(obs) = observe::observe(&ec2, &autoscaling, volume_id, &key_arn).await? else {
                 return Ok(with_changes(
                     FixOutcome::failed(
                         &SPEC,
@@ -195,6 +278,17 @@ impl Fix for EbsEncryptVolumes {
                                 }
                                 tracing::warn!(error = %e, "already done or in the way; observing again");
                                 last_refused = Some(action.clone());
+                            }
+                            Err(e) if e.aws_code().is_some_and(|c| WAIT_FOR_LIMIT.contains(&c)) => {
+                                tracing::warn!(error = %e, "account limit; waiting");
+                                return Ok(with_changes(
+                                    FixOutcome::in_progress(
+                                        &SPEC,
+                                        req,
+                                        format!("Waiting for an account limit to clear (other snapshots in progress): {e}"),
+                                    ),
+                                    &changes,
+                                ));
                             }
                             Err(e) if e.class() != ErrorClass::Transient && matches!(action, Action::Attach { original: false, .. }) => {
                                 let Action::Attach { instance, .. } = &action else { unreachable!() };

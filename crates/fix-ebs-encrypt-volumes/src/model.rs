@@ -7,10 +7,19 @@ use std::collections::BTreeMap;
 pub mod tag {
     /// On temporary snapshots and new volumes: the unencrypted volume they are made from.
     pub const ENCRYPTING: &str = "atrest:encrypting";
-    /// On temporary snapshots: `source` (plain snapshot) or `encrypted` (the encrypted copy).
+    /// On temporary snapshots: `source` (plain snapshot). Runs of earlier versions also made
+    /// `encrypted` copies (CopySnapshot); those are only cleaned up now.
     pub const STAGE: &str = "atrest:stage";
-    /// On encrypted copies: the plain snapshot they were copied from.
+    /// On new volumes: the plain snapshot they were created from.
     pub const SOURCE_SNAPSHOT: &str = "atrest:source-snapshot";
+    /// On temporary snapshots and new volumes: the SSM execution that made them. EC2 reports a
+    /// KMS problem only as a snapshot or volume in `error`, so the failed attempts of one
+    /// execution are counted from AWS (they survive a crash) and capped; a new execution (after
+    /// the key is fixed) starts with a fresh allowance.
+    pub const EXECUTION: &str = "atrest:execution";
+    /// On the instance while this fix restarts it: how many StartInstances it sent. A start
+    /// that fails asynchronously leaves the instance `stopped`; the count caps the retries.
+    pub const START_ATTEMPTS: &str = "atrest:start-attempts";
     /// On snapshots and new volumes: whether the instance was `running` or `stopped` (or the
     /// volume `detached`) when the plain snapshot was taken, and when (epoch seconds).
     pub const TAKEN_WHILE: &str = "atrest:taken-while";
@@ -35,6 +44,7 @@ pub mod tag {
         ENCRYPTING,
         STAGE,
         SOURCE_SNAPSHOT,
+        EXECUTION,
         TAKEN_WHILE,
         TAKEN_AT,
         ENCRYPTED_FROM,
@@ -44,7 +54,8 @@ pub mod tag {
         REPLACED_BY,
     ];
     /// Removed from a new volume once it is in place.
-    pub const TRANSIENT_ON_NEW: &[&str] = &[ENCRYPTING, TAKEN_WHILE, TAKEN_AT, FOR_INSTANCE, FOR_DEVICE, DELETE_ON_TERMINATION];
+    pub const TRANSIENT_ON_NEW: &[&str] =
+        &[ENCRYPTING, SOURCE_SNAPSHOT, EXECUTION, TAKEN_WHILE, TAKEN_AT, FOR_INSTANCE, FOR_DEVICE, DELETE_ON_TERMINATION];
 }
 
 pub type Tags = BTreeMap<String, String>;
@@ -132,6 +143,9 @@ pub struct Snapshot {
     pub start_secs: i64,
     pub encrypted: bool,
     pub progress: Option<String>,
+    /// Why a snapshot is in `error` (DescribeSnapshots `StateMessage`), e.g. a KMS key EBS
+    /// cannot use.
+    pub state_message: Option<String>,
     pub tags: Tags,
 }
 
@@ -146,6 +160,30 @@ pub struct BlockDevice {
     pub device: String,
     pub volume_id: String,
     pub delete_on_termination: bool,
+    /// DescribeVolumes shows that volume attached (or attaching, detaching) to this instance.
+    /// EC2 is eventually consistent: right after a DetachVolume, DescribeInstances may still
+    /// list the old volume at its device while DescribeVolumes already shows it detached. Only
+    /// a confirmed volume really holds the device.
+    pub confirmed: bool,
+}
+
+/// What decides whether stopping a running instance is safe. Read only while it runs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StopFacts {
+    /// Instance-store capacity of the instance type (DescribeInstanceTypes
+    /// `InstanceStorageInfo.TotalSizeInGB`; 0: none). Every block of it is erased by a stop.
+    pub instance_store_gib: i64,
+    /// The Auto Scaling group the instance belongs to, if any.
+    pub auto_scaling: Option<AutoScaling>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AutoScaling {
+    pub group: String,
+    /// InService | Standby | Pending | Terminating | ... (DescribeAutoScalingInstances).
+    pub lifecycle_state: String,
+    /// Suspended processes of the group (DescribeAutoScalingGroups).
+    pub suspended_processes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -154,8 +192,15 @@ pub struct Instance {
     /// pending | running | stopping | stopped | shutting-down | terminated
     pub state: String,
     pub launch_secs: i64,
+    /// `ebs` or `instance-store` (an instance-store root cannot be stopped at all).
+    pub root_device_type: String,
+    pub instance_type: String,
+    /// Why the instance is in its state (`StateReason`: code and message), e.g. why a start
+    /// failed and left it `stopped`.
+    pub state_reason: Option<String>,
     pub tags: Tags,
     pub block_devices: Vec<BlockDevice>,
+    pub stop_facts: StopFacts,
 }
 
 impl Instance {
@@ -176,9 +221,8 @@ pub struct Target {
     /// attached, from the new volume's tags once it is not. `None` for a detached volume.
     pub device: Option<String>,
     pub delete_on_termination: Option<bool>,
-    /// Plain snapshots (`stage=source`) and encrypted copies (`stage=encrypted`), oldest first.
+    /// Plain snapshots (`stage=source`), oldest first.
     pub sources: Vec<Snapshot>,
-    pub copies: Vec<Snapshot>,
     /// Volumes tagged `encrypted-from=<old>` (not deleted), oldest first (creation time, then
     /// id): when a create was retried and landed twice, the first of the current ones is used and
     /// the others are deleted once the swap is done.

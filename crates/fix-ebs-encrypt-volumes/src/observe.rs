@@ -7,7 +7,7 @@ use atrest::error::{Result, aws_error};
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::Filter;
 
-use crate::model::{Attachment, BlockDevice, Instance, Observed, Snapshot, Tags, Target, Volume, tag};
+use crate::model::{Attachment, AutoScaling, BlockDevice, Instance, Observed, Snapshot, StopFacts, Tags, Target, Volume, tag};
 
 fn tags_of(tags: &[aws_sdk_ec2::types::Tag]) -> Tags {
     tags.iter().filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string()))).collect()
@@ -49,6 +49,7 @@ fn snapshot(s: &aws_sdk_ec2::types::Snapshot) -> Option<Snapshot> {
         start_secs: s.start_time().map(|t| t.secs()).unwrap_or(0),
         encrypted: s.encrypted().unwrap_or(false),
         progress: s.progress().map(str::to_string),
+        state_message: s.state_message().filter(|m| !m.is_empty()).map(str::to_string),
         tags: tags_of(s.tags()),
     })
 }
@@ -99,10 +100,17 @@ async fn instance(ec2: &Client, id: &str) -> Result<Option<Instance>> {
     let Some(i) = out.reservations().iter().flat_map(|r| r.instances()).find(|i| i.instance_id() == Some(id)) else {
         return Ok(None);
     };
+    let state_reason = i.state_reason().and_then(|r| match (r.code(), r.message()) {
+        (Some(c), Some(m)) if !m.is_empty() => Some(format!("{c}: {m}")),
+        (c, m) => c.or(m).map(str::to_string),
+    });
     Ok(Some(Instance {
         id: id.to_string(),
         state: i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default(),
         launch_secs: i.launch_time().map(|t| t.secs()).unwrap_or(0),
+        root_device_type: i.root_device_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+        instance_type: i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+        state_reason,
         tags: tags_of(i.tags()),
         block_devices: i
             .block_device_mappings()
@@ -113,10 +121,58 @@ async fn instance(ec2: &Client, id: &str) -> Result<Option<Instance>> {
                     device: m.device_name()?.to_string(),
                     volume_id: ebs.volume_id()?.to_string(),
                     delete_on_termination: ebs.delete_on_termination().unwrap_or(false),
+                    // Set once the volumes are read (DescribeVolumes).
+                    confirmed: false,
                 })
             })
             .collect(),
+        stop_facts: StopFacts::default(),
     }))
+}
+
+/// What a stop of this running instance would cost: its instance store (erased by a stop) and
+/// its Auto Scaling group (which replaces a stopped InService instance).
+pub async fn stop_facts(ec2: &Client, autoscaling: &aws_sdk_autoscaling::Client, i: &Instance) -> Result<StopFacts> {
+    let mut facts = StopFacts::default();
+    if !i.instance_type.is_empty() {
+        let out = ec2
+            .describe_instance_types()
+            .instance_types(aws_sdk_ec2::types::InstanceType::from(i.instance_type.as_str()))
+            .send()
+            .await
+            .map_err(|e| aws_error("ec2:DescribeInstanceTypes", &i.instance_type, e))?;
+        facts.instance_store_gib = out
+            .instance_types()
+            .iter()
+            .filter_map(|t| t.instance_storage_info())
+            .map(|s| s.total_size_in_gb().unwrap_or(0).max(if s.disks().is_empty() { 0 } else { 1 }))
+            .max()
+            .unwrap_or(0);
+    }
+    let out = autoscaling
+        .describe_auto_scaling_instances()
+        .instance_ids(&i.id)
+        .send()
+        .await
+        .map_err(|e| aws_error("autoscaling:DescribeAutoScalingInstances", &i.id, e))?;
+    if let Some(member) = out.auto_scaling_instances().iter().find(|m| m.instance_id() == Some(i.id.as_str())) {
+        let group = member.auto_scaling_group_name().unwrap_or_default().to_string();
+        let groups = autoscaling
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(&group)
+            .send()
+            .await
+            .map_err(|e| aws_error("autoscaling:DescribeAutoScalingGroups", &group, e))?;
+        let suspended_processes = groups
+            .auto_scaling_groups()
+            .iter()
+            .flat_map(|g| g.suspended_processes())
+            .filter_map(|p| p.process_name().map(str::to_string))
+            .collect();
+        facts.auto_scaling =
+            Some(AutoScaling { group, lifecycle_state: member.lifecycle_state().unwrap_or_default().to_string(), suspended_processes });
+    }
+    Ok(facts)
 }
 
 /// Whether a volume still has to be replaced: unencrypted, or (only the volume the run was
@@ -132,7 +188,7 @@ pub fn needs_replacement(v: &Volume, requested: &str, key_arn: &str) -> bool {
 }
 
 /// Everything the planner needs; `None` when the volume does not exist.
-pub async fn observe(ec2: &Client, volume_id: &str, key_arn: &str) -> Result<Option<Observed>> {
+pub async fn observe(ec2: &Client, autoscaling: &aws_sdk_autoscaling::Client, volume_id: &str, key_arn: &str) -> Result<Option<Observed>> {
     let Some(requested) = volumes_by_id(ec2, &BTreeSet::from([volume_id.to_string()])).await?.into_iter().next() else {
         return Ok(None);
     };
@@ -152,7 +208,7 @@ pub async fn observe(ec2: &Client, volume_id: &str, key_arn: &str) -> Result<Opt
                 .find_map(|n| n.attachments.iter().find(|a| a.state != "detached").map(|a| a.instance_id.clone()));
         }
     }
-    let instance =
+    let mut instance =
         match &instance_id {
             Some(id) => Some(instance(ec2, id).await?.ok_or_else(|| {
                 atrest::Error::Unsupported(format!("{volume_id} belongs to instance {id}, which does not exist any more"))
@@ -164,10 +220,17 @@ pub async fn observe(ec2: &Client, volume_id: &str, key_arn: &str) -> Result<Opt
     let mut replaced = Vec::new();
     // Old volumes already tagged `replaced-by`, with their replacement.
     let mut finished: BTreeMap<String, String> = BTreeMap::new();
-    match &instance {
+    match &mut instance {
         Some(i) => {
             let attached_ids: BTreeSet<String> = i.block_devices.iter().map(|b| b.volume_id.clone()).collect();
             let attached = volumes_by_id(ec2, &attached_ids).await?;
+            for b in &mut i.block_devices {
+                b.confirmed = attached.iter().any(|v| v.id == b.volume_id && v.attachment_to(&i.id).is_some());
+            }
+            if i.state == "running" {
+                i.stop_facts = stop_facts(ec2, autoscaling, i).await?;
+            }
+            let i = &*i;
             // New volumes not yet handed over (duplicates included): their old volumes are
             // targets until tagged `replaced-by`.
             let in_flight = volumes_where(ec2, filter(&format!("tag:{}", tag::FOR_INSTANCE), [i.id.clone()])).await?;
@@ -255,8 +318,7 @@ pub async fn observe(ec2: &Client, volume_id: &str, key_arn: &str) -> Result<Opt
             }
         }
         targets.push(Target {
-            sources: snaps.clone().filter(|s| s.tag(tag::STAGE) == Some("source")).cloned().collect(),
-            copies: snaps.filter(|s| s.tag(tag::STAGE) == Some("encrypted")).cloned().collect(),
+            sources: snaps.filter(|s| s.tag(tag::STAGE) == Some("source")).cloned().collect(),
             new_volumes: mine,
             device,
             delete_on_termination: dot,
