@@ -6,15 +6,19 @@
 //! 1. manual cluster snapshot `atrest-<cluster-resource-id>-source`, with the cluster's tags;
 //! 2. `RestoreDBClusterFromSnapshot` with `KmsKeyId` (a cluster restore encrypts an unencrypted
 //!    snapshot directly, no copy needed) and the cluster's settings: subnet group, security
-//!    groups, cluster parameter group, engine and version, port, IAM auth, deletion protection,
-//!    backtrack, Serverless v2 scaling, log exports, backups, tags;
-//! 3. Aurora: recreate every member instance with its class, parameter group, promotion tier and
+//!    groups, custom cluster parameter group, engine and version, port, IAM auth, deletion
+//!    protection, backtrack, Serverless v2 scaling, log exports, backups, Aurora AZs, Kerberos
+//!    domain, engine lifecycle support, Multi-AZ DB cluster monitoring and Performance Insights, tags;
+//! 3. once `available`: `AddRoleToDBCluster` for each IAM role of the source and
+//!    `ModifyDBCluster` for the maintenance window and a Secrets-Manager-managed master password;
+//! 4. Aurora: recreate every member instance with its class, parameter group, promotion tier and
 //!    AZ — the writer first, the readers once it is available. Multi-AZ DB clusters get their
 //!    members from the restore itself;
-//! 4. optional rename cutover (cluster names, so the cluster endpoints move), only with
-//!    `WritesFrozen=true`;
-//! 5. delete the intermediate snapshot, tag the source `atrest:replaced-by`. The source cluster
-//!    and its instances are never stopped, modified or deleted.
+//! 5. optional rename cutover (cluster names, so the cluster endpoints move), only with
+//!    `WritesFrozen=true` and no replica clusters (they would stay attached to the source);
+//! 6. delete the intermediate snapshot, tag the source `atrest:replaced-by`. The source cluster
+//!    and its instances are never stopped, modified or deleted — except the source cluster renamed
+//!    by a rename cutover.
 
 use atrest::error::{Error, Result, aws_error};
 use atrest::remediation::FixContext;
@@ -46,7 +50,7 @@ pub static SPEC: FixSpec = FixSpec {
             name: "Cutover",
             kind: ParamKind::OneOf(&["none", "rename"]),
             default: "none",
-            description: "none: both clusters side by side. rename: the source becomes <source>-unencrypted and the encrypted cluster takes its name and endpoints (needs WritesFrozen=true).",
+            description: "none: both clusters side by side. rename: the source becomes <source>-unencrypted and the encrypted cluster takes its name and endpoints (needs WritesFrozen=true; refused while the source has replica clusters).",
         },
         ParamSpec {
             name: "WritesFrozen",
@@ -144,6 +148,12 @@ pub fn restore_request(
             .build()
     });
     let multi_az_db_cluster = !is_aurora(source);
+    // Multi-AZ DB clusters take monitoring and Performance Insights at restore; Aurora sets them
+    // per member instance.
+    let interval = if multi_az_db_cluster { source.monitoring_interval().filter(|i| *i > 0) } else { None };
+    let pi = multi_az_db_cluster && source.performance_insights_enabled() == Some(true);
+    // RestoreDBClusterFromSnapshot takes AWS Managed AD only (Domain + DomainIAMRoleName).
+    let domain = domain_settings(source.domain_memberships()).filter(|d| d.domain.is_some()).unwrap_or_default();
     let tags = carried_tags(source.tag_list(), vec![tag(TAG_ENCRYPTED_FROM, &names.original), tag(TAG_SOURCE_RESOURCE_ID, resource_id)]);
     rds.restore_db_cluster_from_snapshot()
         .db_cluster_identifier(&names.target)
@@ -155,10 +165,23 @@ pub fn restore_request(
         .set_port(source.port())
         .set_db_subnet_group_name(source.db_subnet_group().map(str::to_string))
         .set_vpc_security_group_ids(Some(security_groups).filter(|v| !v.is_empty()))
-        .set_db_cluster_parameter_group_name(source.db_cluster_parameter_group().map(str::to_string))
-        .set_option_group_name(
-            source.db_cluster_option_group_memberships().first().and_then(|g| g.db_cluster_option_group_name()).map(str::to_string),
-        )
+        .set_db_cluster_parameter_group_name(custom_group(source.db_cluster_parameter_group()))
+        .set_option_group_name(custom_group(
+            source.db_cluster_option_group_memberships().first().and_then(|g| g.db_cluster_option_group_name()),
+        ))
+        // Aurora places a restored cluster in three AZs of RDS's choosing; a member recreated in
+        // the source's AZ outside them is refused.
+        .set_availability_zones(Some(source.availability_zones().to_vec()).filter(|z| is_aurora(source) && !z.is_empty()))
+        // Without it a restore of an engine version past standard support is enrolled in paid
+        // RDS Extended Support, whatever the source chose.
+        .set_engine_lifecycle_support(source.engine_lifecycle_support().map(str::to_string))
+        .set_domain(domain.domain)
+        .set_domain_iam_role_name(domain.iam_role_name)
+        .set_monitoring_interval(interval)
+        .set_monitoring_role_arn(interval.and(source.monitoring_role_arn().map(str::to_string)))
+        .set_enable_performance_insights(pi.then_some(true))
+        .set_performance_insights_kms_key_id(if pi { source.performance_insights_kms_key_id().map(str::to_string) } else { None })
+        .set_performance_insights_retention_period(if pi { source.performance_insights_retention_period() } else { None })
         .set_enable_iam_database_authentication(source.iam_database_authentication_enabled())
         .set_deletion_protection(source.deletion_protection())
         .set_copy_tags_to_snapshot(source.copy_tags_to_snapshot())
@@ -175,6 +198,80 @@ pub fn restore_request(
         .set_iops(if multi_az_db_cluster { source.iops() } else { None })
         .set_publicly_accessible(if multi_az_db_cluster { source.publicly_accessible() } else { None })
         .set_tags(Some(tags))
+}
+
+/// The source's IAM role associations the target lacks: (role ARN, feature name).
+pub fn missing_roles(source: &DbCluster, target: &DbCluster) -> Vec<(String, Option<String>)> {
+    source
+        .associated_roles()
+        .iter()
+        .filter_map(|r| Some((r.role_arn()?.to_string(), r.feature_name().map(str::to_string))))
+        .filter(|(arn, _)| !target.associated_roles().iter().any(|t| t.role_arn() == Some(arn.as_str())))
+        .collect()
+}
+
+/// What one `ModifyDBCluster` must set on `target` after the restore: a restore takes neither
+/// the maintenance window nor a managed master password.
+pub fn modify_changes(source: &DbCluster, target: &DbCluster) -> Vec<String> {
+    let mut changes = Vec::new();
+    if let Some(window) = source.preferred_maintenance_window()
+        && target.preferred_maintenance_window() != Some(window)
+    {
+        changes.push(format!("maintenance window {window}"));
+    }
+    // Without it the copy keeps the snapshot's password, which the source's secret stops
+    // matching at its next rotation (every 7 days by default).
+    if source.master_user_secret().is_some() && target.master_user_secret().is_none() {
+        changes.push("master password managed in Secrets Manager (a new secret for the copy)".to_string());
+    }
+    changes
+}
+
+/// Everything the settle step sets on `target`, in words.
+pub fn post_restore_changes(source: &DbCluster, target: &DbCluster) -> Vec<String> {
+    let mut changes = modify_changes(source, target);
+    for (arn, feature) in missing_roles(source, target) {
+        changes.push(format!("IAM role {arn}{}", feature.map(|f| format!(" for {f}")).unwrap_or_default()));
+    }
+    changes
+}
+
+/// Why a rename cutover would leave something behind on the unencrypted source, if it would:
+/// replica clusters stay attached to the cluster they replicate, whatever its name.
+pub fn rename_refusal(source: &DbCluster) -> Option<String> {
+    let replicas = source.read_replica_identifiers();
+    (!replicas.is_empty()).then(|| {
+        format!(
+            "the rename cutover was refused: {} has replica clusters ({}), which stay attached to it when it is renamed \
+             and would keep serving its unencrypted data. Recreate them from the encrypted cluster and delete these, or run \
+             with Cutover=none",
+            source.db_cluster_identifier().unwrap_or("?"),
+            list_text(replicas)
+        )
+    })
+}
+
+/// What no restore or modify carries over: named in the result and the email.
+pub fn not_carried(source: &DbCluster) -> Vec<String> {
+    let mut out = Vec::new();
+    if !source.read_replica_identifiers().is_empty() {
+        out.push(format!(
+            "replica clusters {} (they keep replicating the unencrypted source; recreate them from the encrypted cluster)",
+            list_text(source.read_replica_identifiers())
+        ));
+    }
+    if source.activity_stream_status().is_some_and(|s| s.as_str() == "started" || s.as_str() == "starting") {
+        out.push("the Database Activity Stream (start one on the encrypted cluster)".to_string());
+    }
+    if domain_settings(source.domain_memberships()).is_some_and(|d| d.domain.is_none()) {
+        out.push("the self-managed Active Directory membership (a cluster restore takes AWS Managed AD only)".to_string());
+    }
+    out
+}
+
+fn not_carried_text(source: &DbCluster) -> String {
+    let missing = not_carried(source);
+    if missing.is_empty() { String::new() } else { format!(" Not carried over, to do by hand: {}.", missing.join("; ")) }
 }
 
 /// A member instance of the encrypted cluster, made like the source member.
@@ -198,7 +295,7 @@ pub fn member_request(
         .db_cluster_identifier(target_cluster)
         .set_engine(member.engine().map(str::to_string))
         .set_db_instance_class(member.db_instance_class().map(str::to_string))
-        .set_db_parameter_group_name(member.db_parameter_groups().first().and_then(|g| g.db_parameter_group_name()).map(str::to_string))
+        .set_db_parameter_group_name(custom_group(member.db_parameter_groups().first().and_then(|g| g.db_parameter_group_name())))
         .set_promotion_tier(member.promotion_tier())
         .set_availability_zone(member.availability_zone().map(str::to_string))
         .set_publicly_accessible(member.publicly_accessible())
@@ -310,11 +407,12 @@ impl Run<'_> {
             };
         }
         let status = self.source.status().unwrap_or_default();
-        if is_broken_status(status) {
-            return Err(Error::Unsupported(format!("{source_id} is {status}; RDS cannot snapshot it. Nothing was changed")));
-        }
-        if status != "available" && status != "stopped" {
-            return Ok(Step::Waiting(format!("Waiting for {source_id} to be available before its snapshot (now {status}).")));
+        match snapshot_readiness("cluster", "CreateDBClusterSnapshot", source_id, status) {
+            SnapshotReadiness::Ready => {}
+            SnapshotReadiness::Wait => {
+                return Ok(Step::Waiting(format!("Waiting for {source_id} to be available before its snapshot (now {status}).")));
+            }
+            SnapshotReadiness::Refuse(reason) => return Err(Error::Unsupported(reason)),
         }
         let change = format!("take manual cluster snapshot {} of {source_id}", names.snapshot);
         if !self.req.dry_run {
@@ -332,6 +430,57 @@ impl Run<'_> {
                 .map_err(|e| aws_error("rds:CreateDBClusterSnapshot", &names.snapshot, e))?;
         }
         Ok(Step::Started(change))
+    }
+
+    /// Step 3: what a restore cannot set. Tagged when done so a setting RDS reports differently
+    /// from how it was asked never loops.
+    async fn settle(&self, target: &DbCluster) -> Result<Option<Step>> {
+        if tag_value(target.tag_list(), TAG_SETTINGS_APPLIED).is_some() {
+            return Ok(None);
+        }
+        let target_id = target.db_cluster_identifier().unwrap_or_default();
+        let changes = post_restore_changes(&self.source, target);
+        let change = (!changes.is_empty()).then(|| Step::Started(format!("set on {target_id}: {}", changes.join(", "))));
+        if self.req.dry_run {
+            return Ok(change);
+        }
+        // Roles first: AddRoleToDBCluster needs the cluster available, and the modify below
+        // leaves it `modifying`. A role added by an interrupted earlier turn is not missing.
+        for (arn, feature) in missing_roles(&self.source, target) {
+            match self
+                .rds
+                .add_role_to_db_cluster()
+                .db_cluster_identifier(target_id)
+                .role_arn(&arn)
+                .set_feature_name(feature)
+                .send()
+                .await
+                .map_err(|e| aws_error("rds:AddRoleToDBCluster", target_id, e))
+            {
+                Err(e) if e.aws_code() == Some("DBClusterRoleAlreadyExists") => {}
+                other => other.map(|_| ())?,
+            }
+        }
+        if !modify_changes(&self.source, target).is_empty() {
+            let s = &self.source;
+            let managed_password = s.master_user_secret().is_some() && target.master_user_secret().is_none();
+            self.rds
+                .modify_db_cluster()
+                .db_cluster_identifier(target_id)
+                .apply_immediately(true)
+                .set_preferred_maintenance_window(s.preferred_maintenance_window().map(str::to_string))
+                .set_manage_master_user_password(managed_password.then_some(true))
+                .set_master_user_secret_kms_key_id(if managed_password {
+                    s.master_user_secret().and_then(|m| m.kms_key_id()).map(str::to_string)
+                } else {
+                    None
+                })
+                .send()
+                .await
+                .map_err(|e| aws_error("rds:ModifyDBCluster", target_id, e))?;
+        }
+        self.add_tags(target.db_cluster_arn(), target_id, vec![tag(TAG_SETTINGS_APPLIED, "true")]).await?;
+        Ok(change)
     }
 
     /// The source's member instances, writer first.
@@ -419,6 +568,12 @@ impl Run<'_> {
         let source_id = self.source_id();
         let source_status = self.source.status().unwrap_or_default();
         let (renaming, new_name) = if source_id == names.original {
+            if let Some(refusal) = rename_refusal(&self.source) {
+                return Err(Error::Unsupported(format!("{refusal}; the encrypted cluster {target_id} is ready and kept")));
+            }
+            if let Some(reason) = rename_blocked_by_state("cluster", source_id, source_status) {
+                return Err(Error::Unsupported(reason));
+            }
             if source_status != "available" {
                 return Ok(Some(Step::Waiting(format!(
                     "Waiting for {source_id} to be available before renaming it (now {source_status})."
@@ -490,17 +645,19 @@ impl Run<'_> {
             return format!(
                 "DB cluster {target_id} is now encrypted (KMS key {key}) with {members} member instance(s) and keeps its endpoint \
                  {endpoint}{reader}: the encrypted cluster took over the name, and the unencrypted original was renamed {source_id}. \
-                 {source_id} and its instances are still running and were not otherwise changed (tagged {TAG_REPLACED_BY}={target_id}). \
-                 Next: check the application, then delete {source_id} and its instances when satisfied."
+                 {source_id} and its instances are still running and were not otherwise changed (tagged {TAG_REPLACED_BY}={target_id}).{} \
+                 Next: check the application, then delete {source_id} and its instances when satisfied.",
+                not_carried_text(&self.source)
             );
         }
         let not_done =
             if cutover_asked && !writes_frozen { "The rename cutover was NOT done because WritesFrozen is not true. " } else { "" };
+        let not_carried = not_carried_text(&self.source);
         format!(
             "Encrypted copy {target_id} of DB cluster {source_id} is available at {endpoint}{reader} (KMS key {key}) with {members} \
              member instance(s) recreated like the source's, and the source's network, parameter group, engine version and tags. \
              {source_id} is still running and was not changed (tagged {TAG_REPLACED_BY}={target_id}). {target_id} holds the data \
-             as of its snapshot: writes made to {source_id} after it are not in it. {not_done}Next: point clients at {endpoint}, \
+             as of its snapshot: writes made to {source_id} after it are not in it.{not_carried} {not_done}Next: point clients at {endpoint}, \
              then delete {source_id} and its instances when satisfied. To keep the old endpoint instead, stop writes to \
              {source_id}, delete {target_id} and its instances, and run this fix again with Cutover=rename and WritesFrozen=true."
         )
@@ -541,6 +698,15 @@ impl Fix for RdsEncryptCluster {
                 format!("DB cluster {source_id} is already encrypted with KMS key {key_arn}; nothing was changed."),
             ));
         }
+        // Refused before any copy is made: building one for a cutover that cannot happen helps no one.
+        if target.is_none()
+            && cutover_asked
+            && writes_frozen
+            && source_id == run.names.original
+            && let Some(refusal) = rename_refusal(&run.source)
+        {
+            return Ok(FixOutcome::failed(&SPEC, req, format!("{}. Nothing was changed.", capitalised(&refusal))));
+        }
         let Some(target) = target else {
             return Ok(outcome(req, &run, run.build_target().await?));
         };
@@ -564,6 +730,9 @@ impl Fix for RdsEncryptCluster {
                     "{target_id} was restored with KMS key {key_arn} but reports unencrypted storage; it was left as it is for inspection."
                 ),
             ));
+        }
+        if let Some(step) = run.settle(&target).await? {
+            return Ok(outcome(req, &run, step));
         }
         if is_aurora(&run.source)
             && let Some(step) = run.members(&target).await?
@@ -594,6 +763,11 @@ impl Fix for RdsEncryptCluster {
     }
 }
 
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
 fn outcome(req: &FixRequest, run: &Run<'_>, step: Step) -> FixOutcome {
     match step {
         Step::Started(change) if req.dry_run => FixOutcome::succeeded(
@@ -601,11 +775,13 @@ fn outcome(req: &FixRequest, run: &Run<'_>, step: Step) -> FixOutcome {
             req,
             format!(
                 "Dry run: the next step would be to {change}; then encrypted cluster {} would get every member of {} and the \
-                 intermediate snapshot {} would be deleted. {} would not be stopped or deleted. Nothing was changed.",
+                 intermediate snapshot {} would be deleted. {} would not be stopped or deleted (a rename cutover renames it).{} \
+                 Nothing was changed.",
                 run.names.target,
                 run.source_id(),
                 run.names.snapshot,
-                run.source_id()
+                run.source_id(),
+                not_carried_text(&run.source)
             ),
         )
         .with_change(change),

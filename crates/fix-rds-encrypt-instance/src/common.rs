@@ -187,6 +187,94 @@ pub fn is_broken_status(status: &str) -> bool {
         || status.starts_with("inaccessible-")
 }
 
+/// A parameter or option group to name in a restore: only a custom one. The engine's own groups
+/// (`default.mysql8.0`, `default:mysql-8-0`; custom names can hold neither `.` nor `:`) are what
+/// a restore uses when none is named, and naming them fails where they do not exist yet
+/// (`OptionGroupNotFoundFault`) — an instance created without groups could not be encrypted.
+pub fn custom_group(name: Option<&str>) -> Option<String> {
+    name.filter(|n| !n.is_empty() && !n.starts_with("default.") && !n.starts_with("default:")).map(str::to_string)
+}
+
+/// What a fresh snapshot of the source needs from its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotReadiness {
+    /// `available` or `storage-optimization`: the only states CreateDBSnapshot accepts.
+    Ready,
+    /// A transient state (backing-up, modifying, rebooting, …) that ends in `available`.
+    Wait,
+    /// A state that never becomes `available` without the operator: why, in words.
+    Refuse(String),
+}
+
+/// `kind` is "instance" or "cluster", `call` the API that takes the snapshot.
+///
+/// CreateDBSnapshot: "The source DB instance must be in the available or storage-optimization
+/// state". A stopped database is never started by atrest (starting it costs money and changes
+/// what the user chose), so `stopped`/`stopping` is a clear failure, not an endless wait.
+pub fn snapshot_readiness(kind: &str, call: &str, id: &str, status: &str) -> SnapshotReadiness {
+    match status {
+        "available" | "storage-optimization" => SnapshotReadiness::Ready,
+        "stopped" | "stopping" => SnapshotReadiness::Refuse(format!(
+            "{id} is {status}: RDS only snapshots a running DB {kind} ({call} needs it available or \
+             storage-optimization), and atrest never starts or stops your database. Start {id}, wait until it is \
+             available, then run this fix again. Nothing was changed"
+        )),
+        s if is_broken_status(s) || s == "insufficient-capacity" || s == "delete-precheck" => {
+            SnapshotReadiness::Refuse(format!("{id} is {status}; RDS cannot snapshot it. Nothing was changed"))
+        }
+        _ => SnapshotReadiness::Wait,
+    }
+}
+
+/// The rename cutover needs a running source: a stopped one cannot be modified.
+pub fn rename_blocked_by_state(kind: &str, id: &str, status: &str) -> Option<String> {
+    matches!(status, "stopped" | "stopping").then(|| {
+        format!(
+            "{id} is {status}, so it cannot be renamed for the cutover: RDS modifies only a running DB {kind}, and atrest \
+             never starts your database. Start {id}, then run this fix again; the encrypted copy is ready and kept"
+        )
+    })
+}
+
+/// Kerberos (AWS Managed Microsoft AD or self-managed AD) membership, as a restore takes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DomainSettings {
+    pub domain: Option<String>,
+    pub iam_role_name: Option<String>,
+    pub fqdn: Option<String>,
+    pub ou: Option<String>,
+    pub auth_secret_arn: Option<String>,
+    pub dns_ips: Vec<String>,
+}
+
+/// The source's directory membership. AWS Managed AD is named by `Domain` (+ the role RDS uses to
+/// reach the directory); a self-managed AD by FQDN, OU, credentials secret and DNS servers, and
+/// RDS refuses `Domain` together with those.
+pub fn domain_settings(memberships: &[aws_sdk_rds::types::DomainMembership]) -> Option<DomainSettings> {
+    let m = memberships.first()?;
+    let owned = |v: Option<&str>| v.filter(|s| !s.is_empty()).map(str::to_string);
+    if let Some(secret) = owned(m.auth_secret_arn()) {
+        return Some(DomainSettings {
+            fqdn: owned(m.fqdn()),
+            ou: owned(m.ou()),
+            auth_secret_arn: Some(secret),
+            dns_ips: m.dns_ips().to_vec(),
+            ..Default::default()
+        });
+    }
+    let domain = owned(m.domain())?;
+    Some(DomainSettings { domain: Some(domain), iam_role_name: owned(m.iam_role_name()), ..Default::default() })
+}
+
+/// `a, b and c`.
+pub fn list_text(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [head @ .., last] => format!("{} and {last}", head.join(", ")),
+    }
+}
+
 /// "creating, 40%" for messages.
 pub fn status_text(status: Option<&str>, percent: Option<i32>) -> String {
     match (status.unwrap_or("unknown"), percent) {

@@ -10,12 +10,18 @@
 //! 3. `RestoreDBInstanceFromDBSnapshot` carrying over every setting a restore does not copy by
 //!    itself (subnet group, security groups, class, Multi-AZ, AZ, port, parameter and option
 //!    groups, public access, IAM auth, deletion protection, storage, backups, CA, tags …);
-//! 4. once `available`: `ModifyDBInstance` for what a restore cannot set (Performance Insights,
-//!    Enhanced Monitoring, storage autoscaling, maintenance window);
-//! 5. optional cutover by renaming, only when the operator says writes are frozen;
+//! 4. once `available`: `AddRoleToDBInstance` for each IAM role of the source, and
+//!    `ModifyDBInstance` for what a restore cannot set (Performance Insights, Enhanced
+//!    Monitoring, storage autoscaling, maintenance window, a Secrets-Manager-managed master
+//!    password);
+//! 5. optional cutover by renaming, only when the operator says writes are frozen and the source
+//!    has no read replicas (they stay attached to the renamed, unencrypted source);
 //! 6. delete the intermediate source snapshot (never the encrypted one), tag the source
 //!    `atrest:replaced-by`. The source instance is never stopped, modified or deleted — except
-//!    renamed when a rename cutover was asked for.
+//!    renamed when a rename cutover was asked for, and RDS reboots an instance it renames.
+//!
+//! What no restore or modify can carry (read replicas, activity streams, backup replication to
+//! another Region) is named in the result and the email.
 
 pub mod common;
 
@@ -49,7 +55,7 @@ pub static SPEC: FixSpec = FixSpec {
             name: "Cutover",
             kind: ParamKind::OneOf(&["none", "rename"]),
             default: "none",
-            description: "none: leave both instances side by side. rename: the source becomes <source>-unencrypted and the encrypted instance takes its name and endpoint (needs WritesFrozen=true).",
+            description: "none: leave both instances side by side. rename: the source becomes <source>-unencrypted (RDS reboots it) and the encrypted instance takes its name and endpoint (needs WritesFrozen=true; refused while the source has read replicas).",
         },
         ParamSpec {
             name: "WritesFrozen",
@@ -145,6 +151,7 @@ pub fn restore_request(
         source.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id()).map(str::to_string).collect();
     let logs = source.enabled_cloudwatch_logs_exports().to_vec();
     let (iops, throughput) = provisioned_performance(source);
+    let domain = domain_settings(source.domain_memberships()).unwrap_or_default();
     let mut tags =
         carried_tags(source.tag_list(), vec![tag(TAG_ENCRYPTED_FROM, &names.original), tag(TAG_SOURCE_RESOURCE_ID, resource_id)]);
     tags.dedup_by(|a, b| a.key() == b.key());
@@ -158,8 +165,8 @@ pub fn restore_request(
         .set_availability_zone(if multi_az == Some(true) { None } else { source.availability_zone().map(str::to_string) })
         .set_db_subnet_group_name(source.db_subnet_group().and_then(|g| g.db_subnet_group_name()).map(str::to_string))
         .set_vpc_security_group_ids(Some(security_groups).filter(|v| !v.is_empty()))
-        .set_db_parameter_group_name(source.db_parameter_groups().first().and_then(|g| g.db_parameter_group_name()).map(str::to_string))
-        .set_option_group_name(source.option_group_memberships().first().and_then(|g| g.option_group_name()).map(str::to_string))
+        .set_db_parameter_group_name(custom_group(source.db_parameter_groups().first().and_then(|g| g.db_parameter_group_name())))
+        .set_option_group_name(custom_group(source.option_group_memberships().first().and_then(|g| g.option_group_name())))
         .set_publicly_accessible(source.publicly_accessible())
         .set_auto_minor_version_upgrade(source.auto_minor_version_upgrade())
         .set_license_model(source.license_model().map(str::to_string))
@@ -176,32 +183,122 @@ pub fn restore_request(
         .set_network_type(source.network_type().map(str::to_string))
         .set_dedicated_log_volume(source.dedicated_log_volume())
         .set_processor_features(Some(source.processor_features().to_vec()).filter(|v| !v.is_empty()))
+        // Without it a restore of an engine version past standard support is enrolled in paid
+        // RDS Extended Support, whatever the source chose.
+        .set_engine_lifecycle_support(source.engine_lifecycle_support().map(str::to_string))
+        .set_domain(domain.domain)
+        .set_domain_iam_role_name(domain.iam_role_name)
+        .set_domain_fqdn(domain.fqdn)
+        .set_domain_ou(domain.ou)
+        .set_domain_auth_secret_arn(domain.auth_secret_arn)
+        .set_domain_dns_ips(Some(domain.dns_ips).filter(|v| !v.is_empty()))
         .set_tags(Some(tags))
 }
 
-/// Provisioned IOPS / throughput to pass on: io1/io2 always; gp3 only above the size where RDS
-/// lets them differ from the baseline (it rejects them below it).
+/// Provisioned IOPS / throughput to pass on: io1/io2 always; gp3 only when they differ from the
+/// baseline RDS gives the size anyway, and only at or above the size where RDS lets them differ
+/// (it rejects them below it): 400 GiB for Db2, MariaDB, MySQL and PostgreSQL, 200 GiB for
+/// Oracle; SQL Server has one baseline (3,000 IOPS, 125 MiB/s) at every size.
 pub fn provisioned_performance(source: &DbInstance) -> (Option<i32>, Option<i32>) {
-    let storage = source.storage_type().unwrap_or_default();
-    match storage {
+    match source.storage_type().unwrap_or_default() {
         "io1" | "io2" => (source.iops(), None),
         "gp3" => {
             let engine = source.engine().unwrap_or_default();
+            let size = source.allocated_storage().unwrap_or(0);
             let threshold = if engine.starts_with("sqlserver") {
-                20
-            } else if engine.starts_with("oracle") || engine.starts_with("db2") {
-                200
+                None
+            } else if engine.starts_with("oracle") {
+                Some(200)
             } else {
-                400
+                Some(400)
             };
-            if source.allocated_storage().unwrap_or(0) >= threshold { (source.iops(), source.storage_throughput()) } else { (None, None) }
+            let baseline = match threshold {
+                Some(t) if size >= t => (12_000, 500),
+                _ => (3_000, 125),
+            };
+            if threshold.is_some_and(|t| size < t) {
+                return (None, None);
+            }
+            let wanted = (source.iops(), source.storage_throughput());
+            if wanted == (Some(baseline.0), Some(baseline.1)) || wanted == (None, None) {
+                return (None, None);
+            }
+            // One differs: both go, so the other keeps its value rather than its default.
+            (wanted.0.or(Some(baseline.0)), wanted.1.or(Some(baseline.1)))
         }
         _ => (None, None),
     }
 }
 
-/// Settings a restore cannot set, as the changes `ModifyDBInstance` must make to `target`.
+/// The source's IAM role associations the target lacks: (role ARN, feature name).
+pub fn missing_roles(source: &DbInstance, target: &DbInstance) -> Vec<(String, Option<String>)> {
+    source
+        .associated_roles()
+        .iter()
+        .filter_map(|r| Some((r.role_arn()?.to_string(), r.feature_name().map(str::to_string))))
+        .filter(|(arn, _)| !target.associated_roles().iter().any(|t| t.role_arn() == Some(arn.as_str())))
+        .collect()
+}
+
+/// What no restore or modify carries over: named in the result and the email, never dropped
+/// silently.
+pub fn not_carried(source: &DbInstance) -> Vec<String> {
+    let mut out = Vec::new();
+    let replicas = read_replicas(source);
+    if !replicas.is_empty() {
+        out.push(format!(
+            "read replicas {} (they keep replicating the unencrypted source; create replicas of the encrypted instance)",
+            list_text(&replicas)
+        ));
+    }
+    if source.activity_stream_status().is_some_and(|s| s.as_str() == "started" || s.as_str() == "starting") {
+        out.push("the Database Activity Stream (start one on the encrypted instance)".to_string());
+    }
+    let regions: Vec<String> = source
+        .db_instance_automated_backups_replications()
+        .iter()
+        .filter_map(|r| r.db_instance_automated_backups_arn())
+        .map(str::to_string)
+        .collect();
+    if !regions.is_empty() {
+        out.push(format!("automated backup replication to {} (start it for the encrypted instance)", list_text(&regions)));
+    }
+    out
+}
+
+/// The source's read replicas: instances, and Aurora clusters that replicate it.
+pub fn read_replicas(source: &DbInstance) -> Vec<String> {
+    source.read_replica_db_instance_identifiers().iter().chain(source.read_replica_db_cluster_identifiers()).cloned().collect()
+}
+
+/// Settings a restore cannot set, as the changes `AddRoleToDBInstance` and `ModifyDBInstance`
+/// must make to `target`.
 pub fn post_restore_changes(source: &DbInstance, target: &DbInstance) -> Vec<String> {
+    let mut changes = modify_changes(source, target);
+    for (arn, feature) in missing_roles(source, target) {
+        changes.push(format!("IAM role {arn}{}", feature.map(|f| format!(" for {f}")).unwrap_or_default()));
+    }
+    changes
+}
+
+/// Why a rename cutover would leave something behind on the unencrypted source, if it would.
+/// "All read replicas associated with a DB instance remain associated with that instance after it
+/// is renamed": they would keep serving the old, unencrypted data under their own names.
+pub fn rename_refusal(source: &DbInstance) -> Option<String> {
+    let replicas = read_replicas(source);
+    (!replicas.is_empty()).then(|| {
+        format!(
+            "the rename cutover was refused: {} has read replicas ({}), which stay attached to it when it is renamed and \
+             would keep serving its unencrypted data. Create replicas of the encrypted instance, move readers to them and \
+             delete these, or run with Cutover=none",
+            source.db_instance_identifier().unwrap_or("?"),
+            list_text(&replicas)
+        )
+    })
+}
+
+/// The part of `post_restore_changes` one `ModifyDBInstance` makes.
+fn modify_changes(source: &DbInstance, target: &DbInstance) -> Vec<String> {
     let mut changes = Vec::new();
     if source.performance_insights_enabled() == Some(true) && target.performance_insights_enabled() != Some(true) {
         changes.push("Performance Insights on".to_string());
@@ -219,6 +316,12 @@ pub fn post_restore_changes(source: &DbInstance, target: &DbInstance) -> Vec<Str
         && target.preferred_maintenance_window() != Some(window)
     {
         changes.push(format!("maintenance window {window}"));
+    }
+    // A snapshot restore manages the password in Secrets Manager for Oracle only: without this
+    // the copy keeps the password of the snapshot, which the source's secret stops matching at
+    // its next rotation (every 7 days by default).
+    if source.master_user_secret().is_some() && target.master_user_secret().is_none() {
+        changes.push("master password managed in Secrets Manager (a new secret for the copy)".to_string());
     }
     changes
 }
@@ -362,11 +465,12 @@ impl Run<'_> {
             };
         }
         let status = self.source.db_instance_status().unwrap_or_default();
-        if is_broken_status(status) {
-            return Err(Error::Unsupported(format!("{source_id} is {status}; RDS cannot snapshot it. Nothing was changed")));
-        }
-        if status != "available" && status != "stopped" {
-            return Ok(Step::Waiting(format!("Waiting for {source_id} to be available before its snapshot (now {status}).")));
+        match snapshot_readiness("instance", "CreateDBSnapshot", source_id, status) {
+            SnapshotReadiness::Ready => {}
+            SnapshotReadiness::Wait => {
+                return Ok(Step::Waiting(format!("Waiting for {source_id} to be available before its snapshot (now {status}).")));
+            }
+            SnapshotReadiness::Refuse(reason) => return Err(Error::Unsupported(reason)),
         }
         let change = format!("take manual snapshot {} of {}", names.source_snapshot, source_id);
         if !self.req.dry_run {
@@ -408,7 +512,25 @@ impl Run<'_> {
         if self.req.dry_run {
             return Ok((!changes.is_empty()).then(|| Step::Started(format!("set on {target_id}: {}", changes.join(", ")))));
         }
-        if !changes.is_empty() {
+        // Roles first: AddRoleToDBInstance needs the instance available, and the modify below
+        // leaves it `modifying`. A role added by an earlier, interrupted turn is not missing.
+        for (arn, feature) in missing_roles(&self.source, target) {
+            match self
+                .rds
+                .add_role_to_db_instance()
+                .db_instance_identifier(target_id)
+                .role_arn(&arn)
+                .set_feature_name(feature)
+                .send()
+                .await
+                .map_err(|e| aws_error("rds:AddRoleToDBInstance", target_id, e))
+            {
+                Err(e) if e.aws_code() == Some("DBInstanceRoleAlreadyExists") => {}
+                other => other.map(|_| ())?,
+            }
+        }
+        let managed_password = self.source.master_user_secret().is_some() && target.master_user_secret().is_none();
+        if !modify_changes(&self.source, target).is_empty() {
             let s = &self.source;
             let pi = s.performance_insights_enabled() == Some(true);
             let interval = s.monitoring_interval().filter(|i| *i > 0);
@@ -423,6 +545,12 @@ impl Run<'_> {
                 .set_monitoring_role_arn(interval.and(s.monitoring_role_arn().map(str::to_string)))
                 .set_max_allocated_storage(s.max_allocated_storage())
                 .set_preferred_maintenance_window(s.preferred_maintenance_window().map(str::to_string))
+                .set_manage_master_user_password(managed_password.then_some(true))
+                .set_master_user_secret_kms_key_id(if managed_password {
+                    s.master_user_secret().and_then(|m| m.kms_key_id()).map(str::to_string)
+                } else {
+                    None
+                })
                 .send()
                 .await
                 .map_err(|e| aws_error("rds:ModifyDBInstance", target_id, e))?;
@@ -453,6 +581,12 @@ impl Run<'_> {
         let source_id = self.source_id();
         let source_status = self.source.db_instance_status().unwrap_or_default();
         if source_id == names.original {
+            if let Some(refusal) = rename_refusal(&self.source) {
+                return Err(Error::Unsupported(format!("{refusal}; the encrypted copy {target_id} is ready and kept")));
+            }
+            if let Some(reason) = rename_blocked_by_state("instance", source_id, source_status) {
+                return Err(Error::Unsupported(reason));
+            }
             if source_status != "available" {
                 return Ok(Some(Step::Waiting(format!(
                     "Waiting for {source_id} to be available before renaming it (now {source_status})."
@@ -538,18 +672,20 @@ impl Run<'_> {
         if target_id == names.original {
             return format!(
                 "DB instance {target_id} is now encrypted (KMS key {key}) and keeps its endpoint {endpoint}: the encrypted copy took \
-                 over the name, and the unencrypted original was renamed {source_id}. {source_id} is still running and was not \
-                 otherwise changed (tagged {TAG_REPLACED_BY}={target_id}). Encrypted snapshot {} is kept. Next: check the \
-                 application against {target_id}, then delete {source_id} when satisfied.",
-                names.encrypted_snapshot
+                 over the name, and the unencrypted original was renamed {source_id} (RDS rebooted it for the rename). \
+                 {source_id} is still running and was not otherwise changed (tagged {TAG_REPLACED_BY}={target_id}). Encrypted \
+                 snapshot {} is kept.{} Next: check the application against {target_id}, then delete {source_id} when satisfied.",
+                names.encrypted_snapshot,
+                not_carried_text(&self.source)
             );
         }
         let mut message = format!(
             "Encrypted copy {target_id} of DB instance {source_id} is available at {endpoint} (KMS key {key}), with {source_id}'s \
              network, parameter/option groups, storage, backup, monitoring settings and tags. {source_id} is still running and \
              was not changed (tagged {TAG_REPLACED_BY}={target_id}). Encrypted snapshot {} is kept. {target_id} holds the data \
-             as of its snapshot: writes made to {source_id} after the snapshot are not in it. ",
-            names.encrypted_snapshot
+             as of its snapshot: writes made to {source_id} after the snapshot are not in it.{} ",
+            names.encrypted_snapshot,
+            not_carried_text(&self.source)
         );
         if cutover_asked && !writes_frozen {
             message.push_str("The rename cutover was NOT done because WritesFrozen is not true. ");
@@ -557,7 +693,7 @@ impl Run<'_> {
         message.push_str(&format!(
             "Next: point clients at {endpoint}, then delete {source_id} when satisfied. To keep the old endpoint instead, stop \
              writes to {source_id}, delete {target_id} and snapshot {}, and run this fix again with Cutover=rename and \
-             WritesFrozen=true.",
+             WritesFrozen=true (RDS reboots {source_id} when it is renamed).",
             names.encrypted_snapshot
         ));
         message
@@ -631,6 +767,15 @@ impl Fix for RdsEncryptInstance {
                 format!("DB instance {source_id} is already encrypted with KMS key {key_arn}; nothing was changed."),
             ));
         }
+        // Refused before any copy is made: building one for a cutover that cannot happen helps no one.
+        if target.is_none()
+            && cutover_asked
+            && writes_frozen
+            && source_id == run.names.original
+            && let Some(refusal) = rename_refusal(&run.source)
+        {
+            return Ok(FixOutcome::failed(&SPEC, req, format!("{}. Nothing was changed.", capitalised(&refusal))));
+        }
         let Some(target) = target else {
             return Ok(match run.build_target().await? {
                 Step::Started(change) if req.dry_run => dry_run_outcome(req, &run, change),
@@ -692,6 +837,17 @@ impl Fix for RdsEncryptInstance {
     }
 }
 
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+/// " Not carried over (do it by hand): …." or nothing.
+fn not_carried_text(source: &DbInstance) -> String {
+    let missing = not_carried(source);
+    if missing.is_empty() { String::new() } else { format!(" Not carried over, to do by hand: {}.", missing.join("; ")) }
+}
+
 fn step_outcome(req: &FixRequest, run: &Run<'_>, step: Step) -> FixOutcome {
     match step {
         Step::Started(change) if req.dry_run => dry_run_outcome(req, run, change),
@@ -706,10 +862,12 @@ fn dry_run_outcome(req: &FixRequest, run: &Run<'_>, next: String) -> FixOutcome 
         req,
         format!(
             "Dry run: the next step would be to {next}; then encrypted instance {} would be restored with the source's settings \
-             and the intermediate snapshot {} deleted. {} would not be stopped or deleted. Nothing was changed.",
+             and the intermediate snapshot {} deleted. {} would not be stopped or deleted (a rename cutover renames it, and \
+             RDS reboots a renamed instance).{} Nothing was changed.",
             run.names.target,
             run.names.source_snapshot,
-            run.source_id()
+            run.source_id(),
+            not_carried_text(&run.source)
         ),
     )
     .with_change(next)
