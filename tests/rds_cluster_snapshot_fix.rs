@@ -501,3 +501,61 @@ async fn delete_source_never_deletes_an_aws_backup_snapshot() {
     assert!(o.changes.is_empty(), "{o:?}");
     assert!(o.message.contains("AWS Backup") && o.message.contains("was kept"), "{}", o.message);
 }
+
+#[tokio::test]
+async fn an_automated_cluster_snapshot_is_found_with_its_snapshot_type_and_restored() {
+    // DescribeDBClusterSnapshots: "If this identifier is for an automated snapshot, the
+    // SnapshotType parameter must also be specified." Without it, AWS answers not found.
+    const AUTOMATED: &str = "rds:ledger-2026-11-20-10-00";
+    let automated = DbClusterSnapshot::builder()
+        .db_cluster_snapshot_identifier(AUTOMATED)
+        .db_cluster_snapshot_arn("arn:aws:rds:us-east-1:123456789012:cluster-snapshot:rds:ledger-2026-11-20-10-00")
+        .db_cluster_identifier("ledger")
+        .engine("aurora-mysql")
+        .engine_version("8.0.mysql_aurora.3.04.1")
+        .status("available")
+        .storage_encrypted(false)
+        .snapshot_type("automated")
+        .build();
+    let without_type = mock!(Client::describe_db_cluster_snapshots)
+        .match_requests(|r| r.db_cluster_snapshot_identifier() == Some(AUTOMATED) && r.snapshot_type().is_none())
+        .then_error(|| {
+            DescribeDBClusterSnapshotsError::DbClusterSnapshotNotFoundFault(
+                DbClusterSnapshotNotFoundFault::builder().meta(code("DBClusterSnapshotNotFoundFault")).build(),
+            )
+        });
+    let with_type = mock!(Client::describe_db_cluster_snapshots)
+        .match_requests(|r| r.db_cluster_snapshot_identifier() == Some(AUTOMATED) && r.snapshot_type() == Some("automated"))
+        .then_output(move || DescribeDbClusterSnapshotsOutput::builder().db_cluster_snapshots(automated.clone()).build());
+    let source_cluster =
+        DbCluster::builder().db_cluster_identifier("ledger").engine("aurora-mysql").db_subnet_group("ledger-private").build();
+    let restore = mock!(Client::restore_db_cluster_from_snapshot)
+        .match_requests(|r| {
+            r.snapshot_identifier() == Some(AUTOMATED)
+                && r.db_cluster_identifier() == Some("atrest-rds-ledger-2026-11-20-10-00-encrypting")
+                && r.kms_key_id() == Some(KEY)
+        })
+        .then_output(|| RestoreDbClusterFromSnapshotOutput::builder().build());
+    let client = mock_client!(
+        aws_sdk_rds,
+        RuleMode::MatchAny,
+        [
+            &no_db_snapshot(),
+            &without_type,
+            &with_type,
+            &cluster_snapshot_rule("rds-ledger-2026-11-20-10-00-encrypted", None),
+            &cluster_rule("atrest-rds-ledger-2026-11-20-10-00-encrypting", None),
+            &cluster_rule("ledger", Some(source_cluster)),
+            &restore
+        ]
+    );
+    let mut p = load_event(EVENT);
+    p["ResourceId"] = json!(AUTOMATED);
+    p["KmsKeyId"] = json!(KEY);
+    let req = FixRequest::decode(&fix_rds_encrypt_snapshot::SPEC, &p).unwrap();
+    let fix = fix_rds_encrypt_snapshot::RdsEncryptSnapshot::with_client(client);
+    let o = FixRunner::new(Arc::new(fix), &mocked_sdk(), None).step_request(&req).await;
+    assert_eq!(o.status, FixStatus::InProgress, "{o:?}");
+    assert_eq!(with_type.num_calls(), 1, "looked up again with SnapshotType=automated");
+    assert_eq!(restore.num_calls(), 1, "{o:?}");
+}

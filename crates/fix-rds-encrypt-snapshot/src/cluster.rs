@@ -24,7 +24,7 @@ use atrest::{FixOutcome, FixRequest};
 use aws_sdk_rds::types::{DbCluster, DbClusterSnapshot, Tag};
 use fix_rds_encrypt_instance::common::*;
 
-use crate::{SPEC, Snap, deletion_refusal};
+use crate::{SPEC, Snap, deletable, deletion_refusal};
 
 /// The temporary cluster of a source snapshot: derived from the source's identifier alone, so a
 /// resumed run (whatever `TargetSnapshotIdentifier` it is given) finds the one an earlier run made.
@@ -60,6 +60,8 @@ pub struct SourceView {
     pub percent: Option<i32>,
     /// `manual`, `automated`, `awsbackup`, `shared`, `public`.
     pub snapshot_type: String,
+    /// Whether `DeleteSource=true` may delete it (a manual snapshot not made by AWS Backup).
+    pub deletable: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +138,7 @@ pub fn plan(o: &Observed) -> Next {
         }
         if o.delete_source
             && let Some(s) = &o.source
-            && s.snapshot_type == "manual"
+            && s.deletable
             && s.status != "deleting"
         {
             return Next::DeleteSource;
@@ -218,6 +220,7 @@ impl Run<'_> {
                 status: s.status.clone().unwrap_or_default(),
                 percent: s.percent,
                 snapshot_type: s.snapshot_type.clone(),
+                deletable: deletable(&s.id, &s.snapshot_type),
             }),
             target: self.target.map(|t| SnapshotView {
                 status: t.status.clone().unwrap_or_default(),
@@ -350,6 +353,7 @@ impl Run<'_> {
                 let key = self.target.and_then(|t| t.key.as_deref()).unwrap_or(self.key_arn);
                 let kept = match self.source {
                     None => format!("{source_id} is gone."),
+                    Some(s) if self.delete_source && s.status.as_deref() == Some("deleting") => format!("{source_id} is being deleted."),
                     Some(s) if self.delete_source => deletion_refusal(source_id, &s.snapshot_type),
                     Some(_) => format!(
                         "The unencrypted {source_id} was kept. Next: use {target_id} from now on, then delete {source_id} when satisfied (or run again with DeleteSource=true)."
@@ -498,7 +502,7 @@ mod tests {
     }
 
     fn source(status: &str, kind: &str) -> Option<SourceView> {
-        Some(SourceView { status: status.into(), percent: None, snapshot_type: kind.into() })
+        Some(SourceView { status: status.into(), percent: None, snapshot_type: kind.into(), deletable: kind == "manual" })
     }
 
     fn target(status: &str, encrypted: bool, ours: bool) -> Option<SnapshotView> {

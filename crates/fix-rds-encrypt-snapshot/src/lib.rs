@@ -87,52 +87,99 @@ pub struct Snap {
     cluster: Option<DbClusterSnapshot>,
 }
 
+/// AWS Backup's recovery points of RDS and Aurora are snapshots named `awsbackup:job-<id>`
+/// (AWS Backup Developer Guide, "Working with backups"). DB snapshots also report SnapshotType
+/// `awsbackup`, which "does not apply to Aurora": a cluster snapshot is known by its name.
+fn is_aws_backup(id: &str, snapshot_type: &str) -> bool {
+    snapshot_type == "awsbackup" || id.starts_with("awsbackup:")
+}
+
 /// Only manual snapshots of this account are deleted: RDS deletes automated ones at the end of
-/// their retention period, and AWS Backup owns the ones it made (`awsbackup`): deleting one
-/// behind its back would break the recovery points its plan and vault keep.
-fn deletable(snapshot_type: &str) -> bool {
-    snapshot_type == "manual"
+/// their retention period, and AWS Backup owns the ones it made: deleting one behind its back
+/// would break the recovery points its plan and vault keep.
+fn deletable(id: &str, snapshot_type: &str) -> bool {
+    snapshot_type == "manual" && !is_aws_backup(id, snapshot_type)
 }
 
 /// Why `DeleteSource=true` left the source alone.
 fn deletion_refusal(source_id: &str, snapshot_type: &str) -> String {
     match snapshot_type {
+        _ if is_aws_backup(source_id, snapshot_type) => format!(
+            "{source_id} was made by AWS Backup, which owns and expires it under its backup plan; it was kept. Delete its recovery point in AWS Backup if it is no longer needed."
+        ),
         "automated" => {
             format!("{source_id} is an automated snapshot, which RDS deletes itself at the end of its retention period; it was kept.")
         }
-        "awsbackup" => format!(
-            "{source_id} was made by AWS Backup, which owns and expires it under its backup plan; it was kept. Delete its recovery point in AWS Backup if it is no longer needed."
-        ),
         other => format!("{source_id} is not a manual snapshot of this account (type {other:?}); it was kept."),
+    }
+}
+
+/// RDS names automated snapshots `rds:<db>-<time>`, and describes one by identifier only when
+/// the request also says `SnapshotType=automated` (DescribeDBSnapshots and
+/// DescribeDBClusterSnapshots API references: "If this identifier is for an automated snapshot,
+/// the SnapshotType parameter must also be specified").
+fn may_be_automated(id: &str) -> bool {
+    id.starts_with("rds:")
+}
+
+async fn automated_db_snapshot(rds: &aws_sdk_rds::Client, id: &str) -> Result<Option<aws_sdk_rds::types::DbSnapshot>> {
+    match rds.describe_db_snapshots().db_snapshot_identifier(id).snapshot_type("automated").send().await {
+        Ok(out) => Ok(out.db_snapshots().first().cloned()),
+        Err(e) => {
+            let err = aws_error("rds:DescribeDBSnapshots", id, e);
+            if err.aws_code() == Some("DBSnapshotNotFound") { Ok(None) } else { Err(err) }
+        }
+    }
+}
+
+async fn automated_cluster_snapshot(rds: &aws_sdk_rds::Client, id: &str) -> Result<Option<DbClusterSnapshot>> {
+    match rds.describe_db_cluster_snapshots().db_cluster_snapshot_identifier(id).snapshot_type("automated").send().await {
+        Ok(out) => Ok(out.db_cluster_snapshots().first().cloned()),
+        Err(e) => {
+            let err = aws_error("rds:DescribeDBClusterSnapshots", id, e);
+            if err.aws_code() == Some("DBClusterSnapshotNotFoundFault") { Ok(None) } else { Err(err) }
+        }
     }
 }
 
 async fn find(rds: &aws_sdk_rds::Client, kind: Kind, id: &str) -> Result<Option<Snap>> {
     Ok(match kind {
-        Kind::Db => db_snapshot(rds, id).await?.map(|s| Snap {
-            kind,
-            id: s.db_snapshot_identifier().unwrap_or(id).to_string(),
-            arn: s.db_snapshot_arn().map(str::to_string),
-            status: s.status().map(str::to_string),
-            percent: s.percent_progress(),
-            encrypted: s.encrypted() == Some(true),
-            key: s.kms_key_id().map(str::to_string),
-            snapshot_type: s.snapshot_type().unwrap_or_default().to_string(),
-            tags: s.tag_list().to_vec(),
-            cluster: None,
-        }),
-        Kind::Cluster => cluster_snapshot(rds, id).await?.map(|s| Snap {
-            kind,
-            id: s.db_cluster_snapshot_identifier().unwrap_or(id).to_string(),
-            arn: s.db_cluster_snapshot_arn().map(str::to_string),
-            status: s.status().map(str::to_string),
-            percent: s.percent_progress(),
-            encrypted: s.storage_encrypted() == Some(true),
-            key: s.kms_key_id().map(str::to_string),
-            snapshot_type: s.snapshot_type().unwrap_or_default().to_string(),
-            tags: s.tag_list().to_vec(),
-            cluster: Some(s),
-        }),
+        Kind::Db => {
+            let found = match db_snapshot(rds, id).await? {
+                None if may_be_automated(id) => automated_db_snapshot(rds, id).await?,
+                found => found,
+            };
+            found.map(|s| Snap {
+                kind,
+                id: s.db_snapshot_identifier().unwrap_or(id).to_string(),
+                arn: s.db_snapshot_arn().map(str::to_string),
+                status: s.status().map(str::to_string),
+                percent: s.percent_progress(),
+                encrypted: s.encrypted() == Some(true),
+                key: s.kms_key_id().map(str::to_string),
+                snapshot_type: s.snapshot_type().unwrap_or_default().to_string(),
+                tags: s.tag_list().to_vec(),
+                cluster: None,
+            })
+        }
+        Kind::Cluster => {
+            let found = match cluster_snapshot(rds, id).await? {
+                None if may_be_automated(id) => automated_cluster_snapshot(rds, id).await?,
+                found => found,
+            };
+            found.map(|s| Snap {
+                kind,
+                id: s.db_cluster_snapshot_identifier().unwrap_or(id).to_string(),
+                arn: s.db_cluster_snapshot_arn().map(str::to_string),
+                status: s.status().map(str::to_string),
+                percent: s.percent_progress(),
+                encrypted: s.storage_encrypted() == Some(true),
+                key: s.kms_key_id().map(str::to_string),
+                snapshot_type: s.snapshot_type().unwrap_or_default().to_string(),
+                tags: s.tag_list().to_vec(),
+                cluster: Some(s),
+            })
+        }
     })
 }
 
@@ -368,7 +415,7 @@ impl RdsEncryptSnapshot {
             ));
         }
         let key = target.key.as_deref().unwrap_or(&key_arn);
-        if delete_source && deletable(&source.snapshot_type) {
+        if delete_source && deletable(&source.id, &source.snapshot_type) {
             let change = format!("delete unencrypted {noun} {source_id}");
             if req.dry_run {
                 return Ok(FixOutcome::succeeded(
@@ -431,5 +478,22 @@ mod tests {
             (vec![Kind::Db], "rds:orders-2026-11-20-10-00".to_string())
         );
         assert_eq!(parse_resource_id("arn:aws:rds:us-east-1:123456789012:cluster-snapshot:c1"), (vec![Kind::Cluster], "c1".to_string()));
+    }
+
+    #[test]
+    fn only_manual_snapshots_outside_aws_backup_are_ever_deleted() {
+        assert!(deletable("before-migration", "manual"));
+        for (id, kind) in [
+            ("rds:orders-2026-11-20-10-00", "automated"),
+            ("awsbackup:job-be59cf2a", "awsbackup"),
+            // Aurora: AWS Backup's cluster snapshots do not report the awsbackup type.
+            ("awsbackup:job-be59cf2a", "manual"),
+            ("shared-in", "shared"),
+            ("no-type", ""),
+        ] {
+            assert!(!deletable(id, kind), "{id} ({kind})");
+            assert!(deletion_refusal(id, kind).contains("was kept"), "{id}");
+        }
+        assert!(deletion_refusal("awsbackup:job-be59cf2a", "manual").contains("AWS Backup"));
     }
 }
