@@ -24,7 +24,8 @@ fn payload(bucket: &str, extra: Value) -> Value {
     p
 }
 
-/// (algorithm, key, bucket key) as S3 reports them now; `None` without default encryption.
+/// (algorithm, key, bucket key) as S3 reports them now; `None` if S3 reports no default
+/// encryption, which no bucket has had since January 2023.
 async fn encryption(sdk: &SdkConfig, bucket: &str) -> Option<(String, Option<String>, bool)> {
     match atrest::clients::s3(sdk).get_bucket_encryption().bucket(bucket).send().await {
         Ok(out) => {
@@ -61,19 +62,36 @@ async fn object_bytes(sdk: &SdkConfig, bucket: &str) -> (Vec<u8>, Option<String>
     (out.body.collect().await.unwrap().into_bytes().to_vec(), owner)
 }
 
+/// What every bucket has since January 2023, before anyone configures it.
+fn sse_s3_base() -> Option<(String, Option<String>, bool)> {
+    Some(("AES256".into(), None, false))
+}
+
+#[tokio::test]
+async fn sse_s3_is_already_the_base_level_of_every_bucket() {
+    let sdk = sdk().await;
+    let bucket = bucket_with_object(&sdk, "fix-base").await;
+    assert_eq!(encryption(&sdk, &bucket).await, sse_s3_base());
+    let outcome = runner(&sdk, None).step(&payload(&bucket, json!({}))).await;
+    assert_eq!(outcome.status, FixStatus::Succeeded, "{outcome:?}");
+    assert!(outcome.changes.is_empty(), "{outcome:?}");
+    assert!(outcome.message.contains("already has default encryption"), "{}", outcome.message);
+}
+
 #[tokio::test]
 async fn encrypts_the_bucket_idempotently_and_keeps_the_data() {
     let sdk = sdk().await;
     let bucket = bucket_with_object(&sdk, "fix-sse").await;
     let topic_arn = topic(&sdk, &unique("alerts")).await;
     let runner = runner(&sdk, Some(&topic_arn));
+    let kms = json!({"SSEAlgorithm": "aws:kms"});
 
-    let first = runner.step(&payload(&bucket, json!({}))).await;
+    let first = runner.step(&payload(&bucket, kms.clone())).await;
     assert_eq!(first.status, FixStatus::Succeeded, "{first:?}");
     assert_eq!(first.changes.len(), 1);
-    assert_eq!(encryption(&sdk, &bucket).await, Some(("AES256".into(), None, false)));
+    assert_eq!(encryption(&sdk, &bucket).await.map(|(algorithm, _, _)| algorithm), Some("aws:kms".into()));
 
-    let second = runner.step(&payload(&bucket, json!({}))).await;
+    let second = runner.step(&payload(&bucket, kms)).await;
     assert_eq!(second.status, FixStatus::Succeeded);
     assert!(second.changes.is_empty(), "a re-run changes nothing: {second:?}");
     assert!(second.message.contains("already has default encryption"));
@@ -86,7 +104,7 @@ async fn encrypts_the_bucket_idempotently_and_keeps_the_data() {
     let subject = subject.as_deref().unwrap();
     assert!(subject.starts_with("[atrest] fixed: S3 bucket"), "{subject}");
     assert!(subject.len() < 100 && subject.is_ascii());
-    assert!(body.contains(&bucket) && body.contains("SSE-S3") && body.contains("Existing objects were not rewritten"), "{body}");
+    assert!(body.contains(&bucket) && body.contains("SSE-KMS") && body.contains("Existing objects were not rewritten"), "{body}");
     assert!(body.contains("4f1c8a52-0000-4000-8000-000000000001"), "the SSM execution id is in the email: {body}");
     assert!(!body.trim_start().starts_with('{'), "no JSON blobs in emails");
 }
@@ -96,12 +114,12 @@ async fn dry_run_changes_nothing() {
     let sdk = sdk().await;
     let bucket = bucket_with_object(&sdk, "fix-dry").await;
     let topic_arn = topic(&sdk, &unique("alerts")).await;
-    let outcome = runner(&sdk, Some(&topic_arn)).step(&payload(&bucket, json!({"DryRun": "true"}))).await;
+    let outcome = runner(&sdk, Some(&topic_arn)).step(&payload(&bucket, json!({"DryRun": "true", "SSEAlgorithm": "aws:kms"}))).await;
     assert_eq!(outcome.status, FixStatus::Succeeded);
     assert!(outcome.dry_run);
     assert!(outcome.message.contains("would set"), "{}", outcome.message);
     assert_eq!(outcome.changes.len(), 1);
-    assert_eq!(encryption(&sdk, &bucket).await, None);
+    assert_eq!(encryption(&sdk, &bucket).await, sse_s3_base());
     assert!(sns_messages(&topic_arn).await.is_empty(), "dry runs send no email");
 }
 
@@ -112,9 +130,8 @@ async fn sse_kms_with_an_alias_uses_the_key_arn_and_a_bucket_key() {
     let key = kms.create_key().send().await.unwrap().key_metadata().unwrap().clone();
     let alias = format!("alias/{}", unique("data"));
     kms.create_alias().alias_name(&alias).target_key_id(key.key_id()).send().await.unwrap();
+    // The bucket starts from SSE-S3, every bucket's base level: asking for KMS must upgrade it.
     let bucket = bucket_with_object(&sdk, "fix-kms").await;
-    // Start from SSE-S3: asking for KMS must upgrade it.
-    runner(&sdk, None).step(&payload(&bucket, json!({}))).await;
 
     let p = payload(&bucket, json!({"SSEAlgorithm": "aws:kms", "KmsKeyId": alias}));
     let req = FixRequest::decode(&SPEC, &p).unwrap();
@@ -143,7 +160,7 @@ async fn bad_parameters_fail_fast_naming_the_parameter_and_change_nothing() {
         assert_eq!(outcome.status, FixStatus::Failed, "{extra}");
         assert!(outcome.message.contains(expected), "{extra}: {}", outcome.message);
     }
-    assert_eq!(encryption(&sdk, &bucket).await, None);
+    assert_eq!(encryption(&sdk, &bucket).await, sse_s3_base());
 }
 
 #[tokio::test]

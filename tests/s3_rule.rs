@@ -142,13 +142,15 @@ async fn exempt_tag_makes_a_resource_not_applicable_in_both_tag_shapes() {
 async fn periodic_sweep_judges_live_buckets_and_clears_stale_results() {
     let sdk = sdk().await;
     let rule = unique("rule-periodic");
-    let plain = unique("sweep-plain");
-    let sse = unique("sweep-sse");
+    // Every bucket has SSE-S3 as its base level since January 2023 (the stand-in does as AWS
+    // does), so a bucket falls short only of a stronger requirement: this sweep asks for KMS.
+    let base = unique("sweep-base");
+    let kms = unique("sweep-kms");
     let exempt = unique("sweep-exempt");
-    for b in [&plain, &sse, &exempt] {
+    for b in [&base, &kms, &exempt] {
         create_bucket(&sdk, b).await;
     }
-    encrypt(&sdk, &sse, ServerSideEncryption::Aes256, None).await;
+    encrypt(&sdk, &kms, ServerSideEncryption::AwsKms, None).await;
     tag(&sdk, &exempt, "atrest:exempt", "true").await;
 
     // An earlier run judged a bucket that has since been deleted.
@@ -156,14 +158,30 @@ async fn periodic_sweep_judges_live_buckets_and_clears_stale_results() {
     let old = Evaluation::new("AWS::S3::Bucket", &gone, Verdict::compliant("was fine"), DateTime::from_secs(1_700_000_000));
     config_api::put_evaluations(&atrest::clients::config(&sdk), &Delivery::Put { result_token: rule.clone() }, &[old]).await.unwrap();
 
-    let response = invoke(&sdk, adapt_event(load_event(&format!("{DIR}/scheduled.json")), &rule, |_| {})).await;
+    let mut sweep = adapt_event(load_event(&format!("{DIR}/scheduled.json")), &rule, |_| {});
+    sweep["ruleParameters"] = json!("{\"requiredAlgorithm\": \"aws:kms\"}");
+    let response = invoke(&sdk, sweep).await;
     assert!(response["StaleCleared"].as_u64().unwrap() >= 1, "{response}");
-    assert_eq!(result_for(&sdk, &rule, &plain).await.unwrap().compliance, "NON_COMPLIANT");
-    assert_eq!(result_for(&sdk, &rule, &sse).await.unwrap().compliance, "COMPLIANT");
+    let base_result = result_for(&sdk, &rule, &base).await.unwrap();
+    assert_eq!(base_result.compliance, "NON_COMPLIANT");
+    assert!(base_result.annotation.unwrap().contains("Default encryption is AES256, but aws:kms"));
+    assert_eq!(result_for(&sdk, &rule, &kms).await.unwrap().compliance, "COMPLIANT");
     assert_eq!(result_for(&sdk, &rule, &exempt).await.unwrap().compliance, "NOT_APPLICABLE");
     let stale = result_for(&sdk, &rule, &gone).await.unwrap();
     assert_eq!(stale.compliance, "NOT_APPLICABLE");
     assert!(stale.annotation.unwrap().contains("no longer exists"));
+}
+
+#[tokio::test]
+async fn a_bucket_nobody_configured_has_sse_s3_and_meets_the_default_rule() {
+    // AWS applies SSE-S3 to every bucket (S3 User Guide, "Setting default server-side encryption
+    // behavior"); with no requiredAlgorithm the rule accepts it, as the managed rule does.
+    let sdk = sdk().await;
+    let rule = unique("rule-base");
+    let base = unique("sweep-default");
+    create_bucket(&sdk, &base).await;
+    invoke(&sdk, adapt_event(load_event(&format!("{DIR}/scheduled.json")), &rule, |_| {})).await;
+    assert_eq!(result_for(&sdk, &rule, &base).await.unwrap().compliance, "COMPLIANT");
 }
 
 #[tokio::test]

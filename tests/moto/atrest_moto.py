@@ -17,9 +17,10 @@ config: PutEvaluations (without TestMode too), GetComplianceDetailsByConfigRule,
   StartRemediationExecution, DescribeRemediationExecutionStatus.
 ssm: StartAutomationExecution, GetAutomationExecution,
   DescribeAutomationExecutions, StopAutomationExecution.
-Beside this file: atrest_moto_rds.py (RDS corrections) and atrest_moto_ec2.py
+Beside this file: atrest_moto_rds.py (RDS corrections), atrest_moto_ec2.py
 (EBS encryption-by-default settings: GetEbsDefaultKmsKeyId, ResetEbsDefaultKmsKeyId,
-a corrected ModifyEbsDefaultKmsKeyId).
+a corrected ModifyEbsDefaultKmsKeyId) and atrest_moto_s3.py (SSE-S3 as every bucket's
+base default encryption, as AWS applies it since January 2023).
 
 Conventions (see README.md):
 * The ResultToken of PutEvaluations IS the ConfigRuleName (the real token is an
@@ -683,6 +684,8 @@ def _patch():
     atrest_moto_rds.patch()
     import atrest_moto_ec2  # noqa: E402  (EBS encryption-by-default settings, see its docstring)
     atrest_moto_ec2.patch()
+    import atrest_moto_s3  # noqa: E402  (SSE-S3 as every bucket's base encryption, see its docstring)
+    atrest_moto_s3.patch()
 
 
 # --------------------------------------------------------------------------- /atrest-ext endpoints

@@ -452,6 +452,28 @@ class ExtAndReset(Base):
         self.assertEqual(ec2.describe_images(Owners=["amazon"])["Images"], [])
 
 
+class S3BaseEncryption(Base):
+    """atrest_moto_s3.py: every bucket has SSE-S3 as its base default encryption, as in AWS since 2023."""
+
+    def test_a_new_bucket_has_sse_s3_and_a_delete_resets_to_it(self):
+        s3 = client("s3")
+        sse_s3 = [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": False}]
+        for region in ("us-east-1", "eu-west-1"):
+            name = f"base-{uuid.uuid4().hex[:12]}"
+            regional = client("s3", region=region)
+            kwargs = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+            regional.create_bucket(Bucket=name, **kwargs)
+            rules = regional.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"]["Rules"]
+            self.assertEqual(rules, sse_s3)
+        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": [
+            {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}, "BucketKeyEnabled": True}]})
+        rule = s3.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"]["Rules"][0]
+        self.assertEqual(rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"], "aws:kms")
+        s3.delete_bucket_encryption(Bucket=name)
+        rules = s3.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"]["Rules"]
+        self.assertEqual(rules, sse_s3)
+
+
 class EbsDefaultEncryption(Base):
     """atrest_moto_ec2.py: the account/Region settings for EBS encryption by default."""
 

@@ -97,7 +97,21 @@ pub struct RuleEvaluation {
 }
 
 /// The sweep behind `scan` and `demo`. Progress goes to stderr, only on a terminal.
+/// Rule parameters per rule name: `{"<rule>": {"<param>": value}}`.
+pub type RuleParams = BTreeMap<String, BTreeMap<String, Value>>;
+
 pub async fn sweep(sdk: &SdkConfig, rule_names: &[String], params_file: Option<&Path>) -> anyhow::Result<(Vec<RuleEvaluation>, bool)> {
+    let overrides: RuleParams = match params_file {
+        Some(path) => serde_json::from_str(&std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)
+            .with_context(|| format!("{}: expected {{\"<rule>\": {{\"<param>\": value}}}}", path.display()))?,
+        None => BTreeMap::new(),
+    };
+    sweep_with_params(sdk, rule_names, &overrides)
+        .await
+        .with_context(|| params_file.map(|p| p.display().to_string()).unwrap_or_else(|| "sweep".into()))
+}
+
+pub async fn sweep_with_params(sdk: &SdkConfig, rule_names: &[String], overrides: &RuleParams) -> anyhow::Result<(Vec<RuleEvaluation>, bool)> {
     let mut selected = Vec::new();
     if rule_names.is_empty() {
         selected = catalog::rules();
@@ -106,18 +120,9 @@ pub async fn sweep(sdk: &SdkConfig, rule_names: &[String], params_file: Option<&
             selected.push(catalog::rule(name).with_context(|| format!("unknown rule {name}; known: {}", catalog::rule_names()))?);
         }
     }
-    let overrides: BTreeMap<String, BTreeMap<String, Value>> = match params_file {
-        Some(path) => serde_json::from_str(&std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)
-            .with_context(|| format!("{}: expected {{\"<rule>\": {{\"<param>\": value}}}}", path.display()))?,
-        None => BTreeMap::new(),
-    };
     for name in overrides.keys() {
         if catalog::rule(name).is_none() {
-            bail!(
-                "{}: unknown rule {name}; known: {}",
-                params_file.map(|p| p.display().to_string()).unwrap_or_default(),
-                catalog::rule_names()
-            );
+            bail!("unknown rule {name}; known: {}", catalog::rule_names());
         }
     }
     let now = DateTime::from(std::time::SystemTime::now());

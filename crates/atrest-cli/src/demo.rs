@@ -15,10 +15,17 @@ use aws_sdk_s3::types::{
 };
 
 use crate::catalog;
-use crate::commands::{remediate, sweep};
+use crate::commands::{RuleParams, remediate, sweep_with_params};
 use crate::output::table;
 
 const RULE: &str = "s3-bucket-server-side-encryption-enabled";
+
+/// Every bucket has had SSE-S3 as its base level since January 2023 (the stand-in does as AWS
+/// does), so the demo shows what a security team asks for on top: SSE-KMS.
+fn kms_required() -> RuleParams {
+    BTreeMap::from([(RULE.to_string(), BTreeMap::from([("requiredAlgorithm".to_string(), serde_json::json!("aws:kms"))]))])
+}
+const FIX_PARAMS: [(&str, &str); 1] = [("SSEAlgorithm", "aws:kms")];
 
 /// Whether an endpoint URL points at this machine.
 pub fn is_loopback(endpoint: &str) -> bool {
@@ -40,8 +47,11 @@ pub async fn run(sdk: &SdkConfig) -> anyhow::Result<bool> {
     let prefix = format!("atrest-demo-{suffix}");
     eprintln!("Seeding a small estate ({prefix}-*) on {}", sdk.endpoint_url().unwrap_or_default());
     seed(sdk, &prefix).await?;
+    eprintln!("Rule {RULE} with requiredAlgorithm=aws:kms: every bucket has SSE-S3 already; SSE-KMS is required here.");
 
-    let (before, _) = sweep(sdk, &[RULE.to_string()], None).await?;
+    let rule_params = kms_required();
+    let fix_params: Vec<(String, String)> = FIX_PARAMS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let (before, _) = sweep_with_params(sdk, &[RULE.to_string()], &rule_params).await?;
     let before: BTreeMap<String, (Compliance, String)> = before
         .into_iter()
         .filter(|e| e.evaluation.compliance_resource_id.starts_with(&prefix))
@@ -55,13 +65,13 @@ pub async fn run(sdk: &SdkConfig) -> anyhow::Result<bool> {
     for (bucket, (compliance, _)) in &before {
         if *compliance == Compliance::NonCompliant {
             eprintln!("Remediating {bucket} with {fix}...");
-            let outcome = remediate(sdk, fix, bucket, &[], false, &options).await?.outcome;
+            let outcome = remediate(sdk, fix, bucket, &fix_params, false, &options).await?.outcome;
             let what = if outcome.changes.is_empty() { outcome.message.clone() } else { outcome.changes.join("; ") };
             results.insert(bucket.clone(), format!("{:?}: {what}", outcome.status));
         }
     }
 
-    let (after, complete) = sweep(sdk, &[RULE.to_string()], None).await?;
+    let (after, complete) = sweep_with_params(sdk, &[RULE.to_string()], &rule_params).await?;
     let after: BTreeMap<String, (Compliance, String)> = after
         .into_iter()
         .filter(|e| e.evaluation.compliance_resource_id.starts_with(&prefix))
