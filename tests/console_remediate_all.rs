@@ -222,7 +222,7 @@ async fn every_remediation_in_the_template_fixes_its_resource_from_the_console()
         let execution_id = list[0].automation_execution_id().unwrap().to_string();
         let run = run_recorded_execution(&sdk, &document, &execution_id, &worker).await;
         assert!(run.succeeded(), "{}: {run:#?}", rem.logical_id);
-        assert_eq!(run.outputs.get("Invoke.Status").map(String::as_str), Some("Succeeded"), "{}: {run:#?}", rem.logical_id);
+        assert_eq!(run.outputs.get("Answer.Status").map(String::as_str), Some("Succeeded"), "{}: {run:#?}", rem.logical_id);
         assert_eq!(run.steps.last().map(String::as_str), Some("Succeeded"), "{}: {:?}", rem.logical_id, run.steps);
         assert!(run.worker_outcomes.iter().all(|o| o.execution_id.as_deref() == Some(execution_id.as_str())));
 
@@ -260,7 +260,15 @@ async fn the_runner_validates_parameters_like_ssm() {
     given.insert("SSEAlgorithm".into(), vec!["DES".into()]);
     assert!(doc.parameters_for(&given).unwrap_err().contains("SSEAlgorithm"));
     given.insert("SSEAlgorithm".into(), vec!["AES256".into()]);
-    given.insert("ResourceId".into(), vec!["Not_A_Bucket".into()]);
+    given.insert("ResourceId".into(), vec!["not a bucket".into()]);
+    assert!(doc.parameters_for(&given).unwrap_err().contains("ResourceId"));
+    // Legacy us-east-1 bucket names (before March 2018): upper case, underscores, up to 255
+    // characters; the document must accept them.
+    for legacy in ["Legacy_Bucket.Name".to_string(), "B".repeat(255)] {
+        given.insert("ResourceId".into(), vec![legacy.clone()]);
+        assert!(doc.parameters_for(&given).is_ok(), "{legacy} is refused");
+    }
+    given.insert("ResourceId".into(), vec!["B".repeat(256)]);
     assert!(doc.parameters_for(&given).unwrap_err().contains("ResourceId"));
     given.insert("ResourceId".into(), vec!["my-bucket".into()]);
     given.insert("Surprise".into(), vec!["x".into()]);
@@ -281,7 +289,7 @@ async fn a_failing_worker_ends_the_run_failed_with_its_message() {
     let workers = workers(&sdk);
     let run = doc.run(&params, "local-run", &|binary: &str| workers.get(binary).cloned(), &RunOptions::immediate()).await;
     assert!(!run.succeeded(), "{run:#?}");
-    assert_eq!(run.steps, ["Invoke", "Decide", "Fail"]);
+    assert_eq!(run.steps, ["Invoke", "Answer", "Decide", "Fail"]);
     let message = run.failure_message.as_deref().unwrap();
     assert!(message.contains(&missing) && message.contains("worker status: Failed"), "{message}");
     assert!(message.contains(&run.worker_outcomes[0].message), "{message}");

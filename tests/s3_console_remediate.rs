@@ -81,7 +81,7 @@ async fn console_remediate_fixes_the_bucket_and_config_sees_it() {
     assert!(run.succeeded(), "{run:#?}");
     let outcome = run.worker_outcomes.last().expect("the worker ran");
     assert_eq!(outcome.status, FixStatus::Succeeded, "{outcome:?}");
-    assert_eq!(run.steps, ["Invoke", "Decide", "Succeeded"]);
+    assert_eq!(run.steps, ["Invoke", "Answer", "Decide", "Succeeded"]);
 
     // 5. Config's remediation status, the bucket, the new evaluation and the email agree.
     let status = config

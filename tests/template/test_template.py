@@ -10,6 +10,7 @@ Run with the tools venv (cfn-lint provides the YAML loader for !Ref/!Sub/...):
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import tomllib
@@ -242,9 +243,9 @@ def test_documents_are_the_reconciler_loop():
         content = props["Content"]
         assert content["schemaVersion"] == "0.3", name
         assert content["assumeRole"] == "{{ AutomationAssumeRole }}", name
-        assert content["outputs"] == ["Invoke.Status", "Invoke.Message"], name
+        assert content["outputs"] == ["Answer.Status", "Answer.Message"], name
         steps = steps_by_name(document)
-        assert list(steps) == ["Invoke", "Decide", "Wait", "Succeeded", "Fail"], name
+        assert list(steps) == ["Invoke", "Answer", "Decide", "Wait", "Succeeded", "Fail"], name
 
         invoke = steps["Invoke"]
         assert invoke["action"] == "aws:invokeLambdaFunction", name
@@ -258,7 +259,12 @@ def test_documents_are_the_reconciler_loop():
             assert isinstance(value, str), f"{name}: InputPayload.{key} must be a string"
             if key != "ExecutionId":
                 assert value == "{{ %s }}" % key and key in content["parameters"], f"{name}.{key}"
-        assert {o["Name"]: o["Selector"] for o in invoke["outputs"]} == {
+        # Payload is a string: the Answer step parses it (see test_documents_use_only_documented_outputs).
+        assert "outputs" not in invoke, name
+        answer = steps["Answer"]
+        assert answer["action"] == "aws:executeScript" and answer["inputs"]["Handler"] == "read_answer", name
+        assert answer["inputs"]["InputPayload"] == {"Payload": "{{ Invoke.Payload }}"}, name
+        assert {o["Name"]: o["Selector"] for o in answer["outputs"]} == {
             "Status": "$.Payload.Status",
             "Message": "$.Payload.Message",
         }, name
@@ -266,7 +272,7 @@ def test_documents_are_the_reconciler_loop():
         decide = steps["Decide"]
         assert decide["action"] == "aws:branch", name
         routes = {c["StringEquals"]: c["NextStep"] for c in decide["inputs"]["Choices"]}
-        assert all(c["Variable"] == "{{ Invoke.Status }}" for c in decide["inputs"]["Choices"]), name
+        assert all(c["Variable"] == "{{ Answer.Status }}" for c in decide["inputs"]["Choices"]), name
         assert routes == {"Succeeded": "Succeeded", "InProgress": "Wait"}, name
         assert set(routes) | {"Failed"} == WORKER_STATUSES, name
         assert decide["inputs"]["Default"] == "Fail", name
@@ -274,6 +280,39 @@ def test_documents_are_the_reconciler_loop():
         assert steps["Succeeded"]["isEnd"] is True, name
         assert steps["Fail"]["action"] == "aws:executeScript" and steps["Fail"]["isEnd"] is True, name
         assert steps["Fail"]["inputs"]["Runtime"] == "python3.11", name
+    # One Answer and one Fail script for all: the local runner knows them by their exact text.
+    for step in ("Answer", "Fail"):
+        scripts = {steps_by_name(d)[step]["inputs"]["Script"] for d in documents().values()}
+        assert len(scripts) == 1, f"the {step} scripts differ between documents"
+
+
+# The outputs AWS documents per action. aws:invokeLambdaFunction: StatusCode, FunctionError,
+# LogResult and Payload, where Payload is a string ("the JSON representation of the object
+# returned by the Lambda function"); FunctionError and LogResult exist only after a function
+# error or with LogType Tail, so only Payload and StatusCode are referenced. aws:executeScript:
+# the handler's return value, selectable as $.Payload.<key>. aws:branch and aws:sleep: none.
+INVOKE_LAMBDA_OUTPUTS = {"Payload": "$.Payload", "StatusCode": "$.StatusCode"}
+
+
+def test_documents_use_only_documented_outputs():
+    for name, document in documents().items():
+        content = document["Properties"]["Content"]
+        available = {}
+        for step in content["mainSteps"]:
+            declared = {o["Name"]: o["Selector"] for o in step.get("outputs", [])}
+            if step["action"] == "aws:invokeLambdaFunction":
+                assert set(declared.values()) <= set(INVOKE_LAMBDA_OUTPUTS.values()), (name, step["name"], declared)
+                available[step["name"]] = set(INVOKE_LAMBDA_OUTPUTS) | set(declared)
+            elif step["action"] == "aws:executeScript":
+                assert all(re.fullmatch(r"\$\.Payload\.\w+", sel) for sel in declared.values()), (name, declared)
+                available[step["name"]] = set(declared)
+            else:
+                assert not declared, (name, step["name"])
+                available[step["name"]] = set()
+        references = re.findall(r"\{\{\s*(\w+)\.(\w+)\s*\}\}", json.dumps(content["mainSteps"]))
+        references += [tuple(o.split(".")) for o in content["outputs"]]
+        for step, output in references:
+            assert output in available.get(step, set()), f"{name}: {{{{ {step}.{output} }}}} is no documented output"
 
 
 def test_automation_role_may_only_invoke_the_fix_workers():
@@ -300,21 +339,24 @@ def _resolve(text: str, params: dict, outputs: dict) -> str:
             return "11111111-2222-3333-4444-555555555555"
         if "." in key:
             step, name = key.split(".", 1)
-            return outputs[step].get(name, "")
+            return str(outputs[step][name])
         return params[key]
 
     return re.sub(r"\{\{([^}]*)\}\}", one, text)
 
 
 def _select(selector: str, result: dict):
+    """A JSONPath selector over a step's response; a string is not looked into."""
     value = result
     for part in selector.removeprefix("$.").split("."):
-        value = value.get(part) if isinstance(value, dict) else None
+        assert isinstance(value, dict) and part in value, f"{selector} selects nothing in {result!r}"
+        value = value[part]
     return value
 
 
 def run_document(document: dict, answers: list[dict], params: dict | None = None):
-    """Walk the document's steps like SSM does, with `answers` as the worker's results.
+    """Walk the document's steps like SSM does, with `answers` as the worker's results (an
+    object the function returned, or a raw payload string).
 
     Returns (outcome, worker_requests, step_trace); outcome is "Success" or the failure reason.
     """
@@ -335,11 +377,11 @@ def run_document(document: dict, answers: list[dict], params: dict | None = None
         if action == "aws:invokeLambdaFunction":
             request = {k: _resolve(v, params, outputs) for k, v in step["inputs"]["InputPayload"].items()}
             requests.append(request)
-            result = {"StatusCode": 200, "Payload": answers.pop(0)}
-            outputs[step["name"]] = {
-                o["Name"]: _select(o["Selector"], result)
-                for o in step["outputs"]
-                if _select(o["Selector"], result) is not None
+            answer = answers.pop(0)
+            # As AWS documents it: Payload is the JSON text of what the function returned.
+            result = {"StatusCode": 200, "Payload": answer if isinstance(answer, str) else json.dumps(answer)}
+            outputs[step["name"]] = dict(result) | {
+                o["Name"]: _select(o["Selector"], result) for o in step.get("outputs", [])
             }
         elif action == "aws:branch":
             next_name = step["inputs"]["Default"]
@@ -354,9 +396,11 @@ def run_document(document: dict, answers: list[dict], params: dict | None = None
             exec(step["inputs"]["Script"], scope)  # noqa: S102 - our own template's script
             events = {k: _resolve(v, params, outputs) for k, v in step["inputs"]["InputPayload"].items()}
             try:
-                scope[step["inputs"]["Handler"]](events, None)
+                returned = scope[step["inputs"]["Handler"]](events, None)
             except Exception as exc:  # the step fails, so does the execution
                 return str(exc), requests, trace
+            result = {"Payload": returned}
+            outputs[step["name"]] = {o["Name"]: _select(o["Selector"], result) for o in step.get("outputs", [])}
         else:
             raise AssertionError(f"unexpected action {action}")
         if step.get("isEnd"):
@@ -384,7 +428,7 @@ def test_loop_repeats_while_in_progress_and_succeeds():
             {"ResourceId": "my-bucket"},
         )
         assert outcome == "Success", name
-        assert trace == ["Invoke", "Decide", "Wait"] * 2 + ["Invoke", "Decide", "Succeeded"], name
+        assert trace == ["Invoke", "Answer", "Decide", "Wait"] * 2 + ["Invoke", "Answer", "Decide", "Succeeded"], name
         assert len(requests) == 3 and all(r == requests[0] for r in requests), name
         assert requests[0]["ResourceId"] == "my-bucket", name
         assert all(isinstance(v, str) for v in requests[0].values()), name
@@ -395,13 +439,22 @@ def test_worker_failure_ends_the_run_failed_with_its_message():
         outcome, _, trace = run_document(
             document, [_answer("Failed", "Key alias/x does not exist.")], {"ResourceId": "my-bucket"}
         )
-        assert trace == ["Invoke", "Decide", "Fail"], name
+        assert trace == ["Invoke", "Answer", "Decide", "Fail"], name
         assert "my-bucket" in outcome and "Failed" in outcome and "Key alias/x does not exist." in outcome
+
+
+def test_a_worker_crash_or_timeout_ends_the_run_naming_the_error():
+    # Lambda's error object is the Payload when the function fails; the Invoke step succeeds.
+    timeout = {"errorMessage": "2026-01-01T00:00:00.000Z 1 Task timed out after 240.00 seconds"}
+    for name, document in documents().items():
+        outcome, _, trace = run_document(document, [timeout], {"ResourceId": "my-bucket"})
+        assert trace == ["Invoke", "Answer", "Decide", "Fail"], name
+        assert "worker status: WorkerError" in outcome and "Task timed out after 240.00 seconds" in outcome, outcome
 
 
 def test_unexpected_answers_fail_instead_of_looping():
     for name, document in documents().items():
-        for answer in ({"Status": "Done"}, {"errorType": "Panic", "errorMessage": "boom"}, {}):
+        for answer in ({"Status": "Done"}, {"errorType": "Panic", "errorMessage": "boom"}, {}, [], "not json", ""):
             outcome, _, trace = run_document(document, [answer], {"ResourceId": "my-bucket"})
             assert trace[-1] == "Fail" and outcome != "Success", (name, answer)
 
@@ -451,6 +504,9 @@ def test_star_resources_only_where_the_action_has_no_resource_level_permissions(
         "ec2:EnableEbsEncryptionByDefault",
         "ec2:GetEbsDefaultKmsKeyId",
         "ec2:ModifyEbsDefaultKmsKeyId",
+        # Auto Scaling's Describe* actions have no resource-level permissions either.
+        "autoscaling:DescribeAutoScalingInstances",
+        "autoscaling:DescribeAutoScalingGroups",
     }
     for name, statement in _iam_statements():
         if statement.get("Resource") == "*":
@@ -501,7 +557,38 @@ def test_samconfig_deploys_with_the_expected_defaults():
     assert deploy["confirm_changeset"] is True and deploy["resolve_s3"] is True
     assert deploy["region"] == "us-east-1"
     assert deploy["parameter_overrides"].startswith("AlertEmail=")
-    assert config["build"]["parameters"] == {"cached": False, "parallel": False}
+    assert config["build"]["parameters"] == {"cached": False, "parallel": False, "beta_features": True}
+
+
+def test_sam_build_never_stops_at_the_beta_feature_prompt():
+    # BuildMethod rust-cargolambda is a SAM CLI beta feature; unless beta features are enabled
+    # (samconfig beta_features, or --beta-features) `sam build` asks, and a non-interactive build
+    # (CI, make deploy) stops there.
+    uses_beta = any(fn["Metadata"].get("BuildMethod") == "rust-cargolambda" for fn in resources_of("AWS::Serverless::Function").values())
+    assert uses_beta
+    build = tomllib.loads((ROOT / "samconfig.toml").read_text())["default"]["build"]["parameters"]
+    makefile_builds = [line for line in (ROOT / "Makefile").read_text().splitlines() if re.search(r"\bsam build\b", line)]
+    assert build.get("beta_features") is True or all("--beta-features" in line for line in makefile_builds)
+
+
+def test_fix_workers_time_out_before_the_ssm_step_cap():
+    # A worker still running when aws:invokeLambdaFunction's 300 s cap (the step's timeoutSeconds)
+    # ends the step would fail the step instead of answering; ending the function first (240 s)
+    # leaves a minute for Lambda to report the timeout as a function error the document reads.
+    for name, document in documents().items():
+        invoke = steps_by_name(document)["Invoke"]
+        worker = RESOURCES[ref_target(invoke["inputs"]["FunctionName"])]
+        assert function_property(worker, "Timeout") <= invoke["timeoutSeconds"] - 60, name
+
+
+def test_the_s3_document_accepts_legacy_bucket_names():
+    # us-east-1 buckets created before March 2018 may have names of up to 255 characters with
+    # upper case letters and underscores; Config reports them as they are.
+    pattern = RESOURCES["S3EnableDefaultEncryptionDocument"]["Properties"]["Content"]["parameters"]["ResourceId"]["allowedPattern"]
+    for name in ["my-bucket", "a.b.c", "Legacy_Bucket", "UPPER", "x" * 255]:
+        assert re.fullmatch(pattern, name), name
+    for name in ["", "ab", "x" * 256, "a b", "a/b", "a;b", "'a'"]:
+        assert re.fullmatch(pattern, name) is None, name
 
 
 if __name__ == "__main__":

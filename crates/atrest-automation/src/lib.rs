@@ -7,11 +7,24 @@
 //! (CloudFormation short-form tags included), resolves each remediation configuration and its
 //! document for the stack's parameter defaults, settles parameters as SSM does (defaults,
 //! `allowedValues`, `allowedPattern`, unknown and missing parameters refused) and interprets
-//! exactly the subset of Automation the template uses: `aws:invokeLambdaFunction` (the worker
-//! is called in-process through `FixRunner::step`), `aws:branch` (`StringEquals` choices and
-//! `Default`), `aws:sleep`, `aws:executeScript` with the `fail` handler (the run ends Failed),
-//! `nextStep`, `isEnd` and the implicit next step. Anything else fails the run loudly: a
-//! document that grows a new construct must grow its interpretation here too.
+//! exactly the subset of Automation the template uses, with each action's outputs as AWS
+//! documents them:
+//!
+//! - `aws:invokeLambdaFunction`: the worker is called in-process through `FixRunner::step`. Its
+//!   outputs are `StatusCode` (200) and `Payload`, a *string*: the JSON of what the function
+//!   returned, or Lambda's error object (`errorType`, `errorMessage`) when it panicked (a
+//!   function error is an answer, not a failed step). Selectors into `Payload` are refused.
+//! - `aws:executeScript`: only scripts the runner knows, by handler and exact text
+//!   ([`known_script`]), whose semantics are implemented here in Rust (no Python needed);
+//!   `tests/python_scripts.rs` runs the template's Python over a table of inputs and proves
+//!   both agree. The returned object is selectable as `$.Payload.<key>`; a raised exception
+//!   fails the step, and with `onFailure: Abort` the run.
+//! - `aws:branch` (`StringEquals` choices and `Default`), `aws:sleep` (at most 604,799 s),
+//!   `nextStep`, `isEnd` and the implicit next step.
+//!
+//! Anything else (an action, step property, operator, selector or variable not modelled here)
+//! is refused when the document is loaded ([`Document::check`]): a document that grows a new
+//! construct must grow its interpretation here too.
 //!
 //! The template is embedded at build time ([`Template::embedded`]), so the `atrest` binary runs
 //! the documents of the stack it was built with, wherever it is run.
@@ -34,7 +47,15 @@ static DOCUMENT_VARIABLE: LazyLock<regex::Regex> =
 
 /// A run never executes more document steps than this per worker turn allowed, so a loop bug
 /// fails instead of hanging.
-const STEPS_PER_TURN: usize = 4;
+const STEPS_PER_TURN: usize = 5;
+
+/// The longest `aws:sleep`: "The maximum duration is 604799 seconds (7 days)".
+pub const MAX_SLEEP_SECONDS: u64 = 604_799;
+
+const INVOKE_LAMBDA: &str = "aws:invokeLambdaFunction";
+const EXECUTE_SCRIPT: &str = "aws:executeScript";
+const BRANCH: &str = "aws:branch";
+const SLEEP: &str = "aws:sleep";
 
 /// Where the stack is deployed, for `!Ref AWS::Region` and the ARNs `!GetAtt` stands for. A
 /// local run needs no real values: ARNs only name the functions the document invokes.
@@ -172,7 +193,7 @@ impl RunOptions<'_> {
 }
 
 /// An ISO 8601 duration as `aws:sleep` takes it (`PT30S`, `PT1M30S`, `PT2H`, `P1D`); SSM caps it
-/// at 7 days.
+/// at 604,799 seconds (one second short of 7 days).
 pub fn parse_sleep_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("aws:sleep Duration {text:?} is not an ISO 8601 duration such as PT30S");
     let rest = text.strip_prefix('P').ok_or_else(bad)?;
@@ -200,8 +221,8 @@ pub fn parse_sleep_duration(text: &str) -> Result<Duration, String> {
     if days.is_empty() && time.is_empty() {
         return Err(bad());
     }
-    if seconds > 7 * 86_400 {
-        return Err(format!("aws:sleep Duration {text} is over SSM's 7-day limit"));
+    if seconds > MAX_SLEEP_SECONDS {
+        return Err(format!("aws:sleep Duration {text} is over SSM's limit of {MAX_SLEEP_SECONDS} seconds"));
     }
     Ok(Duration::from_secs(seconds))
 }
@@ -484,7 +505,9 @@ impl Template {
                 functions.insert(self.placeholder_arn(id)?, binary.to_string());
             }
         }
-        Ok(Document { logical_id: logical_id.to_string(), content, functions })
+        let document = Document { logical_id: logical_id.to_string(), content, functions };
+        document.check().map_err(|e| format!("{logical_id}: {e}"))?;
+        Ok(document)
     }
 
     /// The remediation whose document invokes the worker `binary` (e.g. `fix-s3-enable-default-encryption`),
@@ -577,6 +600,208 @@ impl Document {
         self.content["mainSteps"].as_array().ok_or_else(|| "no mainSteps".to_string())
     }
 
+    /// Refuses what the runner does not model, as SSM refuses an invalid document when it is
+    /// created: unknown top-level keys, step properties, actions, inputs, operators, selectors,
+    /// scripts and variables, and steps that name missing steps. A document that passes runs
+    /// exactly as interpreted here.
+    pub fn check(&self) -> Result<(), String> {
+        let c = &self.content;
+        let top = c.as_object().ok_or("the content is not a map")?;
+        only_keys("the document", top, &["schemaVersion", "description", "assumeRole", "parameters", "outputs", "mainSteps"])?;
+        if c["schemaVersion"].as_str() != Some("0.3") {
+            return Err("Automation documents here use schemaVersion 0.3".into());
+        }
+        let parameters = c["parameters"].as_object().ok_or("the document declares no parameters")?;
+        for (name, decl) in parameters {
+            let decl = decl.as_object().ok_or_else(|| format!("parameter {name} is not a map"))?;
+            only_keys(&format!("parameter {name}"), decl, &["type", "description", "default", "allowedValues", "allowedPattern"])?;
+            if decl.get("type").and_then(Json::as_str) != Some("String") {
+                return Err(format!("parameter {name}: only String parameters are modelled"));
+            }
+        }
+        let steps = self.steps()?;
+        let names: Vec<&str> = steps.iter().map(|s| s["name"].as_str().ok_or("a step without a name")).collect::<Result<_, _>>()?;
+        if let Some(dup) = names.iter().enumerate().find(|(i, n)| names[..*i].contains(n)).map(|(_, n)| n) {
+            return Err(format!("two steps are named {dup}"));
+        }
+        let target = |from: &str, to: &Json| -> Result<(), String> {
+            let to = to.as_str().ok_or_else(|| format!("{from}: a step name must be a string"))?;
+            if names.contains(&to) { Ok(()) } else { Err(format!("{from}: no step named {to}")) }
+        };
+        // Outputs each step makes available as {{ Step.Name }}.
+        let mut available: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for step in steps {
+            let name = step["name"].as_str().unwrap_or_default();
+            let map = step.as_object().ok_or_else(|| format!("step {name} is not a map"))?;
+            only_keys(
+                &format!("step {name}"),
+                map,
+                &["name", "action", "description", "inputs", "outputs", "nextStep", "isEnd", "timeoutSeconds", "maxAttempts", "onFailure"],
+            )?;
+            let action = step["action"].as_str().ok_or_else(|| format!("step {name} has no action"))?;
+            let inputs = step["inputs"].as_object().ok_or_else(|| format!("step {name} has no inputs"))?;
+            if let Some(on_failure) = map.get("onFailure").filter(|v| v.as_str() != Some("Abort")) {
+                return Err(format!("step {name}: onFailure {on_failure} is not modelled (only Abort, the default)"));
+            }
+            if let Some(attempts) = map.get("maxAttempts").filter(|v| v.as_u64().is_none_or(|n| n < 1)) {
+                return Err(format!("step {name}: maxAttempts {attempts} is not a positive integer"));
+            }
+            if let Some(next) = map.get("nextStep") {
+                target(name, next)?;
+            }
+            if map.get("isEnd").is_some_and(|v| !v.is_boolean()) {
+                return Err(format!("step {name}: isEnd must be true or false"));
+            }
+            // The documented per-action caps of timeoutSeconds.
+            let cap = match action {
+                INVOKE_LAMBDA => Some(300),
+                EXECUTE_SCRIPT => Some(600),
+                _ => None,
+            };
+            if let Some(timeout) = map.get("timeoutSeconds") {
+                match (timeout.as_u64(), cap) {
+                    (Some(t), Some(cap)) if (1..=cap).contains(&t) => {}
+                    (_, Some(cap)) => return Err(format!("step {name}: timeoutSeconds {timeout} is outside 1..={cap} for {action}")),
+                    (_, None) => return Err(format!("step {name}: timeoutSeconds on {action} is not modelled")),
+                }
+            }
+            let declared =
+                step.get("outputs").map(|o| o.as_array().ok_or_else(|| format!("step {name}: outputs is not a list"))).transpose()?;
+            let declared = declared.map(Vec::as_slice).unwrap_or_default();
+            let mut outputs = Vec::new();
+            match action {
+                INVOKE_LAMBDA => {
+                    only_keys(&format!("step {name} inputs"), inputs, &["FunctionName", "InvocationType", "InputPayload"])?;
+                    let function = inputs.get("FunctionName").and_then(Json::as_str).ok_or_else(|| format!("{name}: FunctionName"))?;
+                    if !self.functions.contains_key(function) {
+                        return Err(format!("{name}: no function of the template has the ARN {function}"));
+                    }
+                    if inputs.get("InvocationType").is_some_and(|t| t.as_str() != Some("RequestResponse")) {
+                        return Err(format!("{name}: only RequestResponse invocations are modelled"));
+                    }
+                    // FunctionError and LogResult exist only when the function failed or LogType
+                    // is Tail; what a reference to an absent output gives is not documented.
+                    outputs.extend(["Payload".to_string(), "StatusCode".to_string()]);
+                    for o in declared {
+                        let (out_name, selector, kind) = declared_output(name, o)?;
+                        let expected = match selector {
+                            "$.Payload" => "String",
+                            "$.StatusCode" => "Integer",
+                            _ => {
+                                return Err(format!(
+                                    "{name}.{out_name}: selector {selector} is not modelled: {INVOKE_LAMBDA} outputs StatusCode, \
+                                     FunctionError, LogResult and Payload, and Payload is a string (the JSON of the \
+                                     function's result), so nothing can be selected inside it; parse it in an \
+                                     {EXECUTE_SCRIPT} step"
+                                ));
+                            }
+                        };
+                        if kind != expected {
+                            return Err(format!("{name}.{out_name}: {selector} is of Type {expected}, not {kind}"));
+                        }
+                        outputs.push(out_name.to_string());
+                    }
+                }
+                EXECUTE_SCRIPT => {
+                    only_keys(&format!("step {name} inputs"), inputs, &["Runtime", "Handler", "Script", "InputPayload"])?;
+                    if inputs.get("Runtime").and_then(Json::as_str) != Some("python3.11") {
+                        return Err(format!("{name}: only Runtime python3.11 is modelled"));
+                    }
+                    let handler = inputs.get("Handler").and_then(Json::as_str).ok_or_else(|| format!("{name}: Handler"))?;
+                    let script = inputs.get("Script").and_then(Json::as_str).ok_or_else(|| format!("{name}: Script"))?;
+                    if known_script(handler, script).is_none() {
+                        return Err(format!(
+                            "{name}: the script of handler {handler} is not one the runner knows; give it a Rust \
+                             interpretation in known_script (and a row in tests/python_scripts.rs)"
+                        ));
+                    }
+                    if !inputs.get("InputPayload").is_some_and(Json::is_object) {
+                        return Err(format!("{name}: InputPayload must be a map"));
+                    }
+                    for o in declared {
+                        let (out_name, selector, kind) = declared_output(name, o)?;
+                        let key = selector
+                            .strip_prefix("$.Payload.")
+                            .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+                        if key.is_none() || kind != "String" {
+                            return Err(format!(
+                                "{name}.{out_name}: only String outputs selecting $.Payload.<key> are modelled, not {selector} ({kind})"
+                            ));
+                        }
+                        outputs.push(out_name.to_string());
+                    }
+                }
+                BRANCH => {
+                    only_keys(&format!("step {name} inputs"), inputs, &["Choices", "Default"])?;
+                    let choices = inputs
+                        .get("Choices")
+                        .and_then(Json::as_array)
+                        .filter(|c| !c.is_empty())
+                        .ok_or_else(|| format!("{name}: no Choices"))?;
+                    for choice in choices {
+                        let choice = choice.as_object().ok_or_else(|| format!("{name}: a choice is not a map"))?;
+                        if let Some(k) = choice.keys().find(|k| !["NextStep", "Variable", "StringEquals"].contains(&k.as_str())) {
+                            return Err(format!("{name}: choice operator {k} is not modelled (only StringEquals)"));
+                        }
+                        for k in ["NextStep", "Variable", "StringEquals"] {
+                            if !choice.get(k).is_some_and(Json::is_string) {
+                                return Err(format!("{name}: a choice needs {k} (a string)"));
+                            }
+                        }
+                        target(name, &choice["NextStep"])?;
+                    }
+                    if let Some(default) = inputs.get("Default") {
+                        target(name, default)?;
+                    }
+                }
+                SLEEP => {
+                    only_keys(&format!("step {name} inputs"), inputs, &["Duration"])?;
+                    let duration =
+                        inputs.get("Duration").and_then(Json::as_str).ok_or_else(|| format!("{name}: aws:sleep needs Duration"))?;
+                    if !duration.contains("{{") {
+                        parse_sleep_duration(duration).map_err(|e| format!("{name}: {e}"))?;
+                    }
+                }
+                other => return Err(format!("{name}: action {other} is not modelled")),
+            }
+            if action != INVOKE_LAMBDA && action != EXECUTE_SCRIPT && !declared.is_empty() {
+                return Err(format!("{name}: {action} has no outputs to declare"));
+            }
+            available.insert(name.to_string(), outputs);
+        }
+        // Every variable names a parameter, the execution id or a step output that exists.
+        let known = |var: &str| -> bool {
+            match var.split_once('.') {
+                _ if var == "automation:EXECUTION_ID" => true,
+                Some((step, output)) => available.get(step).is_some_and(|o| o.iter().any(|x| x == output)),
+                None => parameters.contains_key(var),
+            }
+        };
+        let mut texts = Vec::new();
+        strings_in(&c["assumeRole"], &mut texts);
+        for step in steps {
+            strings_in(&step["inputs"], &mut texts);
+        }
+        for text in texts {
+            let matched = DOCUMENT_VARIABLE.find_iter(text).count();
+            if text.matches("{{").count() != matched {
+                return Err(format!("{text:?}: a {{{{ }}}} variable the runner does not model"));
+            }
+            for capture in DOCUMENT_VARIABLE.captures_iter(text) {
+                if !known(&capture[1]) {
+                    return Err(format!("{{{{ {} }}}} names no parameter or modelled step output", &capture[1]));
+                }
+            }
+        }
+        for output in c["outputs"].as_array().into_iter().flatten() {
+            let output = output.as_str().ok_or("document outputs are strings")?;
+            if !output.contains('.') || !known(output) {
+                return Err(format!("document output {output} names no modelled step output"));
+            }
+        }
+        Ok(())
+    }
+
     /// Runs the document with settled parameters. `worker` maps a function's binary name
     /// (`fix-...`) to the runner that plays it. Never panics on document behaviour: an
     /// unsupported construct ends the run Failed with the reason.
@@ -589,7 +814,10 @@ impl Document {
     ) -> Execution {
         let mut ex = Execution::started();
         let mut step_outputs: BTreeMap<String, String> = BTreeMap::new();
-        let result = self.interpret(parameters, execution_id, worker, options, &mut ex, &mut step_outputs).await;
+        let result = match self.check() {
+            Ok(()) => self.interpret(parameters, execution_id, worker, options, &mut ex, &mut step_outputs).await,
+            Err(e) => Err(e),
+        };
         match result {
             Ok(()) => ex.status = "Success".into(),
             Err(message) => {
@@ -617,6 +845,7 @@ impl Document {
         let steps = self.steps()?;
         let index_of = |name: &str| steps.iter().position(|s| s["name"].as_str() == Some(name)).ok_or(format!("no step named {name}"));
         let mut at = 0usize;
+        let mut turns = 0usize;
         loop {
             let max_steps = (options.max_turns + 1) * STEPS_PER_TURN;
             if ex.steps.len() >= max_steps {
@@ -628,48 +857,43 @@ impl Document {
             let action = step["action"].as_str().ok_or_else(|| format!("step {name} has no action"))?;
             let inputs = &step["inputs"];
             let vars = |text: &str, outputs: &BTreeMap<String, String>| substitute(text, parameters, execution_id, outputs);
+            let declared = step["outputs"].as_array().map(Vec::as_slice).unwrap_or_default();
             let mut branch_to = None;
             match action {
-                "aws:invokeLambdaFunction" => {
+                INVOKE_LAMBDA => {
                     let function = inputs["FunctionName"].as_str().ok_or_else(|| format!("{name}: FunctionName"))?;
-                    if inputs["InvocationType"].as_str().unwrap_or("RequestResponse") != "RequestResponse" {
-                        return Err(format!("{name}: only RequestResponse invocations are supported"));
-                    }
                     let binary = self.functions.get(function).ok_or_else(|| format!("{name}: no function with ARN {function}"))?;
                     let runner = worker(binary).ok_or_else(|| format!("{name}: no worker for {binary}"))?;
-                    if ex.worker_outcomes.len() >= options.max_turns {
+                    if turns >= options.max_turns {
                         return Err(format!(
                             "gave up after {} worker turns with the remediation still in progress; run it again to resume from where it stands",
                             options.max_turns
                         ));
                     }
-                    let payload = substitute_json(&inputs["InputPayload"], &|s| vars(s, outputs))?;
-                    let outcome = runner.step(&payload).await;
-                    let answer = json!({"Payload": serde_json::to_value(&outcome).map_err(|e| e.to_string())?});
-                    options.report(Progress::Turn { number: ex.worker_outcomes.len() + 1, outcome: &outcome });
-                    ex.worker_outcomes.push(outcome);
-                    for o in step["outputs"].as_array().into_iter().flatten() {
-                        let out_name = o["Name"].as_str().ok_or_else(|| format!("{name}: output without Name"))?;
-                        let selector = o["Selector"].as_str().ok_or_else(|| format!("{name}.{out_name}: no Selector"))?;
-                        if o["Type"].as_str().unwrap_or("String") != "String" {
-                            return Err(format!("{name}.{out_name}: only String outputs are supported"));
+                    turns += 1;
+                    let request = substitute_json(&inputs["InputPayload"], &|s| vars(s, outputs))?;
+                    // Lambda answers a function that panics (or times out) with its error object
+                    // and FunctionError set; the step itself succeeds.
+                    let payload = match CatchUnwind(Box::pin(runner.step(&request))).await {
+                        Ok(outcome) => {
+                            options.report(Progress::Turn { number: turns, outcome: &outcome });
+                            let payload = serde_json::to_string(&outcome).map_err(|e| e.to_string())?;
+                            ex.worker_outcomes.push(outcome);
+                            payload
                         }
-                        let path = selector.strip_prefix("$.").ok_or_else(|| format!("{name}.{out_name}: selector {selector}"))?;
-                        let value = path.split('.').try_fold(&answer, |v, key| v.get(key));
-                        let value = match value {
-                            Some(Json::String(s)) => s.clone(),
-                            Some(other) => other.to_string(),
-                            None => return Err(format!("{name}.{out_name}: {selector} selects nothing in {answer}")),
-                        };
+                        Err(panic) => json!({"errorType": "Panic", "errorMessage": panic}).to_string(),
+                    };
+                    let status_code = "200".to_string();
+                    for o in declared {
+                        let (out_name, selector, _) = declared_output(name, o)?;
+                        let value = if selector == "$.Payload" { payload.clone() } else { status_code.clone() };
                         outputs.insert(format!("{name}.{out_name}"), value);
                     }
+                    outputs.insert(format!("{name}.StatusCode"), status_code);
+                    outputs.insert(format!("{name}.Payload"), payload);
                 }
-                "aws:branch" => {
+                BRANCH => {
                     for choice in inputs["Choices"].as_array().ok_or_else(|| format!("{name}: no Choices"))? {
-                        let keys: Vec<&str> = choice.as_object().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
-                        if let Some(k) = keys.iter().find(|k| !["NextStep", "Variable", "StringEquals"].contains(k)) {
-                            return Err(format!("{name}: unsupported choice operator {k}"));
-                        }
                         let variable = vars(choice["Variable"].as_str().ok_or_else(|| format!("{name}: choice Variable"))?, outputs)?;
                         let expected = choice["StringEquals"].as_str().ok_or_else(|| format!("{name}: choice StringEquals"))?;
                         if variable == expected {
@@ -684,7 +908,7 @@ impl Document {
                         }
                     }
                 }
-                "aws:sleep" => {
+                SLEEP => {
                     let documented = inputs["Duration"].as_str().ok_or_else(|| format!("{name}: aws:sleep needs Duration"))?;
                     let documented = parse_sleep_duration(&vars(documented, outputs)?).map_err(|e| format!("{name}: {e}"))?;
                     let wait = match options.sleep {
@@ -696,18 +920,21 @@ impl Document {
                         tokio::time::sleep(wait).await;
                     }
                 }
-                "aws:executeScript" => {
-                    if inputs["Handler"].as_str() != Some("fail") {
-                        return Err(format!("{name}: only the `fail` script handler is supported"));
+                EXECUTE_SCRIPT => {
+                    let handler = inputs["Handler"].as_str().unwrap_or_default();
+                    let script = inputs["Script"].as_str().unwrap_or_default();
+                    let run = known_script(handler, script).ok_or_else(|| format!("{name}: unknown script for handler {handler}"))?;
+                    let events = substitute_json(&inputs["InputPayload"], &|s| vars(s, outputs))?;
+                    // A raised exception fails the step; onFailure Abort fails the run with it.
+                    let returned = run(&events)?;
+                    for o in declared {
+                        let (out_name, selector, _) = declared_output(name, o)?;
+                        let key = selector.strip_prefix("$.Payload.").unwrap_or_default();
+                        let value = returned.get(key).and_then(Json::as_str).ok_or_else(|| {
+                            format!("{name}.{out_name}: {selector} selects no string in what {handler} returned: {returned}")
+                        })?;
+                        outputs.insert(format!("{name}.{out_name}"), value.to_string());
                     }
-                    let input = substitute_json(&inputs["InputPayload"], &|s| vars(s, outputs))?;
-                    let text = |k: &str| input[k].as_str().unwrap_or("").trim().to_string();
-                    let status = Some(text("Status")).filter(|s| !s.is_empty()).unwrap_or_else(|| "no status".into());
-                    let message = Some(text("Message")).filter(|s| !s.is_empty()).unwrap_or_else(|| "The worker gave no reason.".into());
-                    return Err(format!(
-                        "Remediation of {} did not succeed (worker status: {status}). {message}",
-                        input["ResourceId"].as_str().unwrap_or("")
-                    ));
                 }
                 other => return Err(format!("{name}: unsupported action {other}")),
             }
@@ -724,6 +951,170 @@ impl Document {
             }
         }
     }
+}
+
+/// `(Name, Selector, Type)` of a declared step output (`Type` defaults to String).
+fn declared_output<'a>(step: &str, o: &'a Json) -> Result<(&'a str, &'a str, &'a str), String> {
+    let map = o.as_object().ok_or_else(|| format!("{step}: an output is not a map"))?;
+    only_keys(&format!("{step} output"), map, &["Name", "Selector", "Type"])?;
+    let name = o["Name"].as_str().ok_or_else(|| format!("{step}: output without Name"))?;
+    let selector = o["Selector"].as_str().ok_or_else(|| format!("{step}.{name}: no Selector"))?;
+    Ok((name, selector, o["Type"].as_str().unwrap_or("String")))
+}
+
+fn only_keys(what: &str, map: &serde_json::Map<String, Json>, allowed: &[&str]) -> Result<(), String> {
+    match map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(format!("{what}: {k} is not modelled by the runner")),
+        None => Ok(()),
+    }
+}
+
+fn strings_in<'a>(v: &'a Json, out: &mut Vec<&'a str>) {
+    match v {
+        Json::String(s) => out.push(s),
+        Json::Array(items) => items.iter().for_each(|i| strings_in(i, out)),
+        Json::Object(map) => map.values().for_each(|i| strings_in(i, out)),
+        _ => {}
+    }
+}
+
+/// Polls a future and turns a panic into the panic's message, as the Lambda runtime reports a
+/// panicking handler as a function error instead of dying with it.
+struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
+
+impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let inner = self.get_mut().0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "the handler panicked".into());
+                std::task::Poll::Ready(Err(message))
+            }
+        }
+    }
+}
+
+/// The `read_answer` script of every document's Answer step, exactly as in template.yaml.
+pub const READ_ANSWER_SCRIPT: &str = r#"import json
+
+STATUSES = ("InProgress", "Succeeded", "Failed")
+
+
+def text(value):
+    return value if isinstance(value, str) else ""
+
+
+def read_answer(events, context):
+    # Payload is a string: the JSON of what the worker returned, or Lambda's error object
+    # (errorType, errorMessage) when the function crashed or timed out.
+    payload = text(events.get("Payload"))
+    try:
+        answer = json.loads(payload)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        return {"Status": "Unreadable", "Message": "The worker's answer is not a JSON object: " + payload[:500]}
+    if "errorType" in answer or "errorMessage" in answer:
+        return {
+            "Status": "WorkerError",
+            "Message": "The worker stopped with an error before answering ({}): {}".format(
+                text(answer.get("errorType")) or "no error type", text(answer.get("errorMessage")) or "no message"),
+        }
+    status = answer.get("Status")
+    message = text(answer.get("Message"))
+    if status not in STATUSES:
+        return {"Status": "Unreadable", "Message": "The worker's answer has no known Status. " + message}
+    return {"Status": status, "Message": message}"#;
+
+/// The `fail` script of every document's Fail step, exactly as in template.yaml.
+pub const FAIL_SCRIPT: &str = r#"def fail(events, context):
+    status = (events.get("Status") or "").strip() or "no status"
+    message = (events.get("Message") or "").strip() or "The worker gave no reason."
+    raise Exception(
+        "Remediation of {} did not succeed (worker status: {}). {}".format(
+            events.get("ResourceId"), status, message))"#;
+
+/// What a known `aws:executeScript` script does, in Rust: the handler's return value, or the
+/// message of the exception it raises.
+pub type Script = fn(&Json) -> Result<Json, String>;
+
+/// The Rust semantics of a script the runner knows, by handler and exact text; `None` for any
+/// other (refused at load time).
+pub fn known_script(handler: &str, script: &str) -> Option<Script> {
+    match (handler, script) {
+        ("read_answer", READ_ANSWER_SCRIPT) => Some(read_answer),
+        ("fail", FAIL_SCRIPT) => Some(fail),
+        _ => None,
+    }
+}
+
+/// Python's `str(value)` for the JSON values an InputPayload holds.
+fn python_text(v: Option<&Json>) -> String {
+    match v {
+        None | Some(Json::Null) => "None".into(),
+        Some(Json::String(s)) => s.clone(),
+        Some(Json::Bool(b)) => if *b { "True" } else { "False" }.into(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Python's `str.strip()`: Rust's whitespace plus the separators U+001C..U+001F that Python
+/// also counts as whitespace.
+fn python_strip(s: &str) -> &str {
+    s.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
+}
+
+/// `text(value)` of the script: the value if it is a string, else "".
+fn string_or_empty(v: Option<&Json>) -> &str {
+    v.and_then(Json::as_str).unwrap_or("")
+}
+
+fn read_answer(events: &Json) -> Result<Json, String> {
+    let payload = string_or_empty(events.get("Payload"));
+    // Python's json.loads and serde_json agree on every RFC 8259 text, which is all Lambda
+    // returns; they differ only on extensions (NaN, lone surrogates) no worker produces.
+    let answer = match serde_json::from_str::<Json>(payload) {
+        Ok(Json::Object(answer)) => answer,
+        _ => {
+            let head: String = payload.chars().take(500).collect();
+            return Ok(json!({"Status": "Unreadable", "Message": format!("The worker's answer is not a JSON object: {head}")}));
+        }
+    };
+    if answer.contains_key("errorType") || answer.contains_key("errorMessage") {
+        let or = |s: &str, default: &str| if s.is_empty() { default.to_string() } else { s.to_string() };
+        let message = format!(
+            "The worker stopped with an error before answering ({}): {}",
+            or(string_or_empty(answer.get("errorType")), "no error type"),
+            or(string_or_empty(answer.get("errorMessage")), "no message")
+        );
+        return Ok(json!({"Status": "WorkerError", "Message": message}));
+    }
+    let message = string_or_empty(answer.get("Message"));
+    Ok(match answer.get("Status").and_then(Json::as_str) {
+        Some(status @ ("InProgress" | "Succeeded" | "Failed")) => json!({"Status": status, "Message": message}),
+        _ => json!({"Status": "Unreadable", "Message": format!("The worker's answer has no known Status. {message}")}),
+    })
+}
+
+fn fail(events: &Json) -> Result<Json, String> {
+    let field = |key: &str, default: &str| {
+        let text = python_strip(string_or_empty(events.get(key)));
+        if text.is_empty() { default.to_string() } else { text.to_string() }
+    };
+    Err(format!(
+        "Remediation of {} did not succeed (worker status: {}). {}",
+        python_text(events.get("ResourceId")),
+        field("Status", "no status"),
+        field("Message", "The worker gave no reason.")
+    ))
 }
 
 /// Replaces `{{ Param }}`, `{{ automation:EXECUTION_ID }}` and `{{ Step.Output }}`. An unknown
@@ -818,6 +1209,13 @@ mod tests {
         for text in ["30", "PT", "P", "PT30", "PTS", "PT-1S", "PT1X", "P8D", ""] {
             assert!(parse_sleep_duration(text).is_err(), "{text} should be refused");
         }
+        // aws:sleep: "The maximum duration is 604799 seconds (7 days)": seven full days are one
+        // second too many.
+        assert_eq!(parse_sleep_duration("PT604799S"), Ok(Duration::from_secs(604_799)));
+        assert_eq!(parse_sleep_duration("P6DT23H59M59S"), Ok(Duration::from_secs(604_799)));
+        for text in ["P7D", "PT604800S", "PT168H"] {
+            assert!(parse_sleep_duration(text).unwrap_err().contains("604799"), "{text} should be refused");
+        }
     }
 
     /// A worker that answers InProgress `busy_turns` times, then `last`. It makes no AWS call:
@@ -845,15 +1243,145 @@ mod tests {
     }
 
     async fn run_scripted(busy_turns: usize, last: FixStatus, options: RunOptions<'_>) -> (Execution, usize) {
-        let t = Template::embedded().unwrap();
-        let (remediation, doc) = t.remediation_for_worker("fix-s3-enable-default-encryption").unwrap();
-        let params = doc.parameters_for(&remediation.execution_parameters("my-bucket")).unwrap();
         let fix = Arc::new(Scripted { busy_turns, last, calls: AtomicUsize::new(0) });
-        let sdk = offline_sdk();
-        let runner = Arc::new(FixRunner::new(fix.clone(), &sdk, None));
-        let worker = |binary: &str| (binary == "fix-s3-enable-default-encryption").then(|| runner.clone());
-        let ex = doc.run(&params, "exec-1", &worker, &options).await;
+        let ex = run_fix(&s3_document(), fix.clone(), options).await;
         (ex, fix.calls.load(Ordering::SeqCst))
+    }
+
+    async fn run_fix(doc: &Document, fix: Arc<dyn Fix>, options: RunOptions<'_>) -> Execution {
+        let t = Template::embedded().unwrap();
+        let (remediation, _) = t.remediation_for_worker("fix-s3-enable-default-encryption").unwrap();
+        let params = doc.parameters_for(&remediation.execution_parameters("my-bucket")).unwrap();
+        let sdk = offline_sdk();
+        let runner = Arc::new(FixRunner::new(fix, &sdk, None));
+        let worker = |binary: &str| (binary == "fix-s3-enable-default-encryption").then(|| runner.clone());
+        doc.run(&params, "exec-1", &worker, &options).await
+    }
+
+    fn s3_document() -> Document {
+        Template::embedded().unwrap().remediation_for_worker("fix-s3-enable-default-encryption").unwrap().1
+    }
+
+    fn step_mut<'a>(content: &'a mut Json, name: &str) -> &'a mut Json {
+        content["mainSteps"].as_array_mut().unwrap().iter_mut().find(|s| s["name"] == name).unwrap()
+    }
+
+    /// A worker whose Lambda handler panics: Lambda answers with its error object.
+    struct Crashing;
+
+    #[atrest::async_trait]
+    impl Fix for Crashing {
+        fn spec(&self) -> &'static FixSpec {
+            fix_s3_enable_default_encryption::S3EnableDefaultEncryption.spec()
+        }
+        async fn reconcile(&self, _ctx: &FixContext, _req: &FixRequest) -> atrest::Result<FixOutcome> {
+            panic!("index out of bounds: the len is 0 but the index is 0")
+        }
+    }
+
+    /// A worker crash or timeout is not a failed Invoke step: the Payload is Lambda's error object,
+    /// which the document reads as WorkerError and ends Failed on, after one turn, naming it.
+    #[tokio::test]
+    async fn a_crashing_worker_ends_the_run_failed_naming_the_error() {
+        let ex = run_fix(&s3_document(), Arc::new(Crashing), RunOptions::immediate()).await;
+        assert_eq!(ex.status, "Failed", "{ex:?}");
+        assert_eq!(ex.steps, ["Invoke", "Answer", "Decide", "Fail"]);
+        assert_eq!(ex.outputs.get("Answer.Status").map(String::as_str), Some("WorkerError"));
+        let message = ex.failure_message.unwrap();
+        assert!(message.contains("my-bucket") && message.contains("worker status: WorkerError"), "{message}");
+        assert!(message.contains("(Panic): index out of bounds"), "{message}");
+    }
+
+    /// aws:invokeLambdaFunction's Payload output is a string (the JSON of the function's result)
+    /// and StatusCode an integer, as AWS documents them; nothing else is made up.
+    #[tokio::test]
+    async fn the_invoke_payload_is_the_json_string_of_the_answer() {
+        let mut doc = s3_document();
+        doc.content["outputs"] = json!(["Invoke.Payload", "Invoke.StatusCode", "Answer.Status"]);
+        doc.check().unwrap();
+        let fix = Arc::new(Scripted { busy_turns: 0, last: FixStatus::Succeeded, calls: AtomicUsize::new(0) });
+        let ex = run_fix(&doc, fix, RunOptions::immediate()).await;
+        assert!(ex.succeeded(), "{ex:?}");
+        let payload = &ex.outputs["Invoke.Payload"];
+        let answer: Json = serde_json::from_str(payload).unwrap();
+        assert_eq!((answer["Status"].as_str(), answer["Message"].as_str()), (Some("Succeeded"), Some("done")));
+        assert_eq!(ex.outputs["Invoke.StatusCode"], "200");
+        assert_eq!(ex.outputs["Answer.Status"], "Succeeded");
+    }
+
+    /// What the runner does not model is refused when the document is loaded, before any worker
+    /// runs: each of these documents would otherwise run differently here than in an account.
+    #[tokio::test]
+    async fn constructs_the_runner_does_not_model_are_refused_at_load() {
+        type Mutation = fn(&mut Json);
+        let cases: &[(&str, Mutation, &str)] = &[
+            (
+                "a selector inside the Lambda Payload string",
+                |c| step_mut(c, "Invoke")["outputs"] = json!([{"Name": "Status", "Selector": "$.Payload.Status", "Type": "String"}]),
+                "Payload is a string",
+            ),
+            ("an action", |c| step_mut(c, "Succeeded")["action"] = json!("aws:approve"), "aws:approve is not modelled"),
+            (
+                "a choice operator",
+                |c| {
+                    let choice = &mut step_mut(c, "Decide")["inputs"]["Choices"][0];
+                    let expected = choice.as_object_mut().unwrap().remove("StringEquals").unwrap();
+                    choice["NumericEquals"] = expected;
+                },
+                "NumericEquals is not modelled",
+            ),
+            (
+                "an output present only when the function failed",
+                |c| step_mut(c, "Fail")["inputs"]["InputPayload"]["Status"] = json!("{{ Invoke.FunctionError }}"),
+                "Invoke.FunctionError",
+            ),
+            ("a global variable", |c| step_mut(c, "Fail")["inputs"]["InputPayload"]["Status"] = json!("{{ global:DATE }}"), "global:DATE"),
+            (
+                "a parameter-store reference",
+                |c| step_mut(c, "Fail")["inputs"]["InputPayload"]["Status"] = json!("{{ssm:/a/b}}"),
+                "does not model",
+            ),
+            (
+                "an edited script",
+                |c| {
+                    let script = step_mut(c, "Answer")["inputs"]["Script"].as_str().unwrap().replace("Unreadable", "Unknown");
+                    step_mut(c, "Answer")["inputs"]["Script"] = json!(script);
+                },
+                "not one the runner knows",
+            ),
+            ("onFailure Continue", |c| step_mut(c, "Invoke")["onFailure"] = json!("Continue"), "onFailure"),
+            ("a timeout over the action's cap", |c| step_mut(c, "Invoke")["timeoutSeconds"] = json!(301), "outside 1..=300"),
+            ("a step property", |c| step_mut(c, "Invoke")["isCritical"] = json!(false), "isCritical is not modelled"),
+            ("a missing next step", |c| step_mut(c, "Wait")["nextStep"] = json!("Nowhere"), "no step named Nowhere"),
+            ("a sleep of seven full days", |c| step_mut(c, "Wait")["inputs"]["Duration"] = json!("P7D"), "604799"),
+            ("an undeclared document output", |c| c["outputs"] = json!(["Answer.Nothing"]), "Answer.Nothing"),
+            ("an asynchronous invocation", |c| step_mut(c, "Invoke")["inputs"]["InvocationType"] = json!("Event"), "RequestResponse"),
+        ];
+        assert_eq!(s3_document().check(), Ok(()));
+        for (what, mutate, expected) in cases {
+            let mut doc = s3_document();
+            mutate(&mut doc.content);
+            let refused = doc.check().expect_err(what);
+            assert!(refused.contains(expected), "{what}: {refused}");
+            // A run of such a document fails before calling the worker.
+            let fix = Arc::new(Scripted { busy_turns: 0, last: FixStatus::Succeeded, calls: AtomicUsize::new(0) });
+            let ex = run_fix(&doc, fix.clone(), RunOptions::immediate()).await;
+            assert_eq!((ex.status.as_str(), fix.calls.load(Ordering::SeqCst)), ("Failed", 0), "{what}");
+        }
+    }
+
+    /// The documents as they were (Status and Message selected inside the Payload string) are
+    /// refused: in an account they would take Fail after the first turn.
+    #[test]
+    fn a_template_selecting_inside_the_payload_is_refused() {
+        let old = TEMPLATE_YAML.replace(
+            "            nextStep: Answer\n",
+            "            outputs:\n              - Name: Status\n                Selector: $.Payload.Status\n                Type: String\n            nextStep: Answer\n",
+        );
+        assert_ne!(old, TEMPLATE_YAML);
+        let t = Template::parse(&old).unwrap();
+        let refused = t.remediations().unwrap().iter().map(|r| t.document(&r.document_logical_id).unwrap_err()).collect::<Vec<_>>();
+        assert!(refused.iter().all(|e| e.contains("Payload is a string")), "{refused:?}");
     }
 
     /// An SDK configuration with no endpoint or credentials: the scripted worker never calls AWS.
@@ -870,8 +1398,10 @@ mod tests {
         assert!(ex.succeeded(), "{ex:?}");
         assert_eq!(calls, 4);
         assert_eq!(ex.worker_outcomes.len(), 4);
-        assert_eq!(ex.outputs.get("Invoke.Status").map(String::as_str), Some("Succeeded"));
+        assert_eq!(ex.outputs.get("Answer.Status").map(String::as_str), Some("Succeeded"));
+        assert_eq!(ex.outputs.get("Answer.Message").map(String::as_str), Some("done"));
         assert_eq!(ex.steps.iter().filter(|s| *s == "Invoke").count(), 4, "{:?}", ex.steps);
+        assert_eq!(&ex.steps[..4], ["Invoke", "Answer", "Decide", "Wait"], "the Answer step reads each turn's Payload");
     }
 
     #[tokio::test]
