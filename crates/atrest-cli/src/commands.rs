@@ -111,7 +111,11 @@ pub async fn sweep(sdk: &SdkConfig, rule_names: &[String], params_file: Option<&
         .with_context(|| params_file.map(|p| p.display().to_string()).unwrap_or_else(|| "sweep".into()))
 }
 
-pub async fn sweep_with_params(sdk: &SdkConfig, rule_names: &[String], overrides: &RuleParams) -> anyhow::Result<(Vec<RuleEvaluation>, bool)> {
+pub async fn sweep_with_params(
+    sdk: &SdkConfig,
+    rule_names: &[String],
+    overrides: &RuleParams,
+) -> anyhow::Result<(Vec<RuleEvaluation>, bool)> {
     let mut selected = Vec::new();
     if rule_names.is_empty() {
         selected = catalog::rules();
