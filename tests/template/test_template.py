@@ -566,9 +566,11 @@ def test_sam_build_never_stops_at_the_beta_feature_prompt():
     # (CI, make deploy) stops there.
     uses_beta = any(fn["Metadata"].get("BuildMethod") == "rust-cargolambda" for fn in resources_of("AWS::Serverless::Function").values())
     assert uses_beta
-    build = tomllib.loads((ROOT / "samconfig.toml").read_text())["default"]["build"]["parameters"]
-    makefile_builds = [line for line in (ROOT / "Makefile").read_text().splitlines() if re.search(r"\bsam build\b", line)]
-    assert build.get("beta_features") is True or all("--beta-features" in line for line in makefile_builds)
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())["default"]
+    for command in ("build", "sync"):
+        makefile = [line for line in (ROOT / "Makefile").read_text().splitlines() if re.search(rf"\bsam {command}\b", line)]
+        enabled = config.get(command, {}).get("parameters", {}).get("beta_features") is True
+        assert enabled or (makefile and all("--beta-features" in line for line in makefile)), command
 
 
 def test_fix_workers_time_out_before_the_ssm_step_cap():

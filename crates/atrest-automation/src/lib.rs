@@ -117,7 +117,7 @@ pub struct Execution {
     /// `Success` or `Failed`, as SSM reports it.
     pub status: String,
     pub failure_message: Option<String>,
-    /// Document outputs (`Invoke.Status`, ...) with their last values.
+    /// Document outputs (`Answer.Status`, `Answer.Message`) with their last values.
     pub outputs: BTreeMap<String, String>,
     /// The names of the steps run, in order.
     pub steps: Vec<String>,
