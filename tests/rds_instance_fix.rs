@@ -377,3 +377,80 @@ async fn replicas_cluster_members_and_missing_instances_fail_clearly() {
     assert_eq!(o.status, FixStatus::Failed);
     assert!(o.message.contains("Nothing was changed"), "{}", o.message);
 }
+
+/// The most common instance: created without `DBParameterGroupName` or `OptionGroupName`, so it
+/// uses the engine's default groups. The restore must leave those to the engine (naming
+/// `default:mysql-8-0` is answered `OptionGroupNotFoundFault` where it does not exist).
+#[tokio::test]
+async fn an_instance_created_with_neither_parameter_nor_option_group_is_encrypted() {
+    let sdk = sdk().await;
+    let id = unique("plain");
+    let source = rds(&sdk)
+        .create_db_instance()
+        .db_instance_identifier(&id)
+        .db_instance_class("db.t3.micro")
+        .engine("mysql")
+        .engine_version("8.0.35")
+        .master_username("admin")
+        .master_user_password("correct-horse-battery")
+        .allocated_storage(20)
+        .storage_encrypted(false)
+        .send()
+        .await
+        .unwrap()
+        .db_instance()
+        .cloned()
+        .unwrap();
+    let dbi = source.dbi_resource_id().unwrap().to_string();
+    let o = runner(&sdk, None).drive(&request(&dbi, json!({})), &FAST).await;
+    assert_eq!(o.status, FixStatus::Succeeded, "{o:?}");
+    let target = describe(&sdk, &format!("{id}-encrypted")).await.expect("the encrypted instance exists");
+    assert_eq!(target.storage_encrypted(), Some(true));
+    // The copy is on the engine's defaults too, like its source.
+    let groups = |i: &DbInstance| {
+        (
+            i.db_parameter_groups().first().and_then(|g| g.db_parameter_group_name()).map(str::to_string),
+            i.option_group_memberships().first().and_then(|g| g.option_group_name()).map(str::to_string),
+        )
+    };
+    assert_eq!(groups(&target), groups(&source));
+}
+
+#[tokio::test]
+async fn a_stopped_instance_is_refused_and_left_as_it_is() {
+    let sdk = sdk().await;
+    let id = unique("stopped");
+    let dbi = unencrypted_instance(&sdk, &id).await.dbi_resource_id().unwrap().to_string();
+    rds(&sdk).stop_db_instance().db_instance_identifier(&id).send().await.unwrap();
+    let topic_arn = topic(&sdk, &unique("alerts")).await;
+    let o = runner(&sdk, Some(&topic_arn)).drive(&request(&dbi, json!({})), &FAST).await;
+    assert_eq!(o.status, FixStatus::Failed, "{o:?}");
+    assert!(o.message.contains(&format!("{id} is stopped")) && o.message.contains(&format!("Start {id}")), "{}", o.message);
+    // Nothing made, and the source neither started nor otherwise touched.
+    assert!(snapshot_ids(&sdk, &dbi).await.is_empty());
+    assert!(targets_of(&sdk, &dbi).await.is_empty());
+    assert_eq!(describe(&sdk, &id).await.unwrap().db_instance_status(), Some("stopped"));
+    let messages = sns_messages(&topic_arn).await;
+    assert!(messages.iter().any(|(_, body)| body.contains("is stopped")), "{messages:?}");
+}
+
+#[tokio::test]
+async fn read_replicas_refuse_the_rename_cutover_and_are_named_without_it() {
+    let sdk = sdk().await;
+    let id = unique("primary");
+    let dbi = unencrypted_instance(&sdk, &id).await.dbi_resource_id().unwrap().to_string();
+    let replica = unique("reader");
+    rds(&sdk).create_db_instance_read_replica().db_instance_identifier(&replica).source_db_instance_identifier(&id).send().await.unwrap();
+
+    // A rename would leave the replica on the renamed, unencrypted source: refused up front.
+    let o = runner(&sdk, None).drive(&request(&dbi, json!({"Cutover": "rename", "WritesFrozen": "true"})), &FAST).await;
+    assert_eq!(o.status, FixStatus::Failed, "{o:?}");
+    assert!(o.message.contains(&replica) && o.message.contains("Nothing was changed"), "{}", o.message);
+    assert!(snapshot_ids(&sdk, &dbi).await.is_empty());
+    assert_eq!(describe(&sdk, &id).await.unwrap().dbi_resource_id(), Some(dbi.as_str()), "the source keeps its name");
+
+    // Side by side: the copy is made and the replica it does not carry is named.
+    let o = runner(&sdk, None).drive(&request(&dbi, json!({})), &FAST).await;
+    assert_eq!(o.status, FixStatus::Succeeded, "{o:?}");
+    assert!(o.message.contains("Not carried over") && o.message.contains(&replica), "{}", o.message);
+}
