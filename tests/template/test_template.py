@@ -315,6 +315,16 @@ def test_documents_use_only_documented_outputs():
             assert output in available.get(step, set()), f"{name}: {{{{ {step}.{output} }}}} is no documented output"
 
 
+def test_documents_tell_whoever_runs_them_by_hand_about_pass_role():
+    # A run started by hand assumes the document's default AutomationAssumeRole, which the
+    # caller must be allowed to pass (iam:PassRole); Config's own runs need nothing of the user.
+    for name, document in documents().items():
+        content = document["Properties"]["Content"]
+        assert ref_target(content["parameters"]["AutomationAssumeRole"]["default"]) == "AutomationRole", name
+        assert "iam:PassRole" in content["description"] and "AutomationRoleArn" in content["description"], name
+    assert "AutomationRoleArn" in TEMPLATE["Outputs"]
+
+
 def test_automation_role_may_only_invoke_the_fix_workers():
     role = RESOURCES["AutomationRole"]["Properties"]
     trust = role["AssumeRolePolicyDocument"]["Statement"]
