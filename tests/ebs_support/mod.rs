@@ -86,11 +86,16 @@ pub fn tag_spec(resource: ResourceType, tags: &[(&str, &str)]) -> TagSpecificati
 /// unencrypted gp3 data volume (/dev/sdf, 20 GiB, 4000 IOPS, 250 MiB/s, tagged,
 /// DeleteOnTermination=false). Returns (instance, root volume, data volume).
 pub async fn instance_with_two_plain_volumes(sdk: &SdkConfig, name: &str) -> (String, String, String) {
+    instance_of_type_with_two_plain_volumes(sdk, name, InstanceType::T3Micro).await
+}
+
+/// The same estate on an instance of the given type (e.g. one with instance store).
+pub async fn instance_of_type_with_two_plain_volumes(sdk: &SdkConfig, name: &str, instance_type: InstanceType) -> (String, String, String) {
     let ec2 = ec2(sdk);
     let run = ec2
         .run_instances()
         .image_id("ami-12c6146b")
-        .instance_type(InstanceType::T3Micro)
+        .instance_type(instance_type)
         .min_count(1)
         .max_count(1)
         .block_device_mappings(
@@ -180,4 +185,130 @@ pub async fn snapshots_tagged(sdk: &SdkConfig, key: &str, value: &str) -> Vec<aw
 pub async fn aws_ebs_key_arn(sdk: &SdkConfig) -> String {
     let kms = atrest::clients::kms(sdk);
     kms.describe_key().key_id("alias/aws/ebs").send().await.expect("DescribeKey").key_metadata().unwrap().arn().unwrap().to_string()
+}
+
+/// A fixed EC2 estate answered by aws-smithy-mocks, for what the stand-in cannot show (states
+/// AWS reaches asynchronously or through eventual consistency). The describe calls answer from
+/// it with the filters the fix uses (`volume-id`, `tag:<key>`); writes get their own rules in
+/// each test so that their calls can be counted.
+pub mod mocked {
+    use std::sync::Arc;
+
+    use aws_sdk_ec2::operation::describe_instance_types::DescribeInstanceTypesOutput;
+    use aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput;
+    use aws_sdk_ec2::operation::describe_snapshots::DescribeSnapshotsOutput;
+    use aws_sdk_ec2::operation::describe_volumes::DescribeVolumesOutput;
+    use aws_sdk_ec2::types::{
+        EbsInstanceBlockDevice, Filter, Instance, InstanceBlockDeviceMapping, InstanceState, InstanceStateName, InstanceTypeInfo,
+        Reservation, Snapshot, SnapshotState, StateReason, Tag, Volume, VolumeAttachment, VolumeAttachmentState, VolumeState, VolumeType,
+    };
+    use aws_smithy_mocks::{Rule, mock};
+    use aws_smithy_types::DateTime;
+
+    pub const AZ: &str = "us-east-1a";
+
+    pub fn tag_list(pairs: &[(&str, &str)]) -> Vec<Tag> {
+        pairs.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect()
+    }
+
+    /// A volume; `attached`: (instance, device).
+    pub fn volume(id: &str, encrypted: bool, state: VolumeState, attached: Option<(&str, &str)>, tags: &[(&str, &str)]) -> Volume {
+        Volume::builder()
+            .volume_id(id)
+            .availability_zone(AZ)
+            .volume_type(VolumeType::Gp3)
+            .size(20)
+            .iops(3000)
+            .throughput(125)
+            .encrypted(encrypted)
+            .state(state)
+            .create_time(DateTime::from_secs(1_000))
+            .set_tags(Some(tag_list(tags)))
+            .set_attachments(attached.map(|(i, d)| {
+                vec![VolumeAttachment::builder().instance_id(i).device(d).volume_id(id).state(VolumeAttachmentState::Attached).build()]
+            }))
+            .build()
+    }
+
+    pub fn snapshot(id: &str, state: SnapshotState, message: Option<&str>, tags: &[(&str, &str)]) -> Snapshot {
+        Snapshot::builder()
+            .snapshot_id(id)
+            .state(state)
+            .set_state_message(message.map(str::to_string))
+            .start_time(DateTime::from_secs(2_000))
+            .encrypted(false)
+            .set_tags(Some(tag_list(tags)))
+            .build()
+    }
+
+    /// An EBS-backed instance; `devices`: (device, volume, DeleteOnTermination).
+    pub fn instance(
+        id: &str,
+        state: InstanceStateName,
+        reason: Option<(&str, &str)>,
+        devices: &[(&str, &str, bool)],
+        tags: &[(&str, &str)],
+    ) -> Instance {
+        Instance::builder()
+            .instance_id(id)
+            .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+            .root_device_type(aws_sdk_ec2::types::DeviceType::Ebs)
+            .state(InstanceState::builder().name(state).build())
+            .launch_time(DateTime::from_secs(100))
+            .set_state_reason(reason.map(|(c, m)| StateReason::builder().code(c).message(m).build()))
+            .set_tags(Some(tag_list(tags)))
+            .set_block_device_mappings(Some(
+                devices
+                    .iter()
+                    .map(|(d, v, dot)| {
+                        InstanceBlockDeviceMapping::builder()
+                            .device_name(*d)
+                            .ebs(EbsInstanceBlockDevice::builder().volume_id(*v).delete_on_termination(*dot).build())
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build()
+    }
+
+    fn tag_matches(tags: &[Tag], f: &Filter) -> bool {
+        let Some(key) = f.name().and_then(|n| n.strip_prefix("tag:")) else { return true };
+        tags.iter().any(|t| t.key() == Some(key) && f.values().iter().any(|v| t.value() == Some(v.as_str())))
+    }
+
+    /// The describe rules of an estate. `instances` answers DescribeInstances in order (the
+    /// last one repeatedly): EC2's eventually consistent view of the instance, call by call.
+    pub fn describe_rules(volumes: Vec<Volume>, snapshots: Vec<Snapshot>, instances: Vec<Instance>) -> Vec<Rule> {
+        let volumes = Arc::new(volumes);
+        let snapshots = Arc::new(snapshots);
+        let describe_volumes = mock!(aws_sdk_ec2::Client::describe_volumes).then_compute_output(move |req| {
+            let keep = |v: &&Volume| {
+                req.filters().iter().all(|f| match f.name() {
+                    Some("volume-id") => f.values().iter().any(|id| v.volume_id() == Some(id.as_str())),
+                    _ => tag_matches(v.tags(), f),
+                }) && (req.volume_ids().is_empty() || req.volume_ids().iter().any(|id| v.volume_id() == Some(id.as_str())))
+            };
+            DescribeVolumesOutput::builder().set_volumes(Some(volumes.iter().filter(keep).cloned().collect())).build()
+        });
+        let describe_snapshots = mock!(aws_sdk_ec2::Client::describe_snapshots).then_compute_output(move |req| {
+            let keep = |s: &&Snapshot| req.filters().iter().all(|f| tag_matches(s.tags(), f));
+            DescribeSnapshotsOutput::builder().set_snapshots(Some(snapshots.iter().filter(keep).cloned().collect())).build()
+        });
+        assert!(!instances.is_empty(), "describe_rules needs at least one view of the instance");
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let describe_instances = mock!(aws_sdk_ec2::Client::describe_instances).then_compute_output(move |_| {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst).min(instances.len() - 1);
+            DescribeInstancesOutput::builder().reservations(Reservation::builder().instances(instances[n].clone()).build()).build()
+        });
+        vec![describe_volumes, describe_snapshots, describe_instances]
+    }
+
+    /// DescribeInstanceTypes for an instance type without instance store (t3.micro).
+    pub fn no_instance_store() -> Rule {
+        mock!(aws_sdk_ec2::Client::describe_instance_types).then_output(|| {
+            DescribeInstanceTypesOutput::builder()
+                .instance_types(InstanceTypeInfo::builder().instance_type(aws_sdk_ec2::types::InstanceType::T3Micro).build())
+                .build()
+        })
+    }
 }
