@@ -23,7 +23,7 @@ use fix_rds_encrypt_instance::{key_matches, resolve_key};
 
 pub static SPEC: FixSpec = FixSpec {
     name: "rds-encrypt-snapshot",
-    description: "Copy an RDS DB snapshot or DB cluster snapshot to an encrypted copy with its tags; delete the source only when asked.",
+    description: "Make an encrypted copy of an RDS DB snapshot, or of a DB cluster snapshot through a temporary encrypted cluster, with its tags; delete the source only when asked.",
     resource_types: &["AWS::RDS::DBSnapshot", "AWS::RDS::DBClusterSnapshot"],
     parameters: &[
         ParamSpec {
@@ -42,7 +42,7 @@ pub static SPEC: FixSpec = FixSpec {
             name: "DeleteSource",
             kind: ParamKind::Bool,
             default: "false",
-            description: "true deletes the unencrypted manual snapshot once its encrypted copy is available.",
+            description: "true deletes the unencrypted manual snapshot once its encrypted copy is available (never an automated or AWS Backup snapshot).",
         },
     ],
     disruptive: false,
