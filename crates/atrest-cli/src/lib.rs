@@ -4,3 +4,4 @@ pub mod catalog;
 pub mod commands;
 pub mod demo;
 pub mod output;
+pub mod smoke;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use atrest_automation::{Progress, RunOptions, Sleep};
 use atrest_cli::output::{Format, print_json};
-use atrest_cli::{commands, demo};
+use atrest_cli::{commands, demo, smoke};
 use clap::{Parser, Subcommand};
 
 /// Find and fix AWS resources that store data without encryption at rest.
@@ -73,6 +73,10 @@ enum Command {
     },
     /// Seed an unencrypted estate on the local stand-in, scan, remediate, scan again.
     Demo,
+    /// In a sandbox account where the stack is deployed (`make smoke`): create one throwaway
+    /// non-compliant resource per cheap fix, remediate each from the console path, check it,
+    /// delete everything the run made. Refuses any account but --account-id.
+    Smoke(smoke::SmokeArgs),
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
@@ -122,6 +126,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(report.succeeded())
         }
         Command::Demo => demo::run(&sdk).await,
+        Command::Smoke(args) => smoke::command(&sdk, args).await,
     }
 }
 
