@@ -228,8 +228,9 @@ impl Fix for EbsEncryptVolumes {
         };
         let mut actions = 0;
         let mut last_refused: Option<Action> = None;
+        let mut instance_store = observe::InstanceStoreCache::new();
         loop {
-            let Some(obs) = observe::observe(&ec2, &autoscaling, volume_id, &key_arn).await? else {
+            let Some(obs) = observe::observe(&ec2, &autoscaling, volume_id, &key_arn, &mut instance_store).await? else {
                 return Ok(with_changes(
                     FixOutcome::failed(
                         &SPEC,

@@ -130,11 +130,22 @@ async fn instance(ec2: &Client, id: &str) -> Result<Option<Instance>> {
     }))
 }
 
+/// Instance-store capacity per instance type, read once per invocation: a running instance's
+/// type cannot change (the Auto Scaling state can, and is read on every observation).
+pub type InstanceStoreCache = BTreeMap<String, i64>;
+
 /// What a stop of this running instance would cost: its instance store (erased by a stop) and
 /// its Auto Scaling group (which replaces a stopped InService instance).
-pub async fn stop_facts(ec2: &Client, autoscaling: &aws_sdk_autoscaling::Client, i: &Instance) -> Result<StopFacts> {
+pub async fn stop_facts(
+    ec2: &Client,
+    autoscaling: &aws_sdk_autoscaling::Client,
+    i: &Instance,
+    cache: &mut InstanceStoreCache,
+) -> Result<StopFacts> {
     let mut facts = StopFacts::default();
-    if !i.instance_type.is_empty() {
+    if let Some(gib) = cache.get(&i.instance_type) {
+        facts.instance_store_gib = *gib;
+    } else if !i.instance_type.is_empty() {
         let out = ec2
             .describe_instance_types()
             .instance_types(aws_sdk_ec2::types::InstanceType::from(i.instance_type.as_str()))
@@ -148,6 +159,7 @@ pub async fn stop_facts(ec2: &Client, autoscaling: &aws_sdk_autoscaling::Client,
             .map(|s| s.total_size_in_gb().unwrap_or(0).max(if s.disks().is_empty() { 0 } else { 1 }))
             .max()
             .unwrap_or(0);
+        cache.insert(i.instance_type.clone(), facts.instance_store_gib);
     }
     let out = autoscaling
         .describe_auto_scaling_instances()
@@ -188,7 +200,13 @@ pub fn needs_replacement(v: &Volume, requested: &str, key_arn: &str) -> bool {
 }
 
 /// Everything the planner needs; `None` when the volume does not exist.
-pub async fn observe(ec2: &Client, autoscaling: &aws_sdk_autoscaling::Client, volume_id: &str, key_arn: &str) -> Result<Option<Observed>> {
+pub async fn observe(
+    ec2: &Client,
+    autoscaling: &aws_sdk_autoscaling::Client,
+    volume_id: &str,
+    key_arn: &str,
+    cache: &mut InstanceStoreCache,
+) -> Result<Option<Observed>> {
     let Some(requested) = volumes_by_id(ec2, &BTreeSet::from([volume_id.to_string()])).await?.into_iter().next() else {
         return Ok(None);
     };
@@ -228,7 +246,7 @@ pub async fn observe(ec2: &Client, autoscaling: &aws_sdk_autoscaling::Client, vo
                 b.confirmed = attached.iter().any(|v| v.id == b.volume_id && v.attachment_to(&i.id).is_some());
             }
             if i.state == "running" {
-                i.stop_facts = stop_facts(ec2, autoscaling, i).await?;
+                i.stop_facts = stop_facts(ec2, autoscaling, i, cache).await?;
             }
             let i = &*i;
             // New volumes not yet handed over (duplicates included): their old volumes are
