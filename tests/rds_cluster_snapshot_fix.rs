@@ -559,3 +559,46 @@ async fn an_automated_cluster_snapshot_is_found_with_its_snapshot_type_and_resto
     assert_eq!(with_type.num_calls(), 1, "looked up again with SnapshotType=automated");
     assert_eq!(restore.num_calls(), 1, "{o:?}");
 }
+
+#[tokio::test]
+async fn a_multi_az_temporary_cluster_is_deleted_with_its_members_in_one_call_and_no_final_snapshot() {
+    // DeleteDBCluster: deleting a Multi-AZ DB cluster terminates its members; `SkipFinalSnapshot`
+    // keeps RDS from taking a final snapshot that would outlive the run.
+    let target = DbClusterSnapshot::builder()
+        .db_cluster_snapshot_identifier(TARGET)
+        .status("available")
+        .storage_encrypted(true)
+        .set_tag_list(Some(ours()))
+        .build();
+    let temporary = DbCluster::builder()
+        .db_cluster_identifier(TEMPORARY)
+        .engine("mysql")
+        .status("available")
+        .storage_encrypted(true)
+        .deletion_protection(false)
+        .db_cluster_members(aws_sdk_rds::types::DbClusterMember::builder().db_instance_identifier("atrest-tmp-instance-1").build())
+        .set_tag_list(Some(ours()))
+        .build();
+    let delete = mock!(Client::delete_db_cluster)
+        .match_requests(|r| {
+            r.db_cluster_identifier() == Some(TEMPORARY)
+                && r.skip_final_snapshot() == Some(true)
+                && r.final_db_snapshot_identifier().is_none()
+        })
+        .then_output(|| aws_sdk_rds::operation::delete_db_cluster::DeleteDbClusterOutput::builder().build());
+    let client = mock_client!(
+        aws_sdk_rds,
+        RuleMode::MatchAny,
+        [
+            &no_db_snapshot(),
+            &cluster_snapshot_rule(SNAP, Some(source_snapshot("mysql", "ledger", "manual"))),
+            &cluster_snapshot_rule(TARGET, Some(target)),
+            &cluster_rule(TEMPORARY, Some(temporary)),
+            &delete
+        ]
+    );
+    let o = step(client, json!({})).await;
+    assert_eq!(o.status, FixStatus::InProgress, "{o:?}");
+    assert_eq!(delete.num_calls(), 1, "{o:?}");
+    assert!(o.changes.iter().any(|c| c.contains(TEMPORARY)), "{o:?}");
+}
