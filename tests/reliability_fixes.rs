@@ -773,9 +773,9 @@ impl Fixture for RdsClusterFixture {
 // ---------------------------------------------------------------------------------------------
 // EBS: fix-ebs-encrypt-volumes (a running instance with a root and a data volume, one stop)
 
-/// In `SLOW_SCENARIOS`: a clean run makes 140 calls (15 observe turns of 6-7 describes around
-/// 36 changes, batched per phase), so even its bounded sweeps take about 2 minutes; see
-/// RELIABILITY.md.
+/// In `SLOW_SCENARIOS`: a clean run makes about 130 calls (13 observe turns of 7-8 describes,
+/// DescribeAutoScalingInstances while the instance runs, around 29 changes batched per phase),
+/// so even its bounded sweeps take about 2 minutes; see RELIABILITY.md.
 struct EbsVolumesScenario;
 
 struct EbsVolumesFixture {
@@ -816,7 +816,7 @@ impl FixScenario for EbsVolumesScenario {
     }
 
     fn kill_read_stride(&self) -> usize {
-        // 104 reads in a clean run: kill at every mutation (before and after) and every 25th read.
+        // About 100 reads in a clean run: kill at every mutation (before and after) and every 25th read.
         25
     }
 
