@@ -223,6 +223,8 @@ fn source_snapshot(engine: &str, cluster: &str, snapshot_type: &str) -> DbCluste
         .status("available")
         .storage_encrypted(false)
         .snapshot_type(snapshot_type)
+        .set_storage_type(engine.starts_with("aurora").then(|| "aurora-iopt1".to_string()))
+        .iam_database_authentication_enabled(engine.starts_with("aurora"))
         .tag_list(tag("team", "ledger"))
         .build()
 }
@@ -293,6 +295,9 @@ async fn the_aurora_restore_asks_for_the_key_the_snapshots_engine_version_its_ne
                 && r.db_subnet_group_name() == Some("ledger-private")
                 && r.deletion_protection() == Some(false)
                 && r.db_cluster_instance_class().is_none()
+                // What the encrypted snapshot should record like the source's.
+                && r.storage_type() == Some("aurora-iopt1")
+                && r.enable_iam_database_authentication() == Some(true)
                 && tags.contains(&("team", "ledger"))
                 && tags.contains(&(TAG_SOURCE_RESOURCE_ID, SNAP_ARN))
         })
@@ -338,6 +343,7 @@ async fn a_multi_az_cluster_snapshot_is_restored_with_its_clusters_instance_clas
                 && r.db_subnet_group_name() == Some("ledger-3az")
                 && r.publicly_accessible() == Some(false)
                 && r.deletion_protection() == Some(false)
+                && r.enable_iam_database_authentication().is_none()
         })
         .then_output(|| RestoreDbClusterFromSnapshotOutput::builder().build());
     let client = mock_client!(

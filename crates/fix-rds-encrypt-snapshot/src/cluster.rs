@@ -383,6 +383,9 @@ pub struct RestoreSettings {
     pub multi_az_class: Option<String>,
     pub storage_type: Option<String>,
     pub iops: Option<i32>,
+    /// Aurora: IAM database authentication as the snapshot records it, so the encrypted
+    /// snapshot records the same.
+    pub iam_auth: bool,
 }
 
 /// Why a cluster snapshot cannot take this path, with what to do instead; `None` when it can.
@@ -455,11 +458,19 @@ pub async fn restore_settings(rds: &aws_sdk_rds::Client, snapshot: &DbClusterSna
     };
     let aurora = snapshot.engine().unwrap_or_default().starts_with("aurora");
     let multi_az = cluster.as_ref().filter(|_| !aurora);
+    // Aurora: the snapshot's own storage type (Standard or I/O-Optimized), so the encrypted
+    // snapshot records the same; Multi-AZ: the cluster's, with the IOPS RDS requires with it.
+    let storage_type = if aurora {
+        snapshot.storage_type().filter(|t| *t == "aurora" || *t == "aurora-iopt1").map(str::to_string)
+    } else {
+        multi_az.and_then(|c| c.storage_type()).map(str::to_string)
+    };
     Ok(RestoreSettings {
         subnet_group,
         multi_az_class: multi_az.and_then(|c| c.db_cluster_instance_class()).map(str::to_string),
-        storage_type: multi_az.and_then(|c| c.storage_type()).map(str::to_string),
+        storage_type,
         iops: multi_az.and_then(|c| c.iops()),
+        iam_auth: aurora && snapshot.iam_database_authentication_enabled() == Some(true),
     })
 }
 
@@ -488,6 +499,7 @@ pub fn restore_request(
         .set_db_cluster_instance_class(settings.multi_az_class.clone())
         .set_storage_type(settings.storage_type.clone())
         .set_iops(settings.iops)
+        .set_enable_iam_database_authentication(settings.iam_auth.then_some(true))
         // Multi-AZ DB cluster instances are made by the restore; they serve nobody.
         .set_publicly_accessible(multi_az.then_some(false))
         .set_tags(Some(tags))
