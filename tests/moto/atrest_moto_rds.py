@@ -23,6 +23,9 @@ Each patch makes moto answer as AWS does where atrest's RDS rules and fixes depe
 * RestoreDBClusterFromSnapshot `DeletionProtection`: "By default, deletion protection isn't
   enabled" (API reference); moto copied the snapshot's cluster's setting and ignored an explicit
   false, so a cluster restored from a protected cluster's snapshot could not be deleted.
+* CreateDBSnapshot of a stopped (or otherwise busy) instance: "The source DB instance must be in
+  the available or storage-optimization state" (CreateDBSnapshot API reference, error
+  InvalidDBInstanceState); moto snapshotted an instance in any state.
 """
 
 import random
@@ -131,7 +134,24 @@ def _cluster_restore_deletion_protection_defaults_off():
     RDSBackend.restore_db_cluster_from_snapshot = restore_db_cluster_from_snapshot
 
 
+def _db_snapshot_needs_a_running_instance():
+    original = RDSBackend.create_db_snapshot
+
+    def create_db_snapshot(self, db_instance_identifier, db_snapshot_identifier, snapshot_type="manual", *args, **kwargs):
+        database = self.databases.get(db_instance_identifier)
+        # Manual snapshots only: moto takes its automated ones itself, at creation.
+        if snapshot_type == "manual" and database is not None and database.status not in ("available", "storage-optimization"):
+            raise RDSClientError(
+                "InvalidDBInstanceState",
+                f"Cannot create a snapshot because the database instance {db_instance_identifier} is not currently "
+                f"in the available state ({database.status}).")
+        return original(self, db_instance_identifier, db_snapshot_identifier, snapshot_type, *args, **kwargs)
+
+    RDSBackend.create_db_snapshot = create_db_snapshot
+
+
 def patch():
+    _db_snapshot_needs_a_running_instance()
     _unique_dbi_resource_ids()
     _cluster_create_refuses_an_existing_identifier()
     _cluster_resource_id_filter()

@@ -595,6 +595,20 @@ class RdsCorrections(Base):
         self.assertTrue(still["StorageEncrypted"], "the retried restore left the encrypted cluster alone")
         self.assertEqual(still["KmsKeyId"], key)
 
+    def test_a_db_snapshot_needs_an_available_instance(self):
+        rds = client("rds")
+        rds.create_db_instance(DBInstanceIdentifier="db1", DBInstanceClass="db.t3.micro", Engine="postgres",
+                               MasterUsername="admin", MasterUserPassword="correct-horse", AllocatedStorage=20)
+        rds.create_db_snapshot(DBInstanceIdentifier="db1", DBSnapshotIdentifier="running")
+        rds.stop_db_instance(DBInstanceIdentifier="db1")
+        self.assertError("InvalidDBInstanceState", rds.create_db_snapshot,
+                         DBInstanceIdentifier="db1", DBSnapshotIdentifier="stopped")
+        ids = [s["DBSnapshotIdentifier"] for s in rds.describe_db_snapshots(DBInstanceIdentifier="db1", SnapshotType="manual")["DBSnapshots"]]
+        self.assertEqual(ids, ["running"])
+        # Stopping with a snapshot still takes it while the instance runs.
+        rds.start_db_instance(DBInstanceIdentifier="db1")
+        rds.stop_db_instance(DBInstanceIdentifier="db1", DBSnapshotIdentifier="on-stop")
+
     def test_an_unencrypted_cluster_snapshot_copy_with_a_key_is_an_error(self):
         # CopyDBClusterSnapshot API reference: "If you copy an unencrypted DB cluster snapshot and
         # specify a value for the KmsKeyId parameter, an error is returned."
