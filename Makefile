@@ -8,6 +8,9 @@
 #   make deploy    sam build && sam deploy --guided
 #   make stackset  a StackSet for many accounts and Regions: the template without the SAM transform,
 #                  Lambda code per Region, bucket policies and rollout commands in dist/stackset
+#   make smoke     REAL AWS, a sandbox account only: make smoke ACCOUNT_ID=<12 digits> deploys the
+#                  stack, remediates one throwaway resource per cheap fix from the console path,
+#                  checks each, deletes everything. Never part of test, lint or CI.
 
 SHELL := /bin/bash
 # The build cache lives outside the checkout so a fresh clone (and CI) reuses it.
@@ -28,7 +31,7 @@ LAMBDA_TARGET_DIR ?= $(HOME)/.cache/atrest/target-lambda
 export ATREST_VENV := $(VENV)
 WITH_MOTO := tests/moto/with-moto
 
-.PHONY: build test test-rust test-template demo bench fuzz lint fmt clippy package deploy stackset stackset-args tools guard checkov-tools clean
+.PHONY: build test test-rust test-template demo bench fuzz lint fmt clippy package deploy stackset stackset-args tools guard checkov-tools clean smoke smoke-args
 
 build:
 	cargo build --workspace --locked
@@ -100,6 +103,41 @@ stackset: stackset-args package
 stackset-args:
 	@[ -n "$(ARTIFACT_BUCKET_PREFIX)" ] && [ -n "$(ORG_ID)" ] || \
 	  { echo "usage: make stackset ARTIFACT_BUCKET_PREFIX=<bucket prefix> ORG_ID=o-... REGIONS='us-east-1 eu-west-1'" >&2; exit 2; }
+
+# The smoke test talks to REAL AWS (README: "Smoke test in a sandbox account"). `atrest smoke`
+# refuses any account but ACCOUNT_ID, and is asked before anything is built or deployed. The stack
+# is deployed with its own rule prefix, SSE-KMS required of buckets (every bucket already has
+# SSE-S3, so that is what a fresh bucket lacks) and no automatic remediation (the smoke test
+# presses Remediate itself). `atrest smoke` deletes what it created; the trap runs its cleanup for
+# the run id again (a no-op after a complete run; what an interrupted run left otherwise) and
+# deletes the stack, however the run ends. CONFIG_RECORDER=true when the Region has no Config recorder yet
+# (its delivery bucket is kept when the stack is deleted).
+ACCOUNT_ID ?=
+REGION ?= us-east-1
+STACK ?= atrest-smoke
+SMOKE_PREFIX ?= atrest-smoke-
+ALERT_EMAIL ?=
+CONFIG_RECORDER ?= false
+SMOKE_OVERRIDES = RuleNamePrefix=$(SMOKE_PREFIX) S3RequiredAlgorithm=aws:kms S3RemediationSSEAlgorithm=aws:kms \
+  S3AutomaticRemediation=false EbsAutomaticRemediation=false EbsDefaultEncryptionAutomaticRemediation=false \
+  RdsAutomaticRemediation=false RemediationDryRun=false CreateConfigRecorder=$(CONFIG_RECORDER) \
+  $(if $(ALERT_EMAIL),AlertEmail=$(ALERT_EMAIL))
+SMOKE_ATREST := $(CARGO_TARGET_DIR)/debug/atrest
+smoke: smoke-args tools
+	cargo build --locked -p atrest-cli
+	AWS_REGION=$(REGION) $(SMOKE_ATREST) smoke --account-id $(ACCOUNT_ID) --check-account-only
+	set -uo pipefail; export PATH=$(TOOLS_VENV)/bin:$$PATH AWS_REGION=$(REGION); \
+	run_id=$$(date +%s)-$$(od -An -N4 -tx4 /dev/urandom | tr -d ' '); \
+	trap 'rc=$$?; $(SMOKE_ATREST) smoke --cleanup --account-id $(ACCOUNT_ID) --run-id $$run_id >/dev/null || rc=1; \
+	  sam delete --no-prompts --stack-name $(STACK) --region $(REGION) || \
+	  { echo "smoke: sam delete of stack $(STACK) did not succeed; if the stack exists, see the README (Troubleshooting: deleting the stack)" >&2; rc=1; }; exit $$rc' EXIT; \
+	sam build && \
+	sam deploy --stack-name $(STACK) --region $(REGION) --resolve-s3 --no-confirm-changeset \
+	  --no-fail-on-empty-changeset --parameter-overrides $(SMOKE_OVERRIDES) && \
+	$(SMOKE_ATREST) smoke --account-id $(ACCOUNT_ID) --rule-name-prefix $(SMOKE_PREFIX) --run-id $$run_id
+smoke-args:
+	@[[ "$(ACCOUNT_ID)" =~ ^[0-9]{12}$$ ]] || \
+	  { echo "usage: make smoke ACCOUNT_ID=<the sandbox account's 12-digit id> [REGION=us-east-1] [STACK=atrest-smoke] [ALERT_EMAIL=you@example.com] [CONFIG_RECORDER=true]" >&2; exit 2; }
 
 clean:
 	rm -rf .venv .venv-tools .venv-checkov .moto .aws-sam dist

@@ -77,8 +77,10 @@ pub struct SmokeArgs {
     /// setting back, instead of running.
     #[arg(long)]
     pub cleanup: bool,
-    /// The run to clean up (printed when a run starts, and in its JSON summary).
-    #[arg(long, requires = "cleanup", value_parser = parse_run_id)]
+    /// With --cleanup, the run to clean up (printed when a run starts, and in its JSON summary).
+    /// Without it, this run's id (default: generated), so a caller can clean up after an
+    /// interruption without reading the output (`make smoke` does).
+    #[arg(long, value_parser = parse_run_id)]
     pub run_id: Option<String>,
     /// With --cleanup: every resource tagged atrest:smoke, whatever its run.
     #[arg(long, requires = "cleanup", conflicts_with = "run_id")]
@@ -250,7 +252,8 @@ pub async fn command(sdk: &SdkConfig, args: SmokeArgs) -> anyhow::Result<bool> {
         return Ok(teardown.clean());
     }
     let wait = Wait { poll: Duration::from_secs(args.poll_seconds), timeout: Duration::from_secs(args.timeout_seconds) };
-    let report = run(sdk, &args.account_id, &args.rule_name_prefix, &new_run_id(), wait).await?;
+    let run_id = args.run_id.unwrap_or_else(new_run_id);
+    let report = run(sdk, &args.account_id, &args.rule_name_prefix, &run_id, wait).await?;
     eprintln!("{}", summary_table(&report));
     print_json(&report)?;
     Ok(report.passed)

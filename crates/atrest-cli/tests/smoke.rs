@@ -226,6 +226,7 @@ async fn smoke_remediates_each_cheap_fix_from_the_console_and_leaves_nothing_beh
     let (out, ran) = atrest_with_ssm(&sdk, &documents, args.iter().map(|s| s.to_string()).collect()).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     let report = stdout_json(&out);
+    println!("{stderr}");
     assert_eq!(out.status.code(), Some(0), "{report:#}\n{stderr}");
     assert_eq!(report["passed"], true);
     assert!(stderr.contains("smoke test PASSED"), "{stderr}");
