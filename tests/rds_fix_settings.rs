@@ -227,7 +227,8 @@ fn gp3_iops_and_throughput_are_passed_only_where_they_differ_from_the_baseline()
         fix_rds_encrypt_instance::provisioned_performance(&source)
     };
     // (engine, GiB, IOPS, MiB/s) -> what the restore asks for.
-    let table: &[(&str, i32, i32, i32, (Option<i32>, Option<i32>))] = &[
+    type Row = (&'static str, i32, i32, i32, (Option<i32>, Option<i32>));
+    let table: &[Row] = &[
         ("postgres", 100, 3_000, 125, (None, None)),
         ("mysql", 500, 12_000, 500, (None, None)),
         ("mysql", 500, 16_000, 500, (Some(16_000), Some(500))),
