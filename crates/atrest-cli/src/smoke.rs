@@ -548,7 +548,7 @@ async fn verify(sdk: &SdkConfig, fixture: Fixture, created: &Created, run_id: &s
                 .filter_map(|r| r.apply_server_side_encryption_by_default())
                 .map(|d| d.sse_algorithm().as_str().to_string())
                 .collect();
-            if algorithms.iter().any(|a| *a == stack.s3_algorithm) {
+            if algorithms.contains(&stack.s3_algorithm) {
                 Ok(format!("default encryption is {}", stack.s3_algorithm))
             } else {
                 Err(format!("default encryption is {algorithms:?}, not {}", stack.s3_algorithm))
