@@ -26,7 +26,7 @@ use aws_sdk_rds::operation::restore_db_instance_from_db_snapshot::RestoreDbInsta
 use aws_sdk_rds::types::error::{DbClusterNotFoundFault, DbClusterSnapshotNotFoundFault, DbInstanceNotFoundFault, DbSnapshotNotFoundFault};
 use aws_sdk_rds::types::{
     DbCluster, DbClusterOptionGroupStatus, DbClusterRole, DbClusterSnapshot, DbInstance, DbInstanceRole, DbParameterGroupStatus,
-    DbSnapshot, DomainMembership, MasterUserSecret, OptionGroupMembership, Tag,
+    DbSnapshot, DomainMembership, LocalWriteForwardingStatus, MasterUserSecret, OptionGroupMembership, Tag,
 };
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use fix_rds_encrypt_instance::common::{TAG_SETTINGS_APPLIED, TAG_SOURCE_RESOURCE_ID};
@@ -355,6 +355,8 @@ fn source_cluster() -> DbCluster {
             MasterUserSecret::builder().secret_arn("arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!cluster-1").build(),
         )
         .preferred_maintenance_window("sat:04:00-sat:04:30")
+        .local_write_forwarding_status(LocalWriteForwardingStatus::Enabled)
+        .http_endpoint_enabled(true)
         .build()
 }
 
@@ -486,6 +488,7 @@ async fn a_restored_cluster_gets_the_sources_roles_maintenance_window_and_manage
                 && r.preferred_maintenance_window() == Some("sat:04:00-sat:04:30")
                 && r.manage_master_user_password() == Some(true)
                 && r.master_user_password().is_none()
+                && r.enable_local_write_forwarding() == Some(true)
                 && r.new_db_cluster_identifier().is_none()
         })
         .then_output(|| ModifyDbClusterOutput::builder().build());
@@ -521,4 +524,24 @@ async fn a_cluster_rename_cutover_is_refused_while_replica_clusters_exist() {
     let o = step_cluster(client, json!({"Cutover": "rename", "WritesFrozen": "true"})).await;
     assert_eq!(o.status, FixStatus::Failed, "{o:?}");
     assert!(o.message.contains("ledger-west") && o.message.contains("Nothing was changed"), "{}", o.message);
+}
+
+#[test]
+fn what_no_restore_or_modify_carries_is_named() {
+    let mut instance = source();
+    instance.read_replica_db_instance_identifiers = Some(vec!["orders-replica-1".into()]);
+    instance.activity_stream_status = Some(aws_sdk_rds::types::ActivityStreamStatus::Started);
+    let named = fix_rds_encrypt_instance::not_carried(&instance).join("; ");
+    assert!(named.contains("orders-replica-1") && named.contains("Database Activity Stream"), "{named}");
+    assert!(fix_rds_encrypt_instance::not_carried(&source()).is_empty(), "everything else is carried");
+
+    let mut cluster = source_cluster();
+    cluster.domain_memberships = Some(vec![
+        DomainMembership::builder()
+            .fqdn("corp.example.com")
+            .auth_secret_arn("arn:aws:secretsmanager:us-east-1:123456789012:secret:ad")
+            .build(),
+    ]);
+    let named = fix_rds_encrypt_cluster::not_carried(&cluster).join("; ");
+    assert!(named.contains("Data API") && named.contains("self-managed Active Directory"), "{named}");
 }

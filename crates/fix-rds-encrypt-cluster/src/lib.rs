@@ -224,7 +224,15 @@ pub fn modify_changes(source: &DbCluster, target: &DbCluster) -> Vec<String> {
     if source.master_user_secret().is_some() && target.master_user_secret().is_none() {
         changes.push("master password managed in Secrets Manager (a new secret for the copy)".to_string());
     }
+    if local_write_forwarding(source) && !local_write_forwarding(target) {
+        changes.push("local write forwarding on".to_string());
+    }
     changes
+}
+
+/// Aurora readers forward writes to the writer: a restore has no parameter for it.
+fn local_write_forwarding(cluster: &DbCluster) -> bool {
+    cluster.local_write_forwarding_status().is_some_and(|s| matches!(s.as_str(), "enabled" | "enabling"))
 }
 
 /// Everything the settle step sets on `target`, in words.
@@ -262,6 +270,12 @@ pub fn not_carried(source: &DbCluster) -> Vec<String> {
     }
     if source.activity_stream_status().is_some_and(|s| s.as_str() == "started" || s.as_str() == "starting") {
         out.push("the Database Activity Stream (start one on the encrypted cluster)".to_string());
+    }
+    if source.http_endpoint_enabled() == Some(true) {
+        out.push("the RDS Data API (HTTP endpoint; enable it on the encrypted cluster)".to_string());
+    }
+    if source.database_insights_mode().is_some_and(|m| m.as_str() == "advanced") {
+        out.push("Database Insights advanced mode (turn it on for the encrypted cluster)".to_string());
     }
     if domain_settings(source.domain_memberships()).is_some_and(|d| d.domain.is_none()) {
         out.push("the self-managed Active Directory membership (a cluster restore takes AWS Managed AD only)".to_string());
@@ -475,6 +489,7 @@ impl Run<'_> {
                 } else {
                     None
                 })
+                .set_enable_local_write_forwarding((local_write_forwarding(s) && !local_write_forwarding(target)).then_some(true))
                 .send()
                 .await
                 .map_err(|e| aws_error("rds:ModifyDBCluster", target_id, e))?;

@@ -254,6 +254,9 @@ pub fn not_carried(source: &DbInstance) -> Vec<String> {
     if source.activity_stream_status().is_some_and(|s| s.as_str() == "started" || s.as_str() == "starting") {
         out.push("the Database Activity Stream (start one on the encrypted instance)".to_string());
     }
+    if source.database_insights_mode().is_some_and(|m| m.as_str() == "advanced") {
+        out.push("Database Insights advanced mode (turn it on for the encrypted instance)".to_string());
+    }
     let regions: Vec<String> = source
         .db_instance_automated_backups_replications()
         .iter()
