@@ -115,6 +115,7 @@ const WAIT_FOR_LIMIT: &[&str] = &["ResourceLimitExceeded", "PendingSnapshotLimit
 /// volumes in `error`. EBS encrypts only with enabled symmetric encryption keys.
 async fn usable_key(kms: &aws_sdk_kms::Client, key: &str) -> Result<String> {
     use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType};
+    atrest::kms::KeyRef::parse(key).map_err(|reason| atrest::Error::invalid_parameter("KmsKeyId", reason))?;
     let out = kms.describe_key().key_id(key).send().await.map_err(|e| atrest::error::aws_error("kms:DescribeKey", key, e));
     let out = match out {
         Ok(out) => out,
