@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use atrest::{Fix, FixRunner};
-use atrest_automation::{Document, RemediationParam, Template};
+use atrest_automation::{Document, Execution, RemediationParam, Template};
 use atrest_cli::smoke::{self, BUCKET_PREFIX, SMOKE_TAG, Wait};
-use atrest_testkit::console::{create_document, put_remediation_configuration, run_recorded_execution};
+use atrest_testkit::console::{create_document, put_remediation_configuration, record_status, run_recorded_execution};
 use atrest_testkit::{ACCOUNT_ID, endpoint, sdk, unique};
 use aws_config::SdkConfig;
 use aws_sdk_ec2::types::Filter;
@@ -64,9 +64,29 @@ fn workers(sdk: &SdkConfig) -> BTreeMap<&'static str, Arc<FixRunner>> {
     fixes.into_iter().map(|(binary, f)| (binary, Arc::new(FixRunner::new(f, sdk, None)))).collect()
 }
 
+/// What SSM does with a document's executions.
+#[derive(Clone, Copy, PartialEq)]
+enum Play {
+    /// Runs the document with the real worker.
+    Run,
+    /// Ends the execution Failed without running it (an automation that failed in AWS).
+    Fail,
+    /// Leaves it Pending (an automation that never ends in time).
+    Ignore,
+}
+
 /// Plays SSM until `done`: runs every Pending execution of the registered documents. Returns
 /// how many it ran and whether each succeeded.
 async fn play_ssm(sdk: &SdkConfig, documents: &[(String, Document)], done: &AtomicBool) -> Vec<(String, bool)> {
+    play_ssm_with(sdk, documents, done, &|_| Play::Run).await
+}
+
+async fn play_ssm_with(
+    sdk: &SdkConfig,
+    documents: &[(String, Document)],
+    done: &AtomicBool,
+    play: &dyn Fn(&str) -> Play,
+) -> Vec<(String, bool)> {
     let workers = workers(sdk);
     let worker = |binary: &str| workers.get(binary).cloned();
     let ssm = aws_sdk_ssm::Client::new(sdk);
@@ -74,7 +94,7 @@ async fn play_ssm(sdk: &SdkConfig, documents: &[(String, Document)], done: &Atom
         |key: &str, value: &str| aws_sdk_ssm::types::AutomationExecutionFilter::builder().key(key.into()).values(value).build().unwrap();
     let mut ran = Vec::new();
     while !done.load(Ordering::SeqCst) {
-        for (name, document) in documents {
+        for (name, document) in documents.iter().filter(|(_, d)| play(&d.logical_id) != Play::Ignore) {
             let out = ssm
                 .describe_automation_executions()
                 .filters(filter("DocumentNamePrefix", name))
@@ -83,8 +103,14 @@ async fn play_ssm(sdk: &SdkConfig, documents: &[(String, Document)], done: &Atom
                 .await
                 .unwrap();
             for meta in out.automation_execution_metadata_list().iter().filter(|m| m.document_name() == Some(name)) {
-                let run = run_recorded_execution(sdk, document, meta.automation_execution_id().unwrap(), &worker).await;
-                ran.push((document.logical_id.clone(), run.succeeded()));
+                let id = meta.automation_execution_id().unwrap();
+                let succeeded = if play(&document.logical_id) == Play::Fail {
+                    record_status(id, &Execution::refused("Step fails when it is executing.".into())).await;
+                    false
+                } else {
+                    run_recorded_execution(sdk, document, id, &worker).await.succeeded()
+                };
+                ran.push((document.logical_id.clone(), succeeded));
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -262,6 +288,48 @@ async fn smoke_remediates_each_cheap_fix_from_the_console_and_leaves_nothing_beh
     assert!(volumes_tagged(&sdk, "atrest:encrypted-from", volume).await.is_empty());
     assert!(snapshots_tagged(&sdk, "atrest:encrypting", volume).await.is_empty());
     assert_eq!(account_state(&sdk).await, before, "the account is as it was before the run");
+}
+
+/// A remediation that fails and one that never ends: the run says which and why, exits 1, and
+/// still deletes everything it made.
+#[tokio::test]
+async fn a_failed_or_stuck_remediation_fails_the_run_and_teardown_still_runs() {
+    let _serial = SERIAL.lock().await;
+    let sdk = sdk().await;
+    let prefix = format!("{}-", unique("smk"));
+    let documents = deploy(&sdk, &prefix, "aws:kms").await;
+    let before = account_state(&sdk).await;
+
+    let args = ["smoke", "--account-id", ACCOUNT_ID, "--rule-name-prefix", &prefix, "--poll-seconds", "1", "--timeout-seconds", "3"];
+    let done = AtomicBool::new(false);
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let command = async {
+        let out = tokio::task::spawn_blocking(move || atrest(&args.iter().map(String::as_str).collect::<Vec<_>>())).await.unwrap();
+        done.store(true, Ordering::SeqCst);
+        out
+    };
+    let play = |document: &str| match document {
+        "S3EnableDefaultEncryptionDocument" => Play::Fail,
+        "EbsEncryptVolumesDocument" => Play::Ignore,
+        _ => Play::Run,
+    };
+    let (out, _) = tokio::join!(command, play_ssm_with(&sdk, &documents, &done, &play));
+    let report = stdout_json(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{report:#}\n{stderr}");
+    assert_eq!(report["passed"], false);
+    assert!(stderr.contains("smoke test FAILED"), "{stderr}");
+    let checks = report["checks"].as_array().unwrap();
+    assert_eq!((checks[0]["remediation"].as_str(), checks[0]["passed"].as_bool()), (Some("FAILED"), Some(false)), "{:#}", checks[0]);
+    assert!(checks[0]["outcome"].as_str().unwrap().starts_with("remediation failed"), "{:#}", checks[0]);
+    assert_eq!((checks[1]["remediation"].as_str(), checks[1]["passed"].as_bool()), (Some("TIMED_OUT"), Some(false)), "{:#}", checks[1]);
+    assert!(checks[1]["outcome"].as_str().unwrap().contains("still QUEUED after 3 s"), "{:#}", checks[1]);
+    assert_eq!(checks[2]["passed"], true, "{:#}", checks[2]);
+
+    // Teardown ran all the same: nothing of the run is left, the setting is as it was.
+    assert_eq!(report["teardown"]["left"], serde_json::json!([]), "{:#}", report["teardown"]);
+    assert!(!bucket_exists(&sdk, report["created"]["bucket"].as_str().unwrap()).await);
+    assert_eq!(account_state(&sdk).await, before);
 }
 
 /// A run cut short after creating its resources (and after the fix started): `--cleanup
