@@ -595,7 +595,8 @@ impl Run<'_> {
                     "Waiting for {source_id} to be available before renaming it (now {source_status})."
                 ))));
             }
-            let change = format!("rename {} to {}", names.original, names.renamed_source);
+            // RDS reboots an instance it renames: said in the change line the email lists.
+            let change = format!("rename {} to {} (RDS reboots it for the rename)", names.original, names.renamed_source);
             if !self.req.dry_run {
                 // Remember the original name first: a resumed run finds the source by its
                 // resource id whatever it is called, and needs to know what to give the target.
