@@ -396,8 +396,13 @@ async fn an_interrupted_run_is_cleaned_up_by_its_run_id_and_nothing_else_is_touc
     assert_eq!(again["deleted"], serde_json::json!([]));
     assert_eq!(again["restored"], serde_json::json!([]));
 
-    for id in &bystanders {
-        ec2(&sdk).delete_volume().volume_id(id).send().await.unwrap();
-    }
+    // --all-runs takes every run's tagged resources, still nothing untagged.
+    let all = atrest(&["smoke", "--cleanup", "--all-runs", "--account-id", ACCOUNT_ID]);
+    let all = stdout_json(&all);
+    assert_eq!(all["deleted"], serde_json::json!([format!("volume {}", bystanders[0])]), "{all:#}");
+    let still = ec2(&sdk).describe_volumes().set_volume_ids(Some(vec![bystanders[1].clone()])).send().await.unwrap();
+    assert_eq!(still.volumes().len(), 1, "the untagged volume is untouched");
+
+    ec2(&sdk).delete_volume().volume_id(&bystanders[1]).send().await.unwrap();
     assert_eq!(account_state(&sdk).await, before);
 }
