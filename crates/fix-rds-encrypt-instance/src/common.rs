@@ -330,6 +330,35 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_is_taken_only_of_a_running_source_and_a_stopped_one_is_refused() {
+        use SnapshotReadiness::*;
+        let ready = |status| snapshot_readiness("instance", "CreateDBSnapshot", "db1", status);
+        assert_eq!(ready("available"), Ready);
+        assert_eq!(ready("storage-optimization"), Ready);
+        for transient in ["backing-up", "modifying", "rebooting", "renaming", "starting", "upgrading", "maintenance", "creating"] {
+            assert_eq!(ready(transient), Wait, "{transient}");
+        }
+        for refused in
+            ["stopped", "stopping", "failed", "storage-full", "incompatible-parameters", "inaccessible-encryption-credentials", "deleting"]
+        {
+            assert!(matches!(ready(refused), Refuse(_)), "{refused}");
+        }
+        let Refuse(reason) = ready("stopped") else { unreachable!() };
+        assert!(reason.contains("Start db1") && reason.contains("Nothing was changed"), "{reason}");
+        assert!(rename_blocked_by_state("instance", "db1", "stopped").is_some());
+        assert!(rename_blocked_by_state("instance", "db1", "available").is_none());
+    }
+
+    #[test]
+    fn only_custom_groups_are_named_in_a_restore() {
+        assert_eq!(custom_group(Some("orders-pg16")), Some("orders-pg16".to_string()));
+        for engine_default in ["default.mysql8.0", "default:mysql-8-0", "default.aurora-postgresql16", ""] {
+            assert_eq!(custom_group(Some(engine_default)), None, "{engine_default}");
+        }
+        assert_eq!(custom_group(None), None);
+    }
+
+    #[test]
     fn identifier_validation() {
         assert!(is_valid_identifier("orders-db"));
         for bad in ["", "1db", "db-", "db--x", "db_x", &"a".repeat(64)] {
