@@ -64,10 +64,10 @@ pub struct SmokeArgs {
     #[arg(long, default_value = "atrest-smoke-")]
     pub rule_name_prefix: String,
     /// Give up on a remediation after this many seconds (the volume copy takes minutes).
-    #[arg(long, default_value_t = 1800)]
+    #[arg(long, default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_seconds: u64,
     /// Seconds between reads of a remediation's status.
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
     pub poll_seconds: u64,
     /// Only confirm the account (exit 0) or refuse it (exit 2); `make smoke` runs this before
     /// deploying anything.
@@ -381,7 +381,19 @@ pub async fn create(sdk: &SdkConfig, run_id: &str, account_id: &str) -> anyhow::
     let records =
         [(SMOKE_TAG, run_id), (EBS_DEFAULT_BEFORE_TAG, if default_on { "true" } else { "false" }), (EBS_KEY_BEFORE_TAG, &key_before)];
 
+    // A run id names one run: resources left by an earlier run with this id hold its record of
+    // the EBS setting, which this run must not overwrite (in us-east-1 CreateBucket on a bucket
+    // the account already owns succeeds).
     let bucket = bucket_name(run_id);
+    let leftover_volumes = ec2
+        .describe_volumes()
+        .filters(Filter::builder().name(format!("tag:{SMOKE_TAG}")).values(run_id).build())
+        .send()
+        .await
+        .map_err(|e| aws_error("ec2:DescribeVolumes", run_id, e))?;
+    if s3.head_bucket().bucket(&bucket).send().await.is_ok() || !leftover_volumes.volumes().is_empty() {
+        bail!("run id {run_id} already has resources in this account: clean them up first (atrest smoke --cleanup --run-id {run_id})");
+    }
     let mut request = s3.create_bucket().bucket(&bucket);
     let region = atrest::clients::region_name(sdk);
     // us-east-1 is the one Region that refuses a LocationConstraint naming itself.

@@ -209,8 +209,9 @@ async fn smoke_refuses_another_account_or_an_undeployed_stack_and_creates_nothin
     assert_eq!(out.status.code(), Some(2));
     let out = atrest(&["smoke", "--account-id", ACCOUNT_ID, "--check-account-only"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    // No account id, or not one: clap refuses.
-    for args in [&["smoke"][..], &["smoke", "--account-id", "12345"][..]] {
+    // No account id, or not one, or a poll of 0 s: clap refuses.
+    for args in [&["smoke"][..], &["smoke", "--account-id", "12345"][..], &["smoke", "--account-id", ACCOUNT_ID, "--poll-seconds", "0"][..]]
+    {
         assert_eq!(atrest(args).status.code(), Some(2), "{args:?}");
     }
     // Cleanup confirms the account too.
@@ -344,6 +345,9 @@ async fn an_interrupted_run_is_cleaned_up_by_its_run_id_and_nothing_else_is_touc
     let before = account_state(&sdk).await;
     let run_id = smoke::new_run_id();
     let created = smoke::create(&sdk, &run_id, ACCOUNT_ID).await.unwrap();
+    // The same run id again would overwrite the recorded setting: refused.
+    let again = smoke::create(&sdk, &run_id, ACCOUNT_ID).await.unwrap_err();
+    assert!(format!("{again:#}").contains("already has resources"), "{again:#}");
     assert_eq!(ec2(&sdk).get_ebs_encryption_by_default().send().await.unwrap().ebs_encryption_by_default(), Some(false));
     // The EBS fix's first step, as it takes it: a temporary snapshot tagged with the volume.
     let snapshot = ec2(&sdk)
