@@ -387,6 +387,9 @@ struct RdsInstanceFixture {
     tags: BTreeSet<(String, String)>,
 }
 
+/// Associated with the source instance: a restore drops it, the fix adds it again.
+const INSTANCE_ROLE: &str = "arn:aws:iam::123456789012:role/rel-rds-s3-import";
+
 #[atrest::async_trait]
 impl FixScenario for RdsInstanceScenario {
     fn name(&self) -> &'static str {
@@ -415,7 +418,8 @@ impl FixScenario for RdsInstanceScenario {
         let id = unique("rel-db");
         let tags: BTreeSet<(String, String)> = [("team".to_string(), "orders".to_string())].into();
         // No parameter or option group: the engine's defaults, the most common case (the restore
-        // leaves them to the engine).
+        // leaves them to the engine). A Secrets-Manager-managed password and an IAM role, which a
+        // restore drops: the fix adds them back (ModifyDBInstance, AddRoleToDBInstance).
         let out = rds(sdk)
             .create_db_instance()
             .db_instance_identifier(&id)
@@ -423,7 +427,7 @@ impl FixScenario for RdsInstanceScenario {
             .engine("mysql")
             .engine_version("8.0.35")
             .master_username("admin")
-            .master_user_password("correct-horse-battery")
+            .manage_master_user_password(true)
             .allocated_storage(20)
             .storage_encrypted(false)
             .set_tags(Some(tags.iter().map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(k).value(v).build()).collect()))
@@ -431,6 +435,14 @@ impl FixScenario for RdsInstanceScenario {
             .await
             .expect("CreateDBInstance");
         let dbi = out.db_instance().and_then(|i| i.dbi_resource_id()).expect("DbiResourceId").to_string();
+        rds(sdk)
+            .add_role_to_db_instance()
+            .db_instance_identifier(&id)
+            .role_arn(INSTANCE_ROLE)
+            .feature_name("s3Import")
+            .send()
+            .await
+            .expect("AddRoleToDBInstance");
         Box::new(RdsInstanceFixture { id, dbi, tags })
     }
 }
@@ -473,6 +485,15 @@ impl Fixture for RdsInstanceFixture {
         }
         if targets.iter().any(|t| t.storage_encrypted() != Some(true)) {
             v.push("a target is not encrypted".into());
+        }
+        for target in &targets {
+            let roles: Vec<_> = target.associated_roles().iter().filter_map(|r| r.role_arn()).collect();
+            if roles != [INSTANCE_ROLE] {
+                v.push(format!("the target's IAM roles are {roles:?}, expected [{INSTANCE_ROLE}] once"));
+            }
+            if target.master_user_secret().is_none() {
+                v.push("the target's master password is not managed in Secrets Manager".into());
+            }
         }
         // Intermediate snapshots cleaned up; the encrypted copy kept (and only it).
         let prefix = format!("atrest-{}", self.dbi.to_ascii_lowercase());

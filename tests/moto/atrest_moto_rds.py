@@ -26,6 +26,10 @@ Each patch makes moto answer as AWS does where atrest's RDS rules and fixes depe
 * CreateDBSnapshot of a stopped (or otherwise busy) instance: "The source DB instance must be in
   the available or storage-optimization state" (CreateDBSnapshot API reference, error
   InvalidDBInstanceState); moto snapshotted an instance in any state.
+* RestoreDBInstanceFromDBSnapshot: IAM role associations are not restore parameters (they are
+  made with AddRoleToDBInstance), and a restore manages the master password in Secrets Manager
+  "for RDS for Oracle only" (ManageMasterUserPassword, API reference); moto copied the source's
+  roles and gave every copy of a managed-password source a new secret.
 """
 
 import random
@@ -150,8 +154,25 @@ def _db_snapshot_needs_a_running_instance():
     RDSBackend.create_db_snapshot = create_db_snapshot
 
 
+def _db_instance_restore_drops_roles_and_the_managed_password():
+    original = RDSBackend.restore_db_instance_from_db_snapshot
+
+    def restore_db_instance_from_db_snapshot(self, from_snapshot_id, overrides):
+        database = original(self, from_snapshot_id, overrides)
+        database._associated_roles = []
+        managed = overrides.get("manage_master_user_password") and database.engine.startswith("oracle")
+        if hasattr(database, "master_user_secret") and not managed:
+            database.master_user_secret.delete_secret()
+            del database.master_user_secret
+            database.manage_master_user_password = False
+        return database
+
+    RDSBackend.restore_db_instance_from_db_snapshot = restore_db_instance_from_db_snapshot
+
+
 def patch():
     _db_snapshot_needs_a_running_instance()
+    _db_instance_restore_drops_roles_and_the_managed_password()
     _unique_dbi_resource_ids()
     _cluster_create_refuses_an_existing_identifier()
     _cluster_resource_id_filter()

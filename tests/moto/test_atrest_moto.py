@@ -609,6 +609,26 @@ class RdsCorrections(Base):
         rds.start_db_instance(DBInstanceIdentifier="db1")
         rds.stop_db_instance(DBInstanceIdentifier="db1", DBSnapshotIdentifier="on-stop")
 
+    def test_a_db_instance_restore_carries_neither_iam_roles_nor_a_managed_password(self):
+        rds = client("rds")
+        rds.create_db_instance(DBInstanceIdentifier="src", DBInstanceClass="db.t3.micro", Engine="postgres",
+                               MasterUsername="admin", ManageMasterUserPassword=True, AllocatedStorage=20)
+        rds.add_role_to_db_instance(DBInstanceIdentifier="src", RoleArn="arn:aws:iam::123456789012:role/s3",
+                                    FeatureName="s3Import")
+        rds.create_db_snapshot(DBInstanceIdentifier="src", DBSnapshotIdentifier="snap")
+        copy = rds.restore_db_instance_from_db_snapshot(DBInstanceIdentifier="copy", DBSnapshotIdentifier="snap")
+        self.assertEqual(copy["DBInstance"].get("AssociatedRoles", []), [])
+        self.assertNotIn("MasterUserSecret", copy["DBInstance"])
+        source = rds.describe_db_instances(DBInstanceIdentifier="src")["DBInstances"][0]
+        self.assertEqual(len(source["AssociatedRoles"]), 1, "the source keeps its role")
+        self.assertIn("MasterUserSecret", source, "and its secret")
+        # What the fix then does: the copy gets them by AddRoleToDBInstance and ModifyDBInstance.
+        rds.add_role_to_db_instance(DBInstanceIdentifier="copy", RoleArn="arn:aws:iam::123456789012:role/s3",
+                                    FeatureName="s3Import")
+        rds.modify_db_instance(DBInstanceIdentifier="copy", ManageMasterUserPassword=True, ApplyImmediately=True)
+        copy = rds.describe_db_instances(DBInstanceIdentifier="copy")["DBInstances"][0]
+        self.assertNotEqual(copy["MasterUserSecret"]["SecretArn"], source["MasterUserSecret"]["SecretArn"])
+
     def test_an_unencrypted_cluster_snapshot_copy_with_a_key_is_an_error(self):
         # CopyDBClusterSnapshot API reference: "If you copy an unencrypted DB cluster snapshot and
         # specify a value for the KmsKeyId parameter, an error is returned."
