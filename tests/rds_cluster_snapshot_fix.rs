@@ -12,7 +12,7 @@ use std::time::Duration;
 use atrest::remediation::DriveOptions;
 use atrest::{FixOutcome, FixRequest, FixRunner, FixStatus};
 use atrest_testkit::{load_event, sdk, unique};
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::SdkConfig;
 use aws_sdk_rds::Client;
 use aws_sdk_rds::operation::describe_db_cluster_snapshots::{DescribeDBClusterSnapshotsError, DescribeDbClusterSnapshotsOutput};
 use aws_sdk_rds::operation::describe_db_clusters::{DescribeDBClustersError, DescribeDbClustersOutput};
@@ -24,7 +24,7 @@ use aws_sdk_rds::types::{DbCluster, DbClusterSnapshot, DbSnapshot, DbSubnetGroup
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use fix_rds_encrypt_instance::common::{TAG_ENCRYPTED_FROM, TAG_SOURCE_RESOURCE_ID, tag_value};
 use fix_rds_encrypt_snapshot::cluster::temporary_cluster_identifier;
-use rds_support::{rds, tag_set, user_tags};
+use rds_support::{error_code as code, mocked_sdk, rds, tag, tag_set, user_tags};
 use serde_json::{Value, json};
 
 #[path = "rds_support/mod.rs"]
@@ -196,19 +196,6 @@ const SNAP: &str = "ledger-before";
 const SNAP_ARN: &str = "arn:aws:rds:us-east-1:123456789012:cluster-snapshot:ledger-before";
 const TARGET: &str = "ledger-before-encrypted";
 const TEMPORARY: &str = "atrest-ledger-before-encrypting";
-
-fn mocked_sdk() -> SdkConfig {
-    // Nothing is reachable: every RDS call goes to the mocks, and the key is an ARN (no KMS call).
-    SdkConfig::builder().behavior_version(BehaviorVersion::latest()).region(Region::new("us-east-1")).build()
-}
-
-fn code(code: &str) -> aws_smithy_types::error::ErrorMetadata {
-    aws_smithy_types::error::ErrorMetadata::builder().code(code).build()
-}
-
-fn tag(k: &str, v: &str) -> Tag {
-    Tag::builder().key(k).value(v).build()
-}
 
 fn source_snapshot(engine: &str, cluster: &str, snapshot_type: &str) -> DbClusterSnapshot {
     DbClusterSnapshot::builder()

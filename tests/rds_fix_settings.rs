@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use atrest::{FixOutcome, FixRequest, FixRunner, FixStatus};
 use atrest_testkit::load_event;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_rds::Client;
 use aws_sdk_rds::operation::add_role_to_db_cluster::AddRoleToDbClusterOutput;
 use aws_sdk_rds::operation::add_role_to_db_instance::AddRoleToDbInstanceOutput;
@@ -26,11 +25,14 @@ use aws_sdk_rds::operation::restore_db_instance_from_db_snapshot::RestoreDbInsta
 use aws_sdk_rds::types::error::{DbClusterNotFoundFault, DbClusterSnapshotNotFoundFault, DbInstanceNotFoundFault, DbSnapshotNotFoundFault};
 use aws_sdk_rds::types::{
     DbCluster, DbClusterOptionGroupStatus, DbClusterRole, DbClusterSnapshot, DbInstance, DbInstanceRole, DbParameterGroupStatus,
-    DbSnapshot, DomainMembership, LocalWriteForwardingStatus, MasterUserSecret, OptionGroupMembership, Tag,
+    DbSnapshot, DomainMembership, LocalWriteForwardingStatus, MasterUserSecret, OptionGroupMembership,
 };
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use fix_rds_encrypt_instance::common::{TAG_SETTINGS_APPLIED, TAG_SOURCE_RESOURCE_ID};
+use rds_support::{error_code as code, mocked_sdk as sdk, tag};
 use serde_json::{Value, json};
+
+mod rds_support;
 
 const DBI: &str = "db-ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const CLUSTER_RID: &str = "cluster-ABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -41,19 +43,6 @@ const LAMBDA_ROLE: &str = "arn:aws:iam::123456789012:role/aurora-lambda";
 const SOURCE_SNAP: &str = "atrest-db-abcdefghijklmnopqrstuvwxyz-source";
 const ENCRYPTED_SNAP: &str = "atrest-db-abcdefghijklmnopqrstuvwxyz-encrypted";
 const CLUSTER_SNAP: &str = "atrest-cluster-abcdefghijklmnopqrstuvwxyz-source";
-
-fn sdk() -> SdkConfig {
-    // Nothing is reachable: every RDS call goes to the mocks, and the key is an ARN (no KMS call).
-    SdkConfig::builder().behavior_version(BehaviorVersion::latest()).region(Region::new("us-east-1")).build()
-}
-
-fn code(code: &str) -> aws_smithy_types::error::ErrorMetadata {
-    aws_smithy_types::error::ErrorMetadata::builder().code(code).build()
-}
-
-fn tag(k: &str, v: &str) -> Tag {
-    Tag::builder().key(k).value(v).build()
-}
 
 fn request(spec: &'static atrest::FixSpec, event: &str, resource_id: &str, extra: Value) -> FixRequest {
     let mut p = load_event(event);

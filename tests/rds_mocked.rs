@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use atrest::{FixRequest, FixRunner, FixStatus};
 use atrest_testkit::load_event;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_rds::Client;
 use aws_sdk_rds::operation::describe_db_cluster_snapshots::DescribeDbClusterSnapshotsOutput;
 use aws_sdk_rds::operation::describe_db_clusters::DescribeDbClustersOutput;
@@ -17,29 +16,18 @@ use aws_sdk_rds::operation::restore_db_cluster_from_snapshot::RestoreDbClusterFr
 use aws_sdk_rds::operation::restore_db_instance_from_db_snapshot::RestoreDbInstanceFromDbSnapshotOutput;
 use aws_sdk_rds::types::error::{DbInstanceNotFoundFault, DbSnapshotNotFoundFault};
 use aws_sdk_rds::types::{
-    DbCluster, DbClusterSnapshot, DbInstance, DbParameterGroupStatus, DbSnapshot, DbSubnetGroup, Endpoint, OptionGroupMembership, Tag,
+    DbCluster, DbClusterSnapshot, DbInstance, DbParameterGroupStatus, DbSnapshot, DbSubnetGroup, Endpoint, OptionGroupMembership,
     VpcSecurityGroupMembership,
 };
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use fix_rds_encrypt_instance::common::{TAG_ENCRYPTED_FROM, TAG_SOURCE_RESOURCE_ID};
+use rds_support::{error_code as code, mocked_sdk as sdk, tag};
 use serde_json::json;
+
+mod rds_support;
 
 const DBI: &str = "db-ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
-
-fn sdk() -> SdkConfig {
-    // Nothing is reachable: every RDS call goes to the mocks, and the key is an ARN (no KMS call).
-    SdkConfig::builder().behavior_version(BehaviorVersion::latest()).region(Region::new("us-east-1")).build()
-}
-
-/// Modeled errors carry their AWS code in the metadata, as the real deserializer sets it.
-fn code(code: &str) -> aws_smithy_types::error::ErrorMetadata {
-    aws_smithy_types::error::ErrorMetadata::builder().code(code).build()
-}
-
-fn tag(k: &str, v: &str) -> Tag {
-    Tag::builder().key(k).value(v).build()
-}
 
 fn source() -> DbInstance {
     DbInstance::builder()

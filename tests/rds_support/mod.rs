@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use aws_config::SdkConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_rds::Client;
 use aws_sdk_rds::types::{DbInstance, Tag};
 
@@ -13,6 +13,21 @@ pub const MASTER_PASSWORD: &str = "correct-horse-battery";
 
 pub fn rds(sdk: &SdkConfig) -> Client {
     Client::new(sdk)
+}
+
+/// For aws-smithy-mocks tests: nothing is reachable, every RDS call goes to the mocks (keys are
+/// given as ARNs, so no KMS call either).
+pub fn mocked_sdk() -> SdkConfig {
+    SdkConfig::builder().behavior_version(BehaviorVersion::latest()).region(Region::new("us-east-1")).build()
+}
+
+/// A modeled error's metadata with its AWS code, as the real deserializer sets it.
+pub fn error_code(code: &str) -> aws_smithy_types::error::ErrorMetadata {
+    aws_smithy_types::error::ErrorMetadata::builder().code(code).build()
+}
+
+pub fn tag(k: &str, v: &str) -> Tag {
+    Tag::builder().key(k).value(v).build()
 }
 
 pub fn tag_set(pairs: &[(&str, &str)]) -> BTreeSet<(String, String)> {
