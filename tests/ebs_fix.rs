@@ -412,7 +412,7 @@ mod aws_behaviour {
     use aws_sdk_ec2::operation::attach_volume::AttachVolumeOutput;
     use aws_sdk_ec2::operation::create_snapshot::{CreateSnapshotError, CreateSnapshotOutput};
     use aws_sdk_ec2::operation::create_tags::CreateTagsOutput;
-    use aws_sdk_ec2::operation::create_volume::CreateVolumeOutput;
+    use aws_sdk_ec2::operation::create_volume::{CreateVolumeError, CreateVolumeOutput};
     use aws_sdk_ec2::operation::delete_snapshot::DeleteSnapshotOutput;
     use aws_sdk_ec2::operation::delete_volume::DeleteVolumeOutput;
     use aws_sdk_ec2::operation::start_instances::StartInstancesOutput;
@@ -574,6 +574,85 @@ mod aws_behaviour {
         assert_eq!(outcome.status, FixStatus::Failed, "{outcome:#?}");
         assert!(outcome.message.contains("3 attempts") && outcome.message.contains("KMS key"), "{}", outcome.message);
         assert!(outcome.message.contains("Nothing was detached"), "{}", outcome.message);
+        let made: usize =
+            [&writes.create_volume, &writes.create_snapshot, &writes.stop, &writes.delete_volume].iter().map(|r| r.num_calls()).sum();
+        assert_eq!(made, 0, "no fourth attempt, no stop");
+    }
+
+    #[tokio::test]
+    async fn new_volumes_ec2_deletes_by_itself_are_counted_on_the_snapshot_then_the_run_fails_naming_the_key() {
+        // What AWS does with a KMS key EBS cannot use on CreateVolume (reported by every tool
+        // that met it, e.g. aws-ebs-csi-driver#3010, aws-cli#2604): the call answers `creating`,
+        // the volume is deleted within seconds (DescribeVolumes: InvalidVolume.NotFound; no
+        // `error` state ever shows), and the same client token then answers
+        // IdempotentParameterMismatch. Resending the token is how the fix finds out; the count
+        // goes on the plain snapshot, since nothing else is left in AWS.
+        let sdk = sdk().await;
+        let running = || instance(I, InstanceStateName::Running, None, &[("/dev/sdf", OLD, false)], &[]);
+        let old = || volume(OLD, false, VolumeState::InUse, Some((I, "/dev/sdf")), &[]);
+        let source = |vanished: Option<&str>| {
+            let mut tags = vec![
+                ("atrest:encrypting", OLD),
+                ("atrest:stage", "source"),
+                ("atrest:execution", EXEC),
+                ("atrest:taken-while", "running"),
+                ("atrest:taken-at", "400"),
+            ];
+            if let Some(v) = vanished {
+                tags.push(("atrest:vanished-volumes", v));
+            }
+            snapshot("snap-0000000000000c0de", SnapshotState::Completed, None, &tags)
+        };
+        let types = mocked::no_instance_store();
+        let spent = |token: &'static str| {
+            mock!(aws_sdk_ec2::Client::create_volume).match_requests(move |r| r.client_token() == Some(token)).then_error(|| {
+                CreateVolumeError::generic(
+                    aws_smithy_types::error::ErrorMetadata::builder()
+                        .code("IdempotentParameterMismatch")
+                        .message("The client token you have provided is associated with a resource that is already deleted.")
+                        .build(),
+                )
+            })
+        };
+
+        // The volume of the first attempt is gone: its token is spent. Counted, not failed.
+        let first = spent("atrest-snap-0000000000000c0de-0");
+        let counted = format!("1 {EXEC} 1");
+        let count = {
+            let counted = counted.clone();
+            mock!(aws_sdk_ec2::Client::create_tags)
+                .match_requests(move |r| {
+                    r.resources() == ["snap-0000000000000c0de"]
+                        && r.tags().iter().any(|t| t.key() == Some("atrest:vanished-volumes") && t.value() == Some(counted.as_str()))
+                })
+                .then_output(|| CreateTagsOutput::builder().build())
+        };
+        let writes = Writes::new();
+        let describe = mocked::describe_rules(vec![old()], vec![source(None)], vec![running()]);
+        let outcome = turn(&sdk, &describe, &[&types, &first, &count], &writes).await;
+        assert_eq!((first.num_calls(), count.num_calls()), (1, 1), "{outcome:#?}");
+        assert_eq!(outcome.status, FixStatus::InProgress, "{outcome:#?}");
+        assert!(outcome.changes.iter().any(|c| c.contains("EC2 deleted the encrypted volume")), "{outcome:#?}");
+
+        // The next turn sends the next token.
+        let next = mock!(aws_sdk_ec2::Client::create_volume)
+            .match_requests(|r| r.client_token() == Some("atrest-snap-0000000000000c0de-1"))
+            .then_output(|| CreateVolumeOutput::builder().volume_id("vol-0000000000000f00d").build());
+        let writes = Writes::new();
+        let describe = mocked::describe_rules(vec![old()], vec![source(Some(&counted))], vec![running()]);
+        let outcome = turn(&sdk, &describe, &[&types, &next], &writes).await;
+        assert_eq!(next.num_calls(), 1, "{outcome:#?}");
+
+        // The third in this execution ends the run naming the key; nothing made, nothing stopped.
+        let writes = Writes::new();
+        let describe = mocked::describe_rules(vec![old()], vec![source(Some(&format!("3 {EXEC} 3")))], vec![running()]);
+        let outcome = turn(&sdk, &describe, &[&types], &writes).await;
+        assert_eq!(outcome.status, FixStatus::Failed, "{outcome:#?}");
+        assert!(
+            outcome.message.contains("deleted by EC2 right after creation") && outcome.message.contains("KMS key"),
+            "{}",
+            outcome.message
+        );
         let made: usize =
             [&writes.create_volume, &writes.create_snapshot, &writes.stop, &writes.delete_volume].iter().map(|r| r.num_calls()).sum();
         assert_eq!(made, 0, "no fourth attempt, no stop");

@@ -39,8 +39,11 @@ This module remembers, per account/Region backend (`atrest_volume_client_tokens`
 reset), each token with the request's parameters (every query parameter but `ClientToken`) and the
 volume it made. Of the other EC2 creates atrest calls, none takes a client token in the EC2 API
 (CreateSnapshot, CopySnapshot, CreateTags: no `ClientToken` member), so nothing else is changed.
-Not modelled: how long AWS keeps a token (a retry returns the original volume even after it was
-deleted, as AWS's "result of the original request"); a DryRun never records a token.
+Once the token's volume is gone (deleted by anyone, or by EC2 itself after a KMS key EBS cannot
+use), the same token answers `IdempotentParameterMismatch` ("associated with a resource that is
+already deleted"), as AWS does (seen by every tool that met the KMS case, e.g.
+kubernetes-sigs/aws-ebs-csi-driver#3010). Not modelled: how long AWS keeps a token; a DryRun never
+records a token.
 """
 
 from moto.core.responses import ActionResult
@@ -97,10 +100,22 @@ def create_volume(self):
                 "IdempotentParameterMismatch",
                 f"The client token {token} was already used with different parameters.",
             )
+        if _volume_id(volume) not in self.ec2_backend.volumes:
+            # What AWS answers once the token's volume is gone (e.g. deleted by EC2 after a KMS
+            # key EBS cannot use): the token is spent.
+            raise EC2ClientError(
+                "IdempotentParameterMismatch",
+                "The client token you have provided is associated with a resource that is already deleted. "
+                "Please use a different client token.",
+            )
         return ActionResult(volume)
     result = _moto_create_volume(self)  # raises on DryRun and bad input: no token recorded
     tokens[token] = (params, result.result)
     return result
+
+
+def _volume_id(result):
+    return result["VolumeId"] if isinstance(result, dict) else result.id
 
 
 def patch():

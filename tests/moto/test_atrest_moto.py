@@ -564,6 +564,17 @@ class CreateVolumeClientToken(Base):
         self.assertNotEqual(d, a)
         self.assertEqual(self.volumes(west), [d])
 
+    def test_the_token_of_a_deleted_volume_is_spent(self):
+        ec2 = client("ec2")
+        ask = dict(AvailabilityZone="us-east-1a", Size=8, ClientToken="atrest-snap-gone-0")
+        first = ec2.create_volume(**ask)["VolumeId"]
+        ec2.delete_volume(VolumeId=first)
+        with self.assertRaises(ClientError) as cm:
+            ec2.create_volume(**ask)
+        self.assertEqual(cm.exception.response["Error"]["Code"], "IdempotentParameterMismatch")
+        self.assertIn("already deleted", cm.exception.response["Error"]["Message"])
+        self.assertEqual(self.volumes(ec2), [], "nothing was created")
+
     def test_a_dry_run_records_no_token_and_a_reset_forgets_tokens(self):
         ec2 = client("ec2")
         with self.assertRaises(ClientError) as cm:

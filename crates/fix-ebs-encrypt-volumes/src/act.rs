@@ -64,8 +64,24 @@ impl Executor<'_> {
                     .map_err(|e| aws_error("ec2:CreateSnapshot", volume, e))?;
                 Ok(format!("snapshot {} of {volume} started (instance {taken_while})", out.snapshot_id().unwrap_or("?")))
             }
-            Action::CreateVolume { old, source, attempt, taken_while, taken_at, destination } => {
-                self.create_volume(old, source, *attempt, taken_while, *taken_at, destination.as_ref()).await
+            Action::CreateVolume { old, source, attempt, vanished, taken_while, taken_at, destination } => {
+                match self.create_volume(old, source, *attempt, taken_while, *taken_at, destination.as_ref()).await {
+                    // This attempt's token was already used, and its volume is gone: EC2 deleted
+                    // it by itself (an unusable KMS key), since this fix deletes its new volumes
+                    // only after the swap or as failed attempts it has counted. Counted on the
+                    // snapshot, so the next turn uses the next token or stops at the cap.
+                    Err(atrest::Error::Aws { code, .. }) if code == "IdempotentParameterMismatch" => {
+                        self.tag(source, vec![(tag::VANISHED_VOLUMES.into(), vanished.one_more(self.execution))], "ec2:CreateTags").await?;
+                        Ok(format!(
+                            "EC2 deleted the encrypted volume it had created from snapshot {source} for {} (attempt {}): EBS could \
+                             not use KMS key {}; trying again with a new client token",
+                            old.id,
+                            attempt + 1,
+                            self.key_arn
+                        ))
+                    }
+                    other => other,
+                }
             }
             Action::DeleteVolume { volume, why } => {
                 ec2.delete_volume().volume_id(volume).send().await.map_err(|e| aws_error("ec2:DeleteVolume", volume, e))?;

@@ -17,6 +17,9 @@ pub mod tag {
     /// execution are counted from AWS (they survive a crash) and capped; a new execution (after
     /// the key is fixed) starts with a fresh allowance.
     pub const EXECUTION: &str = "atrest:execution";
+    /// On plain snapshots: the new volumes made from it that EC2 deleted on its own, as
+    /// `<total> <execution> <count in that execution>` (see [`Vanished`]).
+    pub const VANISHED_VOLUMES: &str = "atrest:vanished-volumes";
     /// On the instance while this fix restarts it: how many StartInstances it sent. A start
     /// that fails asynchronously leaves the instance `stopped`; the count caps the retries.
     pub const START_ATTEMPTS: &str = "atrest:start-attempts";
@@ -152,6 +155,36 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags.get(key).map(String::as_str)
+    }
+}
+
+/// New volumes made from one plain snapshot that EC2 deleted by itself. This is how EBS reports
+/// a KMS key it cannot use on CreateVolume: the call answers `creating`, the volume disappears
+/// (DescribeVolumes: InvalidVolume.NotFound), and the same client token then answers
+/// `IdempotentParameterMismatch`. Nothing is left to count in AWS but this tag on the snapshot:
+/// `total` keeps every client token distinct, `in_execution` counts toward this execution's cap.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Vanished {
+    pub total: usize,
+    pub in_execution: usize,
+}
+
+impl Vanished {
+    /// What the snapshot's tag says, with the count of another execution read as 0.
+    pub fn of(snapshot: &Snapshot, execution: &str) -> Self {
+        let Some(value) = snapshot.tag(tag::VANISHED_VOLUMES) else { return Self::default() };
+        let mut parts = value.split_whitespace();
+        let total = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0);
+        let in_execution = match (parts.next(), parts.next().and_then(|c| c.parse().ok())) {
+            (Some(e), Some(count)) if e == execution => count,
+            _ => 0,
+        };
+        Self { total, in_execution }
+    }
+
+    /// The tag value after one more volume vanished in `execution`.
+    pub fn one_more(&self, execution: &str) -> String {
+        format!("{} {execution} {}", self.total + 1, self.in_execution + 1)
     }
 }
 

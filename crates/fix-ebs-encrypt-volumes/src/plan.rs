@@ -35,10 +35,11 @@
 //! (creation time, then id) is used, by every run alike; the others are deleted at the end, and
 //! only if they are this fix's temporaries (tagged `atrest:encrypting`, attached nowhere).
 
-use crate::model::{Instance, Observed, Snapshot, Target, Volume, tag};
+use crate::model::{Instance, Observed, Snapshot, Target, Vanished, Volume, tag};
 
-/// Failed attempts (a snapshot or a new volume in `error`) per volume and execution before the
-/// run fails: a key EBS cannot use fails every attempt the same way.
+/// Failed attempts (a snapshot or a new volume in `error`, or a new volume EC2 deleted by
+/// itself) per volume and execution before the run fails: a key EBS cannot use fails every
+/// attempt the same way.
 pub const MAX_FAILED_ATTEMPTS: usize = 3;
 /// StartInstances sent per restart before the run fails: a start that fails asynchronously
 /// (a KMS key the instance's volumes cannot use, no capacity) leaves the instance `stopped`.
@@ -52,10 +53,13 @@ pub enum Action {
     },
     /// `attempt`: how many volumes made from this snapshot failed; part of the client token,
     /// so a retried call returns the same volume and a fresh attempt makes a new one.
+    /// `vanished`: the snapshot's count of volumes EC2 deleted by itself, which the action
+    /// raises if this attempt's token turns out to be spent on one more.
     CreateVolume {
         old: Box<Volume>,
         source: String,
         attempt: usize,
+        vanished: Vanished,
         taken_while: String,
         taken_at: i64,
         destination: Option<Destination>,
@@ -172,15 +176,23 @@ fn prepare<'a>(t: &'a Target, instance: Option<&Instance>, settings: &Settings) 
     // Failed attempts stay in AWS (deleted with the other temporaries at the end) so that they
     // can be counted after any crash.
     let failed_volumes: Vec<&Volume> = t.new_volumes.iter().filter(|n| n.state == "error" && this_execution(&n.tags)).collect();
-    if failed_volumes.len() >= MAX_FAILED_ATTEMPTS {
-        let ids = failed_volumes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>().join(", ");
+    let vanished: usize = t.sources.iter().map(|s| Vanished::of(s, &settings.execution).in_execution).sum();
+    if failed_volumes.len() + vanished >= MAX_FAILED_ATTEMPTS {
+        let mut how = Vec::new();
+        if !failed_volumes.is_empty() {
+            how.push(format!("{} ended in `error`", failed_volumes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>().join(", ")));
+        }
+        if vanished > 0 {
+            how.push(format!("{vanished} deleted by EC2 right after creation"));
+        }
         return Prep::Next(Step::Fail(format!(
-            "EC2 could not create an encrypted volume for {} ({} attempts: {ids} ended in `error`). EC2 checks the KMS key \
+            "EC2 could not create an encrypted volume for {} ({} attempts: {}). EC2 checks the KMS key \
              asynchronously, so a key EBS cannot use fails this way: check that {} is enabled, and that its key policy lets \
              this role and EBS use it (kms:CreateGrant, kms:GenerateDataKeyWithoutPlaintext, kms:Decrypt via EC2). \
              Nothing was detached; the old volume is untouched.",
             t.old.id,
-            failed_volumes.len(),
+            failed_volumes.len() + vanished,
+            how.join("; "),
             settings.key_arn
         )));
     }
@@ -215,14 +227,16 @@ fn prepare<'a>(t: &'a Target, instance: Option<&Instance>, settings: &Settings) 
             "completed" => Prep::Next(Step::Act(vec![Action::CreateVolume {
                 old: Box::new(t.old.clone()),
                 source: source.id.clone(),
-                // Every failed volume made from this snapshot, in any execution: the client
-                // token must differ from each of theirs (AWS remembers a token after its volume
-                // is gone).
+                // Every failed volume made from this snapshot, in any execution, whether it is
+                // still there in `error` or EC2 deleted it: the client token must differ from
+                // each of theirs (AWS remembers a token after its volume is gone).
                 attempt: t
                     .new_volumes
                     .iter()
                     .filter(|n| n.state == "error" && n.tag(tag::SOURCE_SNAPSHOT) == Some(source.id.as_str()))
-                    .count(),
+                    .count()
+                    + Vanished::of(source, &settings.execution).total,
+                vanished: Vanished::of(source, &settings.execution),
                 taken_while: source.tag(tag::TAKEN_WHILE).unwrap_or("").to_string(),
                 taken_at: source.tag(tag::TAKEN_AT).and_then(|v| v.parse().ok()).unwrap_or(source.start_secs),
                 destination: instance.and_then(destination),
@@ -859,6 +873,58 @@ mod tests {
         stopped.state = "running".into();
         let obs = Observed { instance: Some(stopped), ..obs };
         assert_eq!(act(plan(&obs, &s)), Action::ClearInstanceTags { instance: I.into() });
+    }
+
+    #[test]
+    fn volumes_ec2_deleted_by_itself_move_the_token_on_and_count_toward_the_cap() {
+        // What AWS does on CreateVolume with a KMS key EBS cannot use: the call answers
+        // `creating`, the volume disappears and its client token is spent. Nothing is left in
+        // AWS to count but the tag the action writes on the plain snapshot.
+        let running = || instance("running", &[("/dev/sdf", OLD, false)], &[]);
+        let old = || vol(OLD, "in-use", Some("/dev/sdf"), &[]);
+        let src = |vanished: &str| {
+            let mut s = snap("snap-src", "source", "completed", "running", 200);
+            s.tags.insert(tag::VANISHED_VOLUMES.into(), vanished.into());
+            vec![s]
+        };
+        let s = settings(true);
+
+        // One vanished and one failed volume in this execution: the next token is the third.
+        let obs = observed(running(), vec![target(old(), src(&format!("1 {EXEC} 1")), vec![failed_vol("vol-0f1", EXEC)])]);
+        match act(plan(&obs, &s)) {
+            Action::CreateVolume { attempt, vanished, .. } => {
+                assert_eq!(attempt, 2);
+                assert_eq!(vanished, Vanished { total: 1, in_execution: 1 });
+                assert_eq!(vanished.one_more(EXEC), format!("2 {EXEC} 2"));
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // Three in this execution end the run naming the key; nothing detached.
+        let obs = observed(running(), vec![target(old(), src(&format!("3 {EXEC} 3")), vec![])]);
+        match plan(&obs, &s) {
+            Step::Fail(m) => assert!(
+                m.contains("3 deleted by EC2 right after creation") && m.contains(&s.key_arn) && m.contains("Nothing was detached"),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let mixed = observed(running(), vec![target(old(), src(&format!("2 {EXEC} 2")), vec![failed_vol("vol-0f1", EXEC)])]);
+        assert!(matches!(plan(&mixed, &s), Step::Fail(m) if m.contains("vol-0f1 ended in `error`; 2 deleted by EC2")));
+
+        // Another execution's count does not cap this one, but its tokens stay spent.
+        let obs = observed(running(), vec![target(old(), src("3 exec-0 3"), vec![])]);
+        match act(plan(&obs, &s)) {
+            Action::CreateVolume { attempt, vanished, .. } => {
+                assert_eq!(attempt, 3);
+                assert_eq!(vanished.one_more(EXEC), format!("4 {EXEC} 1"));
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // A mangled tag reads as no count rather than failing the run.
+        let obs = observed(running(), vec![target(old(), src("lots"), vec![])]);
+        assert!(matches!(act(plan(&obs, &s)), Action::CreateVolume { attempt: 0, .. }));
     }
 
     #[test]
