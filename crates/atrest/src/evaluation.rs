@@ -74,6 +74,26 @@ pub fn truncate_annotation(text: &str) -> String {
     out
 }
 
+/// Makes an annotation safe to store and to alert on: the characters the alert email cannot
+/// carry are replaced, then the text is cut to Config's limit.
+///
+/// template.yaml's `NonCompliantAlertRule` input transformer inserts the annotation unescaped into a quoted
+/// JSON string, so a double quote, a backslash or a control character (newline, tab …) would
+/// break the email or its JSON. Each is replaced by one character, so the length is unchanged.
+pub fn clean_annotation(text: &str) -> String {
+    let safe: String = text
+        .chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            '\u{2028}' | '\u{2029}' => ' ',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect();
+    truncate_annotation(&safe)
+}
+
 /// One evaluation as AWS Config stores it; serialized with AWS's field names so the CLI's JSON
 /// reads like the API.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -90,7 +110,7 @@ pub struct Evaluation {
 
 impl Evaluation {
     pub fn new(resource_type: &str, resource_id: &str, verdict: Verdict, ordering_timestamp: DateTime) -> Self {
-        let annotation = (!verdict.annotation.is_empty()).then(|| truncate_annotation(&verdict.annotation));
+        let annotation = (!verdict.annotation.is_empty()).then(|| clean_annotation(&verdict.annotation));
         Evaluation {
             compliance_resource_type: resource_type.to_string(),
             compliance_resource_id: resource_id.to_string(),
@@ -137,6 +157,40 @@ mod tests {
         let out = truncate_annotation(&long);
         assert_eq!(out.chars().count(), 256);
         assert!(out.ends_with(" [truncated]"));
+    }
+
+    #[test]
+    fn annotations_hold_nothing_the_alert_template_cannot_carry() {
+        let cases = [
+            ("key \"alias/x\" is not allowed", "key 'alias/x' is not allowed"),
+            (r"path C:\dir\file", "path C:/dir/file"),
+            ("line one\nline two\r\nend", "line one line two  end"),
+            ("tab\there", "tab here"),
+            ("nul\0and\u{7f}del", "nul and del"),
+            ("para\u{2028}graph\u{2029}end", "para graph end"),
+            ("unicode é 😀 名前 kept", "unicode é 😀 名前 kept"),
+            ("", ""),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(clean_annotation(input), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn cleaned_annotations_stay_within_the_limit_and_show_the_cut() {
+        let long = "\"\\\n".repeat(200);
+        let out = clean_annotation(&long);
+        assert_eq!(out.chars().count(), MAX_ANNOTATION_CHARS);
+        assert!(out.ends_with(" [truncated]"));
+        assert!(!out.contains(['"', '\\', '\n']));
+        assert_eq!(clean_annotation(&"\"".repeat(256)), "'".repeat(256));
+    }
+
+    #[test]
+    fn evaluations_carry_the_cleaned_annotation() {
+        let verdict = Verdict::non_compliant("key \"k\"\nnot allowed");
+        let e = Evaluation::new("AWS::S3::Bucket", "b", verdict, DateTime::from_secs(1));
+        assert_eq!(e.annotation.as_deref(), Some("key 'k' not allowed"));
     }
 
     #[test]
