@@ -21,6 +21,9 @@ use crate::error::{Error, ErrorClass, Result};
 use crate::kms::KeyResolver;
 use crate::params::{ParamSpec, Params};
 
+mod email;
+pub use email::fix_outcome_alert;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum FixStatus {
     InProgress,
@@ -256,7 +259,7 @@ impl FixRunner {
 
     async fn publish(&self, outcome: &FixOutcome) {
         if let Some(alerts) = &self.alerts {
-            let alert = crate::alerts::fix_outcome_alert(self.spec(), outcome, &crate::clients::region_name(&self.sdk));
+            let alert = fix_outcome_alert(self.spec(), outcome, &crate::clients::region_name(&self.sdk));
             // A lost email must not turn a successful fix into a failed one; it is logged.
             if let Err(e) = alerts.publish(&alert).await {
                 tracing::error!(error = %e, "could not publish the remediation result to SNS");
