@@ -83,7 +83,7 @@ $(ATREST_CFN_GUARD):
 package: tools
 	rustup target add aarch64-unknown-linux-gnu
 	PATH=$(TOOLS_VENV)/bin:$$PATH CARGO_TARGET_DIR=$(LAMBDA_TARGET_DIR) \
-	  cargo lambda build --release --arm64 --locked --workspace --exclude atrest-cli --exclude atrest-testkit --exclude atrest-automation --output-format zip
+	  cargo lambda build --release --arm64 --locked --workspace --exclude atrest-cli --exclude atrest-testkit --exclude atrest-automation --exclude atrest-catalog --output-format zip
 	@ls -l $(LAMBDA_TARGET_DIR)/lambda/*/bootstrap.zip
 
 deploy: tools

@@ -24,24 +24,21 @@ mod rds_support;
 /// Remediations moto cannot run end to end, with the reason. Empty today: every fix runs.
 const SKIPPED: &[(&str, &str)] = &[];
 
-/// The workers, by binary name, as the template's functions build them (with no in-invocation
-/// polling, so a turn returns at once and the document loop does the waiting).
+/// The workers, by binary name, as the template's functions build them (every fix in the
+/// catalog; the EBS swap with no in-invocation polling, so a turn returns at once and the
+/// document loop does the waiting).
 fn workers(sdk: &SdkConfig) -> BTreeMap<&'static str, Arc<FixRunner>> {
-    let mut ebs = fix_ebs_encrypt_volumes::EbsEncryptVolumes::default();
-    ebs.poll = Duration::ZERO;
-    let fixes: Vec<Arc<dyn Fix>> = vec![
-        Arc::new(fix_s3_enable_default_encryption::S3EnableDefaultEncryption),
-        Arc::new(ebs),
-        Arc::new(fix_ebs_enable_default_encryption::EbsEnableDefaultEncryption::default()),
-        Arc::new(fix_rds_encrypt_instance::RdsEncryptInstance::default()),
-        Arc::new(fix_rds_encrypt_cluster::RdsEncryptCluster::default()),
-        Arc::new(fix_rds_encrypt_snapshot::RdsEncryptSnapshot::default()),
-    ];
-    fixes
-        .into_iter()
-        .map(|f| {
-            let binary: &'static str = Box::leak(format!("fix-{}", f.spec().name).into_boxed_str());
-            (binary, Arc::new(FixRunner::new(f, sdk, None)))
+    atrest_catalog::fix_entries()
+        .map(|entry| {
+            let fix: Arc<dyn Fix> = if std::ptr::eq(entry.spec, &fix_ebs_encrypt_volumes::SPEC) {
+                let mut ebs = fix_ebs_encrypt_volumes::EbsEncryptVolumes::default();
+                ebs.poll = Duration::ZERO;
+                Arc::new(ebs)
+            } else {
+                (entry.build)()
+            };
+            let binary: &'static str = Box::leak(format!("fix-{}", entry.spec.name).into_boxed_str());
+            (binary, Arc::new(FixRunner::new(fix, sdk, None)))
         })
         .collect()
 }

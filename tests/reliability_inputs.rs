@@ -410,14 +410,7 @@ async fn bucket_policies_with_two_hundred_statements_are_judged() {
 // Hostile fix payloads and malformed SSM parameters, for every fix
 
 fn every_fix() -> Vec<Arc<dyn Fix>> {
-    vec![
-        Arc::new(fix_s3_enable_default_encryption::S3EnableDefaultEncryption),
-        Arc::new(fix_ebs_encrypt_volumes::EbsEncryptVolumes::default()),
-        Arc::new(fix_ebs_enable_default_encryption::EbsEnableDefaultEncryption::default()),
-        Arc::new(fix_rds_encrypt_instance::RdsEncryptInstance::default()),
-        Arc::new(fix_rds_encrypt_cluster::RdsEncryptCluster::default()),
-        Arc::new(fix_rds_encrypt_snapshot::RdsEncryptSnapshot::default()),
-    ]
+    atrest_catalog::fixes()
 }
 
 /// A bad value for a parameter of this kind, or `None` when every text is valid.

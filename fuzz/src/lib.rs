@@ -17,39 +17,16 @@ use atrest::{ConfigRule, FixRequest, FixSpec, RuleContext};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use serde_json::{Value, json};
 
-// Under cargo-fuzz (`cfg(fuzzing)`) the EC2/RDS rules and fixes need the `all-rules` feature;
-// everywhere else (the proptest run in `make test`) they are always in.
-
-/// Every rule, as the Lambdas and the CLI build them.
+/// Every rule, as the Lambdas and the CLI build them (the catalog's list). Under cargo-fuzz the
+/// EC2/RDS ones are in only with the `all-rules` feature; the proptest run in `make test`
+/// always has them.
 pub fn rules() -> Vec<Arc<dyn ConfigRule>> {
-    #[allow(unused_mut)]
-    let mut rules: Vec<Arc<dyn ConfigRule>> =
-        vec![Arc::new(rule_s3_bucket_server_side_encryption_enabled::S3BucketServerSideEncryptionEnabled)];
-    #[cfg(any(not(fuzzing), feature = "all-rules"))]
-    rules.extend([
-        Arc::new(rule_encrypted_volumes::EncryptedVolumes) as Arc<dyn ConfigRule>,
-        Arc::new(rule_ec2_ebs_encryption_by_default::Ec2EbsEncryptionByDefault::default()),
-        Arc::new(rule_ec2_instance_store_encrypted::Ec2InstanceStoreEncrypted::default()),
-        Arc::new(rule_rds_storage_encrypted::RdsStorageEncrypted),
-        Arc::new(rule_rds_cluster_encrypted_at_rest::RdsClusterEncryptedAtRest),
-        Arc::new(rule_rds_snapshot_encrypted::RdsSnapshotEncrypted),
-    ]);
-    rules
+    atrest_catalog::rules()
 }
 
 /// Every fix's spec (decoding a payload needs nothing else).
 pub fn fix_specs() -> Vec<&'static FixSpec> {
-    #[allow(unused_mut)]
-    let mut specs: Vec<&'static FixSpec> = vec![&fix_s3_enable_default_encryption::SPEC];
-    #[cfg(any(not(fuzzing), feature = "all-rules"))]
-    specs.extend([
-        &fix_ebs_encrypt_volumes::SPEC,
-        &fix_ebs_enable_default_encryption::SPEC,
-        &fix_rds_encrypt_instance::SPEC,
-        &fix_rds_encrypt_cluster::SPEC,
-        &fix_rds_encrypt_snapshot::SPEC,
-    ]);
-    specs
+    atrest_catalog::fix_specs()
 }
 
 fn offline_sdk() -> &'static SdkConfig {
@@ -88,6 +65,7 @@ pub fn judge_everywhere(item: &ConfigurationItem) {
             let evaluation = Evaluation::new(&item.resource_type, &item.resource_id, verdict, item.capture_time);
             if let Some(a) = &evaluation.annotation {
                 assert!(a.chars().count() <= 256, "{}: annotation of {} characters", spec.name, a.chars().count());
+                assert!(!a.contains(['"', '\\', '\n', '\r']), "{}: annotation the alert email cannot carry: {a:?}", spec.name);
             }
             let _ = evaluation.to_sdk();
         }
