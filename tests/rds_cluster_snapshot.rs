@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use atrest::remediation::DriveOptions;
 use atrest::{Compliance, FixRequest, FixRunner, FixStatus, Params, RuleRunner};
+use atrest_rds::{TAG_REPLACED_BY, TAG_SOURCE_RESOURCE_ID, tag_value};
 use atrest_testkit::{load_event, sdk, unique};
 use aws_config::SdkConfig;
 use aws_sdk_rds::types::Tag;
 use aws_smithy_types::DateTime;
-use fix_rds_encrypt_instance::common::{TAG_REPLACED_BY, TAG_SOURCE_RESOURCE_ID, tag_value};
 use rds_support::{postgres_instance, rds, tag_set};
 use serde_json::{Value, json};
 

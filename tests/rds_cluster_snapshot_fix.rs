@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use atrest::remediation::DriveOptions;
 use atrest::{FixOutcome, FixRequest, FixRunner, FixStatus};
+use atrest_rds::{TAG_ENCRYPTED_FROM, TAG_SOURCE_RESOURCE_ID, tag_value};
 use atrest_testkit::{load_event, sdk, unique};
 use aws_config::SdkConfig;
 use aws_sdk_rds::Client;
@@ -22,7 +23,6 @@ use aws_sdk_rds::operation::restore_db_cluster_from_snapshot::RestoreDbClusterFr
 use aws_sdk_rds::types::error::{DbClusterNotFoundFault, DbClusterSnapshotNotFoundFault, DbSnapshotNotFoundFault};
 use aws_sdk_rds::types::{DbCluster, DbClusterSnapshot, DbSnapshot, DbSubnetGroup, Tag};
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
-use fix_rds_encrypt_instance::common::{TAG_ENCRYPTED_FROM, TAG_SOURCE_RESOURCE_ID, tag_value};
 use fix_rds_encrypt_snapshot::cluster::temporary_cluster_identifier;
 use rds_support::{error_code as code, mocked_sdk, rds, tag, tag_set, user_tags};
 use serde_json::{Value, json};
@@ -153,7 +153,7 @@ async fn delete_source_deletes_a_manual_cluster_snapshot_but_never_an_automated_
     assert_eq!(outcome.status, FixStatus::Succeeded, "{outcome:?}");
     assert!(cluster_snapshot(&sdk, &automated).await.is_some(), "an automated snapshot is never deleted");
     assert!(outcome.message.contains("automated snapshot") && outcome.message.contains("was kept"), "{}", outcome.message);
-    let target = fix_rds_encrypt_instance::common::derived_identifier(&automated, "-encrypted");
+    let target = atrest_rds::derived_identifier(&automated, "-encrypted");
     assert_eq!(cluster_snapshot(&sdk, &target).await.and_then(|s| s.storage_encrypted()), Some(true), "{target}");
     assert!(!cluster_exists(&sdk, &temporary_cluster_identifier(&automated)).await);
 }

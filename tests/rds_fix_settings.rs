@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use atrest::{FixOutcome, FixRequest, FixRunner, FixStatus};
+use atrest_rds::{TAG_SETTINGS_APPLIED, TAG_SOURCE_RESOURCE_ID};
 use atrest_testkit::load_event;
 use aws_sdk_rds::Client;
 use aws_sdk_rds::operation::add_role_to_db_cluster::AddRoleToDbClusterOutput;
@@ -28,7 +29,6 @@ use aws_sdk_rds::types::{
     DbSnapshot, DomainMembership, LocalWriteForwardingStatus, MasterUserSecret, OptionGroupMembership,
 };
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
-use fix_rds_encrypt_instance::common::{TAG_SETTINGS_APPLIED, TAG_SOURCE_RESOURCE_ID};
 use rds_support::{error_code as code, mocked_sdk as sdk, tag};
 use serde_json::{Value, json};
 

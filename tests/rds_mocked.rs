@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use atrest::{FixRequest, FixRunner, FixStatus};
+use atrest_rds::{TAG_ENCRYPTED_FROM, TAG_SOURCE_RESOURCE_ID};
 use atrest_testkit::load_event;
 use aws_sdk_rds::Client;
 use aws_sdk_rds::operation::describe_db_cluster_snapshots::DescribeDbClusterSnapshotsOutput;
@@ -20,7 +21,6 @@ use aws_sdk_rds::types::{
     VpcSecurityGroupMembership,
 };
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
-use fix_rds_encrypt_instance::common::{TAG_ENCRYPTED_FROM, TAG_SOURCE_RESOURCE_ID};
 use rds_support::{error_code as code, mocked_sdk as sdk, tag};
 use serde_json::json;
 

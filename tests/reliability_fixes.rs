@@ -454,7 +454,7 @@ impl Fixture for RdsInstanceFixture {
     }
 
     async fn violations(&self, sdk: &SdkConfig) -> Vec<String> {
-        use fix_rds_encrypt_instance::common::{TAG_SOURCE_RESOURCE_ID, tag_value};
+        use atrest_rds::{TAG_SOURCE_RESOURCE_ID, tag_value};
         let mut v = Vec::new();
         let client = rds(sdk);
         // Paginated: the stand-in holds every run's instances, more than one page.
@@ -700,7 +700,7 @@ impl Fixture for RdsClusterFixture {
     }
 
     async fn violations(&self, sdk: &SdkConfig) -> Vec<String> {
-        use fix_rds_encrypt_instance::common::{TAG_REPLACED_BY, TAG_SOURCE_RESOURCE_ID, tag_value};
+        use atrest_rds::{TAG_REPLACED_BY, TAG_SOURCE_RESOURCE_ID, tag_value};
         let mut v = Vec::new();
         let client = rds(sdk);
         let clusters: Vec<aws_sdk_rds::types::DbCluster> =

@@ -6,10 +6,11 @@ For every AWS::Serverless::Function in the template (CodeUri crates/<crate>):
    - the AWS SDK operations it calls: `.operation_name()` on a client of a service whose
      aws-sdk-* crate the code's crate depends on (the operation names come from the aws-sdk-*
      sources cargo downloaded, so an operation missing from the mapping is reported, not missed);
-   - the same for the workspace code the crate reaches: the atrest library and sibling crates it
-     depends on, followed function by function from the names the crate calls (so a rule crate gets
-     the rule runtime's config:PutEvaluations, a fix crate gets sns:Publish through the fix runtime,
-     and only crates that call KeyResolver get kms:DescribeKey);
+   - the same for the workspace code the crate reaches: the library crates it depends on (atrest,
+     and family libraries such as atrest-rds) and any other sibling crates, followed function by
+     function from the names the crate calls (so a rule crate gets the rule runtime's
+     config:PutEvaluations, a fix crate gets sns:Publish through the fix runtime, and only crates
+     that call KeyResolver get kms:DescribeKey);
    - each operation mapped to its IAM action by tests/template/iam_actions.json;
    - plus the implicit actions that mapping file lists (an action AWS checks without an SDK call of
      ours: log delivery, KMS use behind SNS/RDS/EBS), each with its reason.
@@ -119,6 +120,8 @@ class Crate:
         deps = manifest.get("dependencies", {})
         self.services = {d.removeprefix("aws-sdk-") for d in deps if d.startswith("aws-sdk-")}
         self.workspace_deps = {d for d in deps if (ROOT / "crates" / d / "Cargo.toml").is_file()}
+        # A library crate (atrest, atrest-rds, ...) has no binary: no Lambda entry point.
+        self.is_library = not (directory / "src" / "main.rs").is_file() and "bin" not in manifest
         self.files = {p: production_source(p) for p in sorted(directory.glob("src/**/*.rs"))}
         self.source = "\n".join(self.files.values())
         # name -> bodies (every fn of that name: free functions, methods, trait defaults)
@@ -206,11 +209,18 @@ def reached_code(crate: Crate) -> list[tuple[Crate, str]]:
     """(crate, code) pairs: the crate's own code, then every workspace function it reaches.
 
     A crate's own code counts entirely. From there, names it calls are followed into the library
-    (any function of that name) and into sibling crates only where it imports them by name, by
-    module glob or by path, so that trait methods of the same name in a sibling (judge, reconcile,
-    fetch_item) are not mistaken for calls into it.
+    crates it depends on, directly or through another library (any function of that name), and
+    into other sibling crates only where it imports them by name, by module glob or by path, so
+    that trait methods of the same name in a sibling (judge, reconcile, fetch_item) are not
+    mistaken for calls into it.
     """
-    library = CRATES[LIBRARY]
+    libraries: list[Crate] = []
+    frontier = [LIBRARY, *sorted(crate.workspace_deps)]
+    while frontier:
+        dep = CRATES[frontier.pop(0)]
+        if dep.is_library and dep not in libraries:
+            libraries.append(dep)
+            frontier.extend(sorted(dep.workspace_deps))
     reached: list[tuple[Crate, str]] = [(crate, crate.source)]
     seen: set[tuple[str, str]] = set()
     # (name, crate the name is looked up in)
@@ -218,12 +228,15 @@ def reached_code(crate: Crate) -> list[tuple[Crate, str]]:
 
     def follow(code: str, owner: Crate) -> None:
         calls = set(_CALL.findall(code))
-        pending.extend((name, library) for name in calls)
-        if owner is not library:
+        for library in libraries:
+            pending.extend((name, library) for name in calls)
+        if owner not in libraries:
             if owner is not crate:
                 pending.extend((name, owner) for name in calls)
-            for dep_name in owner.workspace_deps - {LIBRARY}:
+            for dep_name in owner.workspace_deps:
                 dep = CRATES[dep_name]
+                if dep in libraries:
+                    continue
                 # Imported and called (an import alone reaches nothing).
                 pending.extend((name, dep) for name in imported_names(code, dep) & calls)
 
@@ -383,6 +396,18 @@ def test_each_function_has_its_own_role():
     for function_id, (_, role_id) in functions().items():
         assert role_id not in roles, f"{function_id} shares role {role_id} with {roles.get(role_id)}"
         roles[role_id] = function_id
+
+
+def test_no_function_crate_depends_on_another():
+    # Shared code lives in library crates (atrest, atrest-rds, ...), so each function's crate and
+    # its role stay its own.
+    deployed = {crate for crate, _ in functions().values()}
+    problems = [
+        f"{name} depends on {dep}, another function's crate: move what they share into a library crate"
+        for name in sorted(deployed)
+        for dep in sorted(CRATES[name].workspace_deps & deployed)
+    ]
+    assert not problems, "\n".join(problems)
 
 
 def test_comparison_catches_a_missing_and_an_extra_action():

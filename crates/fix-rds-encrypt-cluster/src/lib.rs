@@ -23,9 +23,8 @@
 use atrest::error::{Error, Result, aws_error};
 use atrest::remediation::FixContext;
 use atrest::{Fix, FixOutcome, FixRequest, FixSpec, ParamKind, ParamSpec, async_trait};
+use atrest_rds::*;
 use aws_sdk_rds::types::{DbCluster, DbInstance, ScalingConfiguration, ServerlessV2ScalingConfiguration, Tag};
-use fix_rds_encrypt_instance::common::*;
-use fix_rds_encrypt_instance::{key_matches, resolve_key};
 
 pub const RESOURCE_TYPE: &str = "AWS::RDS::DBCluster";
 

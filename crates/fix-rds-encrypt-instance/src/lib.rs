@@ -23,14 +23,12 @@
 //! What no restore or modify can carry (read replicas, activity streams, backup replication to
 //! another Region) is named in the result and the email.
 
-pub mod common;
-
 use atrest::error::{Error, Result, aws_error};
 use atrest::remediation::FixContext;
 use atrest::{Fix, FixOutcome, FixRequest, FixSpec, ParamKind, ParamSpec, async_trait};
 use aws_sdk_rds::types::{DbInstance, DbSnapshot, Tag};
 
-use common::*;
+use atrest_rds::*;
 
 pub const RESOURCE_TYPE: &str = "AWS::RDS::DBInstance";
 
@@ -715,26 +713,6 @@ fn broken_snapshot(id: &str, status: Option<&str>) -> Error {
         "snapshot {id} is {}; delete it and run the fix again. Nothing else was changed",
         status.unwrap_or("in an unknown state")
     ))
-}
-
-/// Resolves the requested key, turning "no such key" into a parameter error.
-pub async fn resolve_key(ctx: &FixContext, req: &FixRequest) -> Result<String> {
-    let key = req.params.text("KmsKeyId").unwrap_or(DEFAULT_KMS_KEY);
-    ctx.kms.key_arn(key).await.map_err(|e| match e {
-        Error::Aws { code, message, .. } if code == "NotFoundException" => {
-            Error::invalid_parameter("KmsKeyId", format!("{key} was not found: {message}"))
-        }
-        other => other,
-    })
-}
-
-/// Whether a resource encrypted with `actual` already meets the request for `wanted`.
-pub async fn key_matches(ctx: &FixContext, actual: Option<&str>, wanted_arn: &str) -> Result<bool> {
-    match actual {
-        // moto reports a placeholder for "the default key"; AWS always reports an ARN.
-        Some(a) if atrest::kms::KeyRef::parse(a).is_ok() => ctx.kms.is_one_of(a, &[wanted_arn.to_string()]).await,
-        _ => Ok(false),
-    }
 }
 
 #[async_trait]

@@ -21,8 +21,8 @@
 
 use atrest::error::{Error, Result, aws_error};
 use atrest::{FixOutcome, FixRequest};
+use atrest_rds::*;
 use aws_sdk_rds::types::{DbCluster, DbClusterSnapshot, Tag};
-use fix_rds_encrypt_instance::common::*;
 
 use crate::{SPEC, Snap, deletable, deletion_refusal};
 

@@ -17,9 +17,8 @@ pub mod cluster;
 use atrest::error::{Error, Result, aws_error};
 use atrest::remediation::FixContext;
 use atrest::{Fix, FixOutcome, FixRequest, FixSpec, ParamKind, ParamSpec, async_trait};
+use atrest_rds::*;
 use aws_sdk_rds::types::{DbClusterSnapshot, Tag};
-use fix_rds_encrypt_instance::common::*;
-use fix_rds_encrypt_instance::{key_matches, resolve_key};
 
 pub static SPEC: FixSpec = FixSpec {
     name: "rds-encrypt-snapshot",

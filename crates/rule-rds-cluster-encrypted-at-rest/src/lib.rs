@@ -9,8 +9,8 @@ use atrest::error::{Result, aws_error};
 use atrest::item::{ConfigurationItem, field, field_bool, field_str};
 use atrest::rule::TriggerKind;
 use atrest::{ConfigRule, Discovered, RuleContext, RuleSpec, Verdict, async_trait};
+use atrest_rds::{KMS_KEY_IDS, TAG_REPLACED_BY, encryption_verdict, tags_of};
 use aws_sdk_rds::types::{DbCluster, Filter};
-use rule_rds_storage_encrypted::{KMS_KEY_IDS, TAG_REPLACED_BY, encryption_verdict, tags_of};
 use serde_json::{Value, json};
 
 pub const RESOURCE_TYPE: &str = "AWS::RDS::DBCluster";

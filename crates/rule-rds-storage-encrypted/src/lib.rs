@@ -9,19 +9,12 @@
 use atrest::error::{Result, aws_error};
 use atrest::item::{ConfigurationItem, field, field_bool, field_str};
 use atrest::rule::TriggerKind;
-use atrest::{ConfigRule, Discovered, ParamKind, ParamSpec, RuleContext, RuleSpec, Verdict, async_trait};
-use aws_sdk_rds::types::{DbInstance, Filter, Tag};
+use atrest::{ConfigRule, Discovered, RuleContext, RuleSpec, Verdict, async_trait};
+use atrest_rds::{KMS_KEY_IDS, TAG_REPLACED_BY, encryption_verdict, tags_of};
+use aws_sdk_rds::types::{DbInstance, Filter};
 use serde_json::{Value, json};
 
 pub const RESOURCE_TYPE: &str = "AWS::RDS::DBInstance";
-
-/// The parameter every RDS rule shares.
-pub const KMS_KEY_IDS: ParamSpec = ParamSpec {
-    name: "kmsKeyIds",
-    kind: ParamKind::List,
-    default: "",
-    description: "Comma-separated approved KMS keys (key ARNs, key ids, aliases or alias ARNs). Empty: any key.",
-};
 
 pub static SPEC: RuleSpec = RuleSpec {
     name: "rds-storage-encrypted",
@@ -32,42 +25,6 @@ pub static SPEC: RuleSpec = RuleSpec {
     mirrors: Some("RDS_STORAGE_ENCRYPTED"),
     fix: Some("rds-encrypt-instance"),
 };
-
-/// The tag the fix puts on a source once its encrypted replacement exists.
-pub const TAG_REPLACED_BY: &str = "atrest:replaced-by";
-
-/// The verdict for anything that is encrypted or not, with a key: shared by the RDS rules.
-///
-/// `what` names the resource ("DB instance orders"); `manual` explains why the fix cannot
-/// remediate it, when it cannot.
-pub async fn encryption_verdict(
-    ctx: &RuleContext,
-    what: &str,
-    encrypted: Option<bool>,
-    key: Option<&str>,
-    manual: Option<String>,
-) -> Result<Verdict> {
-    let manual = manual.map(|m| format!(" {m}")).unwrap_or_default();
-    match encrypted {
-        Some(true) => {}
-        Some(false) => return Ok(Verdict::non_compliant(format!("{what} is not encrypted at rest.{manual}"))),
-        None => return Ok(Verdict::non_compliant(format!("{what} does not report whether it is encrypted.{manual}"))),
-    }
-    let approved = ctx.params.list(KMS_KEY_IDS.name);
-    if approved.is_empty() {
-        return Ok(Verdict::compliant(format!("{what} is encrypted{}.", key.map(|k| format!(" with KMS key {k}")).unwrap_or_default())));
-    }
-    let Some(key) = key.filter(|k| atrest::kms::KeyRef::parse(k).is_ok()) else {
-        return Ok(Verdict::non_compliant(format!(
-            "{what} is encrypted, but its KMS key is not reported, so it cannot be checked against kmsKeyIds."
-        )));
-    };
-    if ctx.kms.is_one_of(key, approved).await? {
-        Ok(Verdict::compliant(format!("{what} is encrypted with approved KMS key {key}.")))
-    } else {
-        Ok(Verdict::non_compliant(format!("{what} is encrypted with KMS key {key}, which is not in kmsKeyIds.{manual}")))
-    }
-}
 
 /// Why the instance cannot be remediated automatically, from a configuration item.
 pub fn manual_remediation_reason(configuration: &Value) -> Option<String> {
@@ -166,15 +123,12 @@ pub fn instance_item(instance: &DbInstance) -> Option<ConfigurationItem> {
     Some(item)
 }
 
-pub fn tags_of(tags: &[Tag]) -> atrest::item::Tags {
-    tags.iter().filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string()))).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use atrest::Compliance;
     use aws_config::{BehaviorVersion, Region, SdkConfig};
+    use aws_sdk_rds::types::Tag;
 
     const KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
     const OTHER: &str = "arn:aws:kms:us-east-1:123456789012:key/ffffffff-12ab-34cd-56ef-1234567890ab";

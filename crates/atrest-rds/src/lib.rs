@@ -1,10 +1,19 @@
-//! What the three RDS fixes share: deterministic names, atrest's bookkeeping tags, lookups that
-//! turn "not found" into `None`, and the progress wording.
+//! What the RDS rules and fixes share: deterministic names, atrest's bookkeeping tags, lookups that
+//! turn "not found" into `None`, the checks for what cannot be remediated automatically, the
+//! progress wording, the rules' verdict (`rule`) and the fixes' KMS key handling (`key`).
+//!
+//! A library, so that no Lambda crate depends on another: every RDS rule and fix depends on this.
 //!
 //! All of a fix's state lives in AWS: each intermediate or final resource has a name derived
 //! from the source's immutable resource id (or its original identifier) and carries
 //! `atrest:source-resource-id`, so a re-run finds what an earlier run made and verifies that it
 //! is really ours before building on it.
+
+mod key;
+mod rule;
+
+pub use key::{key_matches, resolve_key};
+pub use rule::{KMS_KEY_IDS, encryption_verdict, tags_of};
 
 use atrest::error::{Error, Result, aws_error};
 use aws_sdk_rds::types::{DbCluster, DbClusterSnapshot, DbInstance, DbSnapshot, Filter, Tag};
