@@ -311,6 +311,76 @@ pub fn is_unencryptable_class(class: &str) -> bool {
     ["db.m1.", "db.m2.", "db.t1."].iter().any(|p| class.starts_with(p))
 }
 
+/// Why a DB instance cannot be encrypted by fix-rds-encrypt-instance: checked once, here, for the
+/// rule (from a configuration item) and the fix (from DescribeDBInstances); each words it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceBlocker<'a> {
+    /// A read replica of this instance or cluster: its encryption follows its source.
+    ReadReplica(&'a str),
+    /// A member of this DB cluster: the cluster owns the storage.
+    ClusterMember(&'a str),
+    /// DocumentDB, Neptune or RDS Custom.
+    Engine(&'a str),
+    /// A previous-generation class RDS cannot encrypt.
+    Class(&'a str),
+}
+
+pub fn instance_blocker<'a>(
+    replica_source: Option<&'a str>,
+    cluster: Option<&'a str>,
+    engine: &'a str,
+    class: &'a str,
+) -> Option<InstanceBlocker<'a>> {
+    if let Some(primary) = replica_source {
+        return Some(InstanceBlocker::ReadReplica(primary));
+    }
+    if let Some(cluster) = cluster {
+        return Some(InstanceBlocker::ClusterMember(cluster));
+    }
+    if is_non_rds_engine(engine) || engine.starts_with("custom-") {
+        return Some(InstanceBlocker::Engine(engine));
+    }
+    if is_unencryptable_class(class) {
+        return Some(InstanceBlocker::Class(class));
+    }
+    None
+}
+
+/// Why a DB cluster cannot be encrypted by fix-rds-encrypt-cluster: checked once, here, for the
+/// rule and the fix; each words it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterBlocker<'a> {
+    /// A replica of this cluster: encrypt the source, then recreate the replica.
+    Replica(&'a str),
+    /// A member of this global database.
+    Global(&'a str),
+    /// DocumentDB or Neptune.
+    Engine(&'a str),
+    /// Aurora Serverless v1 (`engineMode` serverless).
+    ServerlessV1,
+}
+
+pub fn cluster_blocker<'a>(
+    replication_source: Option<&'a str>,
+    global_cluster: Option<&'a str>,
+    engine: &'a str,
+    engine_mode: Option<&str>,
+) -> Option<ClusterBlocker<'a>> {
+    if let Some(source) = replication_source {
+        return Some(ClusterBlocker::Replica(source));
+    }
+    if let Some(global) = global_cluster {
+        return Some(ClusterBlocker::Global(global));
+    }
+    if is_non_rds_engine(engine) {
+        return Some(ClusterBlocker::Engine(engine));
+    }
+    if engine_mode == Some("serverless") {
+        return Some(ClusterBlocker::ServerlessV1);
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,6 +435,28 @@ mod tests {
             assert_eq!(custom_group(Some(engine_default)), None, "{engine_default}");
         }
         assert_eq!(custom_group(None), None);
+    }
+
+    #[test]
+    fn what_cannot_be_remediated_automatically_is_decided_once_in_order() {
+        use ClusterBlocker as C;
+        use InstanceBlocker as I;
+        let instance = |replica, cluster, engine, class| instance_blocker(replica, cluster, engine, class);
+        assert_eq!(instance(None, None, "postgres", "db.m5.large"), None);
+        assert_eq!(instance(Some("primary"), Some("c1"), "docdb", "db.m1.small"), Some(I::ReadReplica("primary")));
+        assert_eq!(instance(None, Some("c1"), "aurora-mysql", "db.r6g.large"), Some(I::ClusterMember("c1")));
+        for engine in ["docdb", "neptune", "custom-oracle-ee"] {
+            assert_eq!(instance(None, None, engine, "db.m1.small"), Some(I::Engine(engine)));
+        }
+        for class in ["db.m1.small", "db.m2.xlarge", "db.t1.micro"] {
+            assert_eq!(instance(None, None, "mysql", class), Some(I::Class(class)));
+        }
+        assert_eq!(cluster_blocker(None, None, "aurora-postgresql", Some("provisioned")), None);
+        assert_eq!(cluster_blocker(Some("arn:src"), Some("g1"), "neptune", Some("serverless")), Some(C::Replica("arn:src")));
+        assert_eq!(cluster_blocker(None, Some("g1"), "neptune", Some("serverless")), Some(C::Global("g1")));
+        assert_eq!(cluster_blocker(None, None, "neptune", Some("serverless")), Some(C::Engine("neptune")));
+        assert_eq!(cluster_blocker(None, None, "custom-x", None), None, "RDS Custom has no clusters to refuse");
+        assert_eq!(cluster_blocker(None, None, "aurora-mysql", Some("serverless")), Some(C::ServerlessV1));
     }
 
     #[test]

@@ -104,20 +104,22 @@ pub fn is_aurora(cluster: &DbCluster) -> bool {
 
 pub fn unsupported_reason(source: &DbCluster) -> Option<String> {
     let id = source.db_cluster_identifier().unwrap_or("?");
-    if let Some(primary) = source.replication_source_identifier() {
-        return Some(format!("{id} replicates {primary}; encrypt the source cluster, then recreate the replica (manual remediation)."));
-    }
-    if let Some(global) = source.global_cluster_identifier() {
-        return Some(format!("{id} belongs to global database {global}; remediation must be manual."));
-    }
-    let engine = source.engine().unwrap_or_default();
-    if is_non_rds_engine(engine) {
-        return Some(format!("{id} runs engine {engine}, which this fix cannot restore; remediation must be manual."));
-    }
-    if source.engine_mode() == Some("serverless") {
-        return Some(format!("{id} is Aurora Serverless v1; upgrade it to provisioned or Serverless v2 first (manual remediation)."));
-    }
-    None
+    let blocker = cluster_blocker(
+        source.replication_source_identifier(),
+        source.global_cluster_identifier(),
+        source.engine().unwrap_or_default(),
+        source.engine_mode(),
+    )?;
+    Some(match blocker {
+        ClusterBlocker::Replica(primary) => {
+            format!("{id} replicates {primary}; encrypt the source cluster, then recreate the replica (manual remediation).")
+        }
+        ClusterBlocker::Global(global) => format!("{id} belongs to global database {global}; remediation must be manual."),
+        ClusterBlocker::Engine(engine) => format!("{id} runs engine {engine}, which this fix cannot restore; remediation must be manual."),
+        ClusterBlocker::ServerlessV1 => {
+            format!("{id} is Aurora Serverless v1; upgrade it to provisioned or Serverless v2 first (manual remediation).")
+        }
+    })
 }
 
 /// The restore request with every cluster setting a restore does not copy by itself.

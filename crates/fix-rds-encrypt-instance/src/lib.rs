@@ -112,29 +112,26 @@ impl Names {
 /// Why this instance cannot be encrypted by copying it, in words for the operator.
 pub fn unsupported_reason(source: &DbInstance) -> Option<String> {
     let id = source.db_instance_identifier().unwrap_or("?");
-    if let Some(primary) = source.read_replica_source_db_instance_identifier().or(source.read_replica_source_db_cluster_identifier()) {
-        return Some(format!(
+    let blocker = instance_blocker(
+        source.read_replica_source_db_instance_identifier().or(source.read_replica_source_db_cluster_identifier()),
+        source.db_cluster_identifier(),
+        source.engine().unwrap_or_default(),
+        source.db_instance_class().unwrap_or_default(),
+    )?;
+    Some(match blocker {
+        InstanceBlocker::ReadReplica(primary) => format!(
             "{id} is a read replica of {primary}; a replica's encryption follows its source. Encrypt {primary} first, \
              then create a new replica of the encrypted instance and retire {id} (manual remediation)."
-        ));
-    }
-    if let Some(cluster) = source.db_cluster_identifier() {
-        return Some(format!(
+        ),
+        InstanceBlocker::ClusterMember(cluster) => format!(
             "{id} is a member of DB cluster {cluster}; its storage belongs to the cluster. Remediate the cluster with \
              fix-rds-encrypt-cluster (its DbClusterResourceId) instead."
-        ));
-    }
-    let engine = source.engine().unwrap_or_default();
-    if is_non_rds_engine(engine) || engine.starts_with("custom-") {
-        return Some(format!("{id} runs engine {engine}, which this fix cannot restore; remediation must be manual."));
-    }
-    let class = source.db_instance_class().unwrap_or_default();
-    if is_unencryptable_class(class) {
-        return Some(format!(
+        ),
+        InstanceBlocker::Engine(engine) => format!("{id} runs engine {engine}, which this fix cannot restore; remediation must be manual."),
+        InstanceBlocker::Class(class) => format!(
             "{id} uses instance class {class}, which RDS cannot encrypt; restore it manually to a current-generation class with encryption."
-        ));
-    }
-    None
+        ),
+    })
 }
 
 /// The restore request: every setting a restore from snapshot does not copy by itself.

@@ -9,8 +9,8 @@ use atrest::error::{Result, aws_error};
 use atrest::item::{ConfigurationItem, field, field_bool, field_str};
 use atrest::rule::TriggerKind;
 use atrest::{ConfigRule, Discovered, RuleContext, RuleSpec, Verdict, async_trait};
-use atrest_rds::{KMS_KEY_IDS, TAG_REPLACED_BY, encryption_verdict, tags_of};
-use aws_sdk_rds::types::{DbCluster, Filter};
+use atrest_rds::{ClusterBlocker, KMS_KEY_IDS, TAG_REPLACED_BY, cluster_blocker, cluster_by_resource_id, encryption_verdict, tags_of};
+use aws_sdk_rds::types::DbCluster;
 use serde_json::{Value, json};
 
 pub const RESOURCE_TYPE: &str = "AWS::RDS::DBCluster";
@@ -27,20 +27,22 @@ pub static SPEC: RuleSpec = RuleSpec {
 
 /// Why the cluster cannot be remediated automatically, from its configuration.
 pub fn manual_remediation_reason(configuration: &Value) -> Option<String> {
-    if field_str(configuration, "replicationSourceIdentifier").is_some() {
-        return Some("It replicates another cluster: remediation must be manual (encrypt the source, then recreate the replica).".into());
-    }
-    if field_str(configuration, "globalClusterIdentifier").is_some() {
-        return Some("It is part of a global database: remediation must be manual.".into());
-    }
-    let engine = field_str(configuration, "engine").unwrap_or_default();
-    if engine == "docdb" || engine.starts_with("neptune") {
-        return Some(format!("Engine {engine}: remediation must be manual."));
-    }
-    if field_str(configuration, "engineMode") == Some("serverless") {
-        return Some("Aurora Serverless v1: remediation must be manual (upgrade to provisioned or Serverless v2 first).".into());
-    }
-    None
+    let blocker = cluster_blocker(
+        field_str(configuration, "replicationSourceIdentifier"),
+        field_str(configuration, "globalClusterIdentifier"),
+        field_str(configuration, "engine").unwrap_or_default(),
+        field_str(configuration, "engineMode"),
+    )?;
+    Some(match blocker {
+        ClusterBlocker::Replica(_) => {
+            "It replicates another cluster: remediation must be manual (encrypt the source, then recreate the replica).".into()
+        }
+        ClusterBlocker::Global(_) => "It is part of a global database: remediation must be manual.".into(),
+        ClusterBlocker::Engine(engine) => format!("Engine {engine}: remediation must be manual."),
+        ClusterBlocker::ServerlessV1 => {
+            "Aurora Serverless v1: remediation must be manual (upgrade to provisioned or Serverless v2 first).".into()
+        }
+    })
 }
 
 pub struct RdsClusterEncryptedAtRest;
@@ -84,14 +86,7 @@ impl ConfigRule for RdsClusterEncryptedAtRest {
 
     async fn fetch_item(&self, ctx: &RuleContext, _resource_type: &str, resource_id: &str) -> Result<Option<ConfigurationItem>> {
         let rds = aws_sdk_rds::Client::new(&ctx.sdk);
-        let filter = Filter::builder().name("db-cluster-resource-id").values(resource_id).build();
-        match rds.describe_db_clusters().filters(filter).send().await {
-            Ok(out) => Ok(out.db_clusters().iter().find(|c| c.db_cluster_resource_id() == Some(resource_id)).and_then(cluster_item)),
-            Err(e) => {
-                let err = aws_error("rds:DescribeDBClusters", resource_id, e);
-                if err.aws_code() == Some("DBClusterNotFoundFault") { Ok(None) } else { Err(err) }
-            }
-        }
+        Ok(cluster_by_resource_id(&rds, resource_id).await?.as_ref().and_then(cluster_item))
     }
 }
 

@@ -10,8 +10,8 @@ use atrest::error::{Result, aws_error};
 use atrest::item::{ConfigurationItem, field, field_bool, field_str};
 use atrest::rule::TriggerKind;
 use atrest::{ConfigRule, Discovered, RuleContext, RuleSpec, Verdict, async_trait};
-use atrest_rds::{KMS_KEY_IDS, TAG_REPLACED_BY, encryption_verdict, tags_of};
-use aws_sdk_rds::types::{DbInstance, Filter};
+use atrest_rds::{InstanceBlocker, KMS_KEY_IDS, TAG_REPLACED_BY, encryption_verdict, instance_blocker, instance_by_resource_id, tags_of};
+use aws_sdk_rds::types::DbInstance;
 use serde_json::{Value, json};
 
 pub const RESOURCE_TYPE: &str = "AWS::RDS::DBInstance";
@@ -28,23 +28,25 @@ pub static SPEC: RuleSpec = RuleSpec {
 
 /// Why the instance cannot be remediated automatically, from a configuration item.
 pub fn manual_remediation_reason(configuration: &Value) -> Option<String> {
-    if field_str(configuration, "readReplicaSourceDBInstanceIdentifier").is_some()
-        || field_str(configuration, "readReplicaSourceDBClusterIdentifier").is_some()
-    {
-        return Some("It is a read replica: remediation must be manual (encrypt its source, then recreate the replica).".into());
-    }
-    if let Some(cluster) = field_str(configuration, "dBClusterIdentifier") {
-        return Some(format!("It belongs to DB cluster {cluster}: remediate the cluster (rds-cluster-encrypted-at-rest)."));
-    }
-    let engine = field_str(configuration, "engine").unwrap_or_default();
-    if engine == "docdb" || engine.starts_with("neptune") || engine.starts_with("custom-") {
-        return Some(format!("Engine {engine}: remediation must be manual."));
-    }
-    let class = field_str(configuration, "dBInstanceClass").unwrap_or_default();
-    if ["db.m1.", "db.m2.", "db.t1."].iter().any(|p| class.starts_with(p)) {
-        return Some(format!("Class {class} cannot be encrypted: remediation must be manual (restore to a current class)."));
-    }
-    None
+    let blocker = instance_blocker(
+        field_str(configuration, "readReplicaSourceDBInstanceIdentifier")
+            .or_else(|| field_str(configuration, "readReplicaSourceDBClusterIdentifier")),
+        field_str(configuration, "dBClusterIdentifier"),
+        field_str(configuration, "engine").unwrap_or_default(),
+        field_str(configuration, "dBInstanceClass").unwrap_or_default(),
+    )?;
+    Some(match blocker {
+        InstanceBlocker::ReadReplica(_) => {
+            "It is a read replica: remediation must be manual (encrypt its source, then recreate the replica).".into()
+        }
+        InstanceBlocker::ClusterMember(cluster) => {
+            format!("It belongs to DB cluster {cluster}: remediate the cluster (rds-cluster-encrypted-at-rest).")
+        }
+        InstanceBlocker::Engine(engine) => format!("Engine {engine}: remediation must be manual."),
+        InstanceBlocker::Class(class) => {
+            format!("Class {class} cannot be encrypted: remediation must be manual (restore to a current class).")
+        }
+    })
 }
 
 fn name_of(item: &ConfigurationItem) -> String {
@@ -89,14 +91,7 @@ impl ConfigRule for RdsStorageEncrypted {
 
     async fn fetch_item(&self, ctx: &RuleContext, _resource_type: &str, resource_id: &str) -> Result<Option<ConfigurationItem>> {
         let rds = aws_sdk_rds::Client::new(&ctx.sdk);
-        let filter = Filter::builder().name("dbi-resource-id").values(resource_id).build();
-        match rds.describe_db_instances().filters(filter).send().await {
-            Ok(out) => Ok(out.db_instances().iter().find(|i| i.dbi_resource_id() == Some(resource_id)).and_then(instance_item)),
-            Err(e) => {
-                let err = aws_error("rds:DescribeDBInstances", resource_id, e);
-                if err.aws_code() == Some("DBInstanceNotFound") { Ok(None) } else { Err(err) }
-            }
-        }
+        Ok(instance_by_resource_id(&rds, resource_id).await?.as_ref().and_then(instance_item))
     }
 }
 
