@@ -1,28 +1,11 @@
 //! The `atrest` binary as users and scripts call it: JSON on stdout only, exit codes that mean
 //! something, against the local stand-in.
 
-use std::process::{Command, Output};
-
-use atrest_testkit::{endpoint, events_dir, unique};
+use atrest_testkit::{events_dir, unique};
+use common::{atrest, stdout_json};
 use serde_json::Value;
 
-fn atrest(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_atrest"))
-        .args(args)
-        .env("AWS_ENDPOINT_URL", endpoint())
-        .env("AWS_REGION", atrest_testkit::REGION)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("ATREST_ALERT_TOPIC_ARN")
-        .output()
-        .expect("run atrest")
-}
-
-fn stdout_json(out: &Output) -> Value {
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("stdout is not pure JSON ({e}):\n{text}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr)))
-}
+mod common;
 
 async fn bucket(name: &str) {
     let sdk = atrest_testkit::sdk().await;

@@ -6,7 +6,7 @@
 //! moto's GetCallerIdentity answers account 123456789012.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -15,11 +15,13 @@ use atrest::{Fix, FixRunner};
 use atrest_automation::{Document, Execution, RemediationParam, Template};
 use atrest_cli::smoke::{self, BUCKET_PREFIX, SMOKE_TAG, Wait};
 use atrest_testkit::console::{create_document, put_remediation_configuration, record_status, run_recorded_execution};
-use atrest_testkit::{ACCOUNT_ID, endpoint, sdk, unique};
+use atrest_testkit::{ACCOUNT_ID, sdk, unique};
 use aws_config::SdkConfig;
 use aws_sdk_ec2::types::Filter;
 use aws_sdk_s3::error::ProvideErrorMetadata;
-use serde_json::Value;
+use common::{atrest, stdout_json};
+
+mod common;
 
 /// The tests change the account-wide EBS setting and count smoke resources: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -118,17 +120,6 @@ async fn play_ssm_with(
     ran
 }
 
-fn atrest(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_atrest"))
-        .args(args)
-        .env("AWS_ENDPOINT_URL", endpoint())
-        .env("AWS_REGION", atrest_testkit::REGION)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .output()
-        .expect("run atrest")
-}
-
 /// Runs `atrest` on a blocking thread while this task plays SSM.
 async fn atrest_with_ssm(sdk: &SdkConfig, documents: &[(String, Document)], args: Vec<String>) -> (Output, Vec<(String, bool)>) {
     let done = AtomicBool::new(false);
@@ -138,12 +129,6 @@ async fn atrest_with_ssm(sdk: &SdkConfig, documents: &[(String, Document)], args
         out
     };
     tokio::join!(command, play_ssm(sdk, documents, &done))
-}
-
-fn stdout_json(out: &Output) -> Value {
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("stdout is not pure JSON ({e}):\n{text}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr)))
 }
 
 /// Everything that looks like a smoke resource, and the EBS setting: what "nothing created or
