@@ -1,20 +1,16 @@
 //! The KMS key a fix is asked for: the `KmsKeyId` parameter, resolved once per request.
 
 use atrest::FixRequest;
-use atrest::error::{Error, Result};
+use atrest::error::Result;
+use atrest::kms::KMS_KEY_PARAM;
 use atrest::remediation::FixContext;
 
 use crate::DEFAULT_KMS_KEY;
 
-/// Resolves the requested key, turning "no such key" into a parameter error.
+/// Resolves the requested key (RDS's AWS managed key when none is named); "no such key" is a
+/// parameter error.
 pub async fn resolve_key(ctx: &FixContext, req: &FixRequest) -> Result<String> {
-    let key = req.params.text("KmsKeyId").unwrap_or(DEFAULT_KMS_KEY);
-    ctx.kms.key_arn(key).await.map_err(|e| match e {
-        Error::Aws { code, message, .. } if code == "NotFoundException" => {
-            Error::invalid_parameter("KmsKeyId", format!("{key} was not found: {message}"))
-        }
-        other => other,
-    })
+    ctx.kms.requested_key_arn(req.params.text(KMS_KEY_PARAM).unwrap_or(DEFAULT_KMS_KEY)).await
 }
 
 /// Whether a resource encrypted with `actual` already meets the request for `wanted`.

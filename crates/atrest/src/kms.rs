@@ -7,9 +7,23 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_kms::types::KeyMetadata;
 use tokio::sync::Mutex;
 
 use crate::error::{Error, Result, aws_error};
+
+/// The parameter through which every fix is told which key to encrypt with.
+pub const KMS_KEY_PARAM: &str = "KmsKeyId";
+
+/// "No such key" is the operator's mistake in `KmsKeyId`, not a failed call.
+fn not_found_as_parameter_error(reference: &str, err: Error) -> Error {
+    match err {
+        Error::Aws { code, message, .. } if code == "NotFoundException" => {
+            Error::invalid_parameter(KMS_KEY_PARAM, format!("{reference} was not found: {message}"))
+        }
+        other => other,
+    }
+}
 
 /// The four ways to name a KMS key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +103,33 @@ impl KeyResolver {
         Ok(arn)
     }
 
+    /// The key ARN a fix's `KmsKeyId` parameter asks for (`reference`: its value, or the fix's
+    /// default key when it was left empty). Like [`KeyResolver::key_arn`], a key ARN is taken as
+    /// it is; a reference that names no key is an error in the parameter, named after it.
+    pub async fn requested_key_arn(&self, reference: &str) -> Result<String> {
+        KeyRef::parse(reference).map_err(|reason| Error::invalid_parameter(KMS_KEY_PARAM, reason))?;
+        self.key_arn(reference).await.map_err(|e| not_found_as_parameter_error(reference, e))
+    }
+
+    /// The metadata of the key a fix's `KmsKeyId` parameter asks for, always read with
+    /// `DescribeKey` (a key ARN too): for fixes that check the key's state and kind before they
+    /// use it. Errors as [`KeyResolver::requested_key_arn`]; the metadata always has the ARN.
+    pub async fn requested_key_metadata(&self, reference: &str) -> Result<KeyMetadata> {
+        KeyRef::parse(reference).map_err(|reason| Error::invalid_parameter(KMS_KEY_PARAM, reason))?;
+        let out = self
+            .client
+            .describe_key()
+            .key_id(reference)
+            .send()
+            .await
+            .map_err(|e| not_found_as_parameter_error(reference, aws_error("kms:DescribeKey", reference, e)))?;
+        let meta = out.key_metadata.ok_or_else(|| Error::Internal(format!("DescribeKey {reference} returned no key metadata")))?;
+        if meta.arn().is_none() {
+            return Err(Error::Internal(format!("DescribeKey {reference} returned no key ARN")));
+        }
+        Ok(meta)
+    }
+
     /// Whether `actual` (the key a resource uses) is one of `allowed`.
     pub async fn is_one_of(&self, actual: &str, allowed: &[String]) -> Result<bool> {
         // Cheap path first: identical text, or two key ARNs, need no call.
@@ -159,6 +200,62 @@ mod tests {
         let resolver = KeyResolver::new(client);
         assert!(resolver.is_one_of(KEY_ARN, &["alias/app".into()]).await.unwrap());
         assert!(resolver.is_one_of(KEY_ARN, &["alias/app".into()]).await.unwrap());
+        assert_eq!(describe.num_calls(), 1);
+    }
+
+    fn not_found() -> aws_sdk_kms::operation::describe_key::DescribeKeyError {
+        aws_sdk_kms::operation::describe_key::DescribeKeyError::NotFoundException(
+            aws_sdk_kms::types::error::NotFoundException::builder()
+                .message("Alias arn:aws:kms:us-east-1:123456789012:alias/gone is not found.")
+                .meta(
+                    aws_smithy_types::error::ErrorMetadata::builder()
+                        .code("NotFoundException")
+                        .message("Alias arn:aws:kms:us-east-1:123456789012:alias/gone is not found.")
+                        .build(),
+                )
+                .build(),
+        )
+    }
+
+    fn key_metadata() -> DescribeKeyOutput {
+        DescribeKeyOutput::builder().key_metadata(KeyMetadata::builder().key_id("1234").arn(KEY_ARN).build().unwrap()).build()
+    }
+
+    #[tokio::test]
+    async fn a_requested_key_that_does_not_exist_is_a_kms_key_id_error() {
+        let describe = mock!(aws_sdk_kms::Client::describe_key).then_error(not_found);
+        let client = mock_client!(aws_sdk_kms, RuleMode::MatchAny, [&describe]);
+        let resolver = KeyResolver::new(client);
+        for result in
+            [resolver.requested_key_arn("alias/gone").await.map(|_| ()), resolver.requested_key_metadata("alias/gone").await.map(|_| ())]
+        {
+            match result {
+                Err(Error::InvalidParameter { name, reason }) => {
+                    assert_eq!(name, "KmsKeyId");
+                    assert!(reason.starts_with("alias/gone was not found: Alias"), "{reason}");
+                }
+                other => panic!("expected a KmsKeyId parameter error, got {other:?}"),
+            }
+        }
+        match resolver.requested_key_arn("not a key").await {
+            Err(Error::InvalidParameter { name, .. }) => assert_eq!(name, "KmsKeyId"),
+            other => panic!("expected a KmsKeyId parameter error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_requested_key_resolves_to_its_arn_and_metadata() {
+        let describe =
+            mock!(aws_sdk_kms::Client::describe_key).match_requests(|r| r.key_id() == Some("alias/app")).then_output(key_metadata);
+        let by_arn = mock!(aws_sdk_kms::Client::describe_key).match_requests(|r| r.key_id() == Some(KEY_ARN)).then_output(key_metadata);
+        let client = mock_client!(aws_sdk_kms, RuleMode::MatchAny, [&describe, &by_arn]);
+        let resolver = KeyResolver::new(client);
+        assert_eq!(resolver.requested_key_arn("alias/app").await.unwrap(), KEY_ARN);
+        // A key ARN needs no call to be an ARN; the metadata is always read (state, usage, spec).
+        assert_eq!(resolver.requested_key_arn(KEY_ARN).await.unwrap(), KEY_ARN);
+        assert_eq!(by_arn.num_calls(), 0);
+        assert_eq!(resolver.requested_key_metadata(KEY_ARN).await.unwrap().arn(), Some(KEY_ARN));
+        assert_eq!(by_arn.num_calls(), 1);
         assert_eq!(describe.num_calls(), 1);
     }
 }

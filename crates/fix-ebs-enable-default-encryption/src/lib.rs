@@ -11,6 +11,7 @@
 //! message says.
 
 use atrest::error::{Result, aws_error};
+use atrest::kms::KMS_KEY_PARAM;
 use atrest::remediation::FixContext;
 use atrest::{Fix, FixOutcome, FixRequest, FixSpec, ParamKind, ParamSpec, async_trait};
 
@@ -69,14 +70,9 @@ impl Fix for EbsEnableDefaultEncryption {
     async fn reconcile(&self, ctx: &FixContext, req: &FixRequest) -> Result<FixOutcome> {
         let account = req.resource_id.as_str();
         let ec2 = self.ec2.clone().unwrap_or_else(|| aws_sdk_ec2::Client::new(&ctx.sdk));
-        let wanted_key = match req.params.text("KmsKeyId") {
+        let wanted_key = match req.params.text(KMS_KEY_PARAM) {
             // Resolving validates that the key exists before anything is changed.
-            Some(k) => Some(ctx.kms.key_arn(k).await.map_err(|e| match e {
-                atrest::Error::Aws { code, message, .. } if code == "NotFoundException" => {
-                    atrest::Error::invalid_parameter("KmsKeyId", format!("{k} was not found: {message}"))
-                }
-                other => other,
-            })?),
+            Some(k) => Some(ctx.kms.requested_key_arn(k).await?),
             None => None,
         };
 

@@ -25,6 +25,7 @@ pub mod plan;
 use std::time::{Duration, Instant};
 
 use atrest::error::{ErrorClass, Result};
+use atrest::kms::{KMS_KEY_PARAM, KeyResolver};
 use atrest::remediation::FixContext;
 use atrest::{Fix, FixOutcome, FixRequest, FixSpec, ParamKind, ParamSpec, async_trait};
 
@@ -113,21 +114,12 @@ const WAIT_FOR_LIMIT: &[&str] = &["ResourceLimitExceeded", "PendingSnapshotLimit
 /// The key the new volumes are encrypted with, checked before anything is made: EC2 checks
 /// `KmsKeyId` only asynchronously, so an unusable key would otherwise show up as snapshots and
 /// volumes in `error`. EBS encrypts only with enabled symmetric encryption keys.
-async fn usable_key(kms: &aws_sdk_kms::Client, key: &str) -> Result<String> {
+async fn usable_key(kms: &KeyResolver, key: &str) -> Result<String> {
     use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType};
-    atrest::kms::KeyRef::parse(key).map_err(|reason| atrest::Error::invalid_parameter("KmsKeyId", reason))?;
-    let out = kms.describe_key().key_id(key).send().await.map_err(|e| atrest::error::aws_error("kms:DescribeKey", key, e));
-    let out = match out {
-        Ok(out) => out,
-        Err(atrest::Error::Aws { code, message, .. }) if code == "NotFoundException" => {
-            return Err(atrest::Error::invalid_parameter("KmsKeyId", format!("{key} was not found: {message}")));
-        }
-        Err(e) => return Err(e),
-    };
-    let meta = out.key_metadata().ok_or_else(|| atrest::Error::Internal(format!("DescribeKey {key} returned no key metadata")))?;
+    let meta = kms.requested_key_metadata(key).await?;
     let arn = meta.arn().ok_or_else(|| atrest::Error::Internal(format!("DescribeKey {key} returned no key ARN")))?;
     let unusable =
-        |why: String| Err(atrest::Error::invalid_parameter("KmsKeyId", format!("{key} ({arn}) {why}; EBS cannot encrypt with it")));
+        |why: String| Err(atrest::Error::invalid_parameter(KMS_KEY_PARAM, format!("{key} ({arn}) {why}; EBS cannot encrypt with it")));
     match meta.key_state() {
         Some(KeyState::Enabled) => {}
         state => return unusable(format!("is {}", state.map(|s| s.as_str()).unwrap_or("in an unknown state"))),
@@ -208,9 +200,9 @@ impl Fix for EbsEncryptVolumes {
         if !volume_id.starts_with("vol-") {
             return Err(atrest::Error::invalid_parameter("ResourceId", format!("{volume_id:?} is not an EBS volume id (vol-...)")));
         }
-        let key = req.params.text("KmsKeyId").unwrap_or(DEFAULT_KEY);
+        let key = req.params.text(KMS_KEY_PARAM).unwrap_or(DEFAULT_KEY);
         // Resolved and checked once: volumes are always created with an explicit key ARN.
-        let kms = self.kms.clone().unwrap_or_else(|| atrest::clients::kms(&ctx.sdk));
+        let kms = KeyResolver::new(self.kms.clone().unwrap_or_else(|| atrest::clients::kms(&ctx.sdk)));
         let key_arn = usable_key(&kms, key).await?;
         let settings = Settings {
             key_arn: key_arn.clone(),

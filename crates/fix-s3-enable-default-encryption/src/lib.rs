@@ -11,6 +11,7 @@
 
 use atrest::clients;
 use atrest::error::{Result, aws_error};
+use atrest::kms::KMS_KEY_PARAM;
 use atrest::remediation::FixContext;
 use atrest::{Fix, FixOutcome, FixRequest, FixSpec, ParamKind, ParamSpec, async_trait};
 use aws_sdk_s3::types::{ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule};
@@ -56,18 +57,13 @@ pub struct S3EnableDefaultEncryption;
 impl S3EnableDefaultEncryption {
     async fn desired(&self, ctx: &FixContext, req: &FixRequest) -> Result<Desired> {
         let algorithm = req.params.text("SSEAlgorithm").unwrap_or("AES256").to_string();
-        let key = req.params.text("KmsKeyId");
+        let key = req.params.text(KMS_KEY_PARAM);
         if algorithm == "AES256" && key.is_some() {
-            return Err(atrest::Error::invalid_parameter("KmsKeyId", "is only used with SSEAlgorithm aws:kms or aws:kms:dsse"));
+            return Err(atrest::Error::invalid_parameter(KMS_KEY_PARAM, "is only used with SSEAlgorithm aws:kms or aws:kms:dsse"));
         }
         let key_arn = match key {
             // Resolving validates that the key exists before anything is changed.
-            Some(k) => Some(ctx.kms.key_arn(k).await.map_err(|e| match e {
-                atrest::Error::Aws { code, message, .. } if code == "NotFoundException" => {
-                    atrest::Error::invalid_parameter("KmsKeyId", format!("{k} was not found: {message}"))
-                }
-                other => other,
-            })?),
+            Some(k) => Some(ctx.kms.requested_key_arn(k).await?),
             None => None,
         };
         Ok(Desired { algorithm, key_arn })
