@@ -26,6 +26,10 @@ use aws_config::SdkConfig;
 use aws_sdk_config::types::{RemediationExecutionState, ResourceKey, ResourceType};
 use aws_sdk_ec2::types::{Filter, TagSpecification, VolumeType};
 use aws_sdk_s3::error::ProvideErrorMetadata;
+// The tags the EBS volume fix puts on what it makes from a volume.
+use fix_ebs_encrypt_volumes::model::tag::{
+    ENCRYPTED_FROM as ENCRYPTED_FROM_TAG, ENCRYPTING as ENCRYPTING_TAG, REPLACED_BY as REPLACED_BY_TAG,
+};
 use serde::Serialize;
 
 use crate::output::{print_json, table};
@@ -41,10 +45,6 @@ pub const EBS_KEY_BEFORE_TAG: &str = "atrest:smoke-ebs-default-key-before";
 pub const BUCKET_PREFIX: &str = "atrest-smoke-";
 /// What GetEbsDefaultKmsKeyId answers while the AWS managed key is the default.
 const AWS_MANAGED_EBS_KEY: &str = "alias/aws/ebs";
-/// Tags the EBS volume fix puts on what it makes from a volume (fix-ebs-encrypt-volumes model.rs).
-const ENCRYPTED_FROM_TAG: &str = "atrest:encrypted-from";
-const ENCRYPTING_TAG: &str = "atrest:encrypting";
-const REPLACED_BY_TAG: &str = "atrest:replaced-by";
 
 /// Fixes the smoke test leaves out, and why.
 pub const NOT_COVERED: &[(&str, &str)] = &[

@@ -22,12 +22,12 @@ use aws_sdk_rds::types::{DbCluster, DbClusterSnapshot, DbInstance, DbSnapshot, F
 pub const MAX_IDENTIFIER: usize = 63;
 
 /// On every encrypted copy: the identifier of what it was made from.
-pub const TAG_ENCRYPTED_FROM: &str = "atrest:encrypted-from";
+pub const TAG_ENCRYPTED_FROM: &str = atrest::tags::ENCRYPTED_FROM;
 /// On every snapshot, instance and cluster a fix creates: the source's immutable resource id
 /// (DbiResourceId, DbClusterResourceId or snapshot ARN). A re-run trusts only resources with it.
-pub const TAG_SOURCE_RESOURCE_ID: &str = "atrest:source-resource-id";
+pub const TAG_SOURCE_RESOURCE_ID: &str = atrest::tags::SOURCE_RESOURCE_ID;
 /// On the source once its encrypted replacement is ready: the replacement's identifier.
-pub const TAG_REPLACED_BY: &str = "atrest:replaced-by";
+pub const TAG_REPLACED_BY: &str = atrest::tags::REPLACED_BY;
 /// On the source before a rename cutover: its name before the rename (so a resumed run knows it).
 pub const TAG_ORIGINAL_IDENTIFIER: &str = "atrest:original-identifier";
 /// On an encrypted target once the settings a restore cannot set were applied.

@@ -19,6 +19,7 @@ pub mod params;
 pub mod policy;
 pub mod remediation;
 pub mod rule;
+pub mod tags;
 pub mod telemetry;
 
 pub use error::{Error, ErrorClass, Result};

@@ -28,13 +28,13 @@ pub mod tag {
     pub const TAKEN_WHILE: &str = "atrest:taken-while";
     pub const TAKEN_AT: &str = "atrest:taken-at";
     /// On new volumes, for good: the volume they replace.
-    pub const ENCRYPTED_FROM: &str = "atrest:encrypted-from";
+    pub const ENCRYPTED_FROM: &str = atrest::tags::ENCRYPTED_FROM;
     /// On new volumes until the swap is done: where they go.
     pub const FOR_INSTANCE: &str = "atrest:for-instance";
     pub const FOR_DEVICE: &str = "atrest:for-device";
     pub const DELETE_ON_TERMINATION: &str = "atrest:delete-on-termination";
     /// On old volumes, for good: the encrypted volume that replaced them.
-    pub const REPLACED_BY: &str = "atrest:replaced-by";
+    pub const REPLACED_BY: &str = atrest::tags::REPLACED_BY;
     /// On the instance while this fix has it stopped: restart it at the end; when it was stopped.
     pub const RESTART: &str = "atrest:restart-after-encryption";
     pub const STOPPED_AT: &str = "atrest:stopped-for-encryption-at";
