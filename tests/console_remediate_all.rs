@@ -255,10 +255,10 @@ async fn the_runner_validates_parameters_like_ssm() {
     assert_eq!(settled["KmsKeyId"], "", "the document default applies where Config passes nothing");
     assert_eq!(settled["SSEAlgorithm"], "AES256");
     given.insert("SSEAlgorithm".into(), vec!["DES".into()]);
-    assert!(doc.parameters_for(&given).unwrap_err().contains("SSEAlgorithm"));
+    assert!(doc.parameters_for(&given).unwrap_err().to_string().contains("SSEAlgorithm"));
     given.insert("SSEAlgorithm".into(), vec!["AES256".into()]);
     given.insert("ResourceId".into(), vec!["not a bucket".into()]);
-    assert!(doc.parameters_for(&given).unwrap_err().contains("ResourceId"));
+    assert!(doc.parameters_for(&given).unwrap_err().to_string().contains("ResourceId"));
     // Legacy us-east-1 bucket names (before March 2018): upper case, underscores, up to 255
     // characters; the document must accept them.
     for legacy in ["Legacy_Bucket.Name".to_string(), "B".repeat(255)] {
@@ -266,10 +266,10 @@ async fn the_runner_validates_parameters_like_ssm() {
         assert!(doc.parameters_for(&given).is_ok(), "{legacy} is refused");
     }
     given.insert("ResourceId".into(), vec!["B".repeat(256)]);
-    assert!(doc.parameters_for(&given).unwrap_err().contains("ResourceId"));
+    assert!(doc.parameters_for(&given).unwrap_err().to_string().contains("ResourceId"));
     given.insert("ResourceId".into(), vec!["my-bucket".into()]);
     given.insert("Surprise".into(), vec!["x".into()]);
-    assert!(doc.parameters_for(&given).unwrap_err().contains("Surprise"));
+    assert!(doc.parameters_for(&given).unwrap_err().to_string().contains("Surprise"));
 }
 
 /// A worker that answers Failed takes the document's Fail branch: the run ends Failed with the

@@ -6,6 +6,7 @@ use std::sync::LazyLock;
 
 use serde_json::Value as Json;
 
+use crate::Error;
 use crate::run::parse_sleep_duration;
 use crate::scripts::known_script;
 use crate::template::{Template, as_str};
@@ -30,7 +31,13 @@ pub struct Document {
 
 impl Template {
     /// An Automation document's content, resolved.
-    pub fn document(&self, logical_id: &str) -> Result<Document, String> {
+    pub fn document(&self, logical_id: &str) -> Result<Document, Error> {
+        let document = self.automation_document(logical_id).map_err(Error::Template)?;
+        document.check_content().map_err(|e| Error::NotModelled(format!("{logical_id}: {e}")))?;
+        Ok(document)
+    }
+
+    fn automation_document(&self, logical_id: &str) -> Result<Document, String> {
         let r = self.resource(logical_id)?;
         if as_str(&r["Type"]) != Some("AWS::SSM::Document") || as_str(&r["Properties"]["DocumentType"]) != Some("Automation") {
             return Err(format!("{logical_id} is not an Automation document"));
@@ -43,9 +50,7 @@ impl Template {
                 functions.insert(self.placeholder_arn(id)?, binary.to_string());
             }
         }
-        let document = Document { logical_id: logical_id.to_string(), content, functions };
-        document.check().map_err(|e| format!("{logical_id}: {e}"))?;
-        Ok(document)
+        Ok(Document { logical_id: logical_id.to_string(), content, functions })
     }
 }
 
@@ -67,7 +72,11 @@ impl Document {
     /// created: unknown top-level keys, step properties, actions, inputs, operators, selectors,
     /// scripts and variables, and steps that name missing steps. A document that passes runs
     /// exactly as interpreted here.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), Error> {
+        self.check_content().map_err(Error::NotModelled)
+    }
+
+    fn check_content(&self) -> Result<(), String> {
         let c = &self.content;
         let top = c.as_object().ok_or("the content is not a map")?;
         only_keys("the document", top, &["schemaVersion", "description", "assumeRole", "parameters", "outputs", "mainSteps"])?;
@@ -307,6 +316,6 @@ mod tests {
         assert_ne!(old, TEMPLATE_YAML);
         let t = Template::parse(&old).unwrap();
         let refused = t.remediations().unwrap().iter().map(|r| t.document(&r.document_logical_id).unwrap_err()).collect::<Vec<_>>();
-        assert!(refused.iter().all(|e| e.contains("Payload is a string")), "{refused:?}");
+        assert!(refused.iter().all(|e| matches!(e, Error::NotModelled(m) if m.contains("Payload is a string"))), "{refused:?}");
     }
 }

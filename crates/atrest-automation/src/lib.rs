@@ -32,15 +32,18 @@
 //! Modules by concern: `template` (CloudFormation intrinsics, the embedded template),
 //! `remediation` (remediation configurations, parameters settled as SSM does), `document`
 //! (loading a document and the load-time check of what the runner models), `run` (executing
-//! steps), `scripts` (our scripts' Rust semantics).
+//! steps), `scripts` (our scripts' Rust semantics); what goes wrong is an [`Error`] that says
+//! which of these refused.
 
 mod document;
+mod error;
 mod remediation;
 mod run;
 mod scripts;
 mod template;
 
 pub use document::Document;
+pub use error::Error;
 pub use remediation::{Remediation, RemediationParam};
 pub use run::{Execution, MAX_SLEEP_SECONDS, Progress, RunOptions, Sleep, parse_sleep_duration};
 pub use scripts::{FAIL_SCRIPT, READ_ANSWER_SCRIPT, Script, known_script};

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value as Json, json};
 use serde_yaml::Value as Yaml;
 
+use crate::Error;
 use crate::document::Document;
 use crate::template::{Template, as_str, tag_name};
 
@@ -35,7 +36,11 @@ pub struct Remediation {
 
 impl Template {
     /// Every `AWS::Config::RemediationConfiguration`, in template order.
-    pub fn remediations(&self) -> Result<Vec<Remediation>, String> {
+    pub fn remediations(&self) -> Result<Vec<Remediation>, Error> {
+        self.remediation_configurations().map_err(Error::Template)
+    }
+
+    fn remediation_configurations(&self) -> Result<Vec<Remediation>, String> {
         let mut out = Vec::new();
         for (id, r) in self.resources().filter(|(_, r)| as_str(&r["Type"]) == Some("AWS::Config::RemediationConfiguration")) {
             let props = &r["Properties"];
@@ -85,7 +90,7 @@ impl Template {
 
     /// The remediation whose document invokes the worker `binary` (e.g. `fix-s3-enable-default-encryption`),
     /// with that document.
-    pub fn remediation_for_worker(&self, binary: &str) -> Result<(Remediation, Document), String> {
+    pub fn remediation_for_worker(&self, binary: &str) -> Result<(Remediation, Document), Error> {
         let mut found = Vec::new();
         for r in self.remediations()? {
             let doc = self.document(&r.document_logical_id)?;
@@ -95,12 +100,11 @@ impl Template {
         }
         match found.len() {
             1 => Ok(found.remove(0)),
-            0 => Err(format!("no remediation configuration in the template runs {binary}")),
-            _ => Err(format!(
-                "{} remediation configurations run {binary}: {}",
-                found.len(),
-                found.iter().map(|(r, _)| r.logical_id.as_str()).collect::<Vec<_>>().join(", ")
-            )),
+            0 => Err(Error::UnknownRemediation { worker: binary.to_string() }),
+            _ => Err(Error::AmbiguousRemediation {
+                worker: binary.to_string(),
+                remediations: found.into_iter().map(|(r, _)| r.logical_id).collect(),
+            }),
         }
     }
 }
@@ -126,33 +130,34 @@ impl Document {
     /// The document's parameters for a run, as SSM settles them: given values (first of each
     /// list), defaults for the rest; unknown and missing required parameters, values outside
     /// `allowedValues` and values not matching `allowedPattern` are refused.
-    pub fn parameters_for(&self, given: &BTreeMap<String, Vec<String>>) -> Result<BTreeMap<String, String>, String> {
-        let declared = self.content["parameters"].as_object().ok_or("the document declares no parameters")?;
+    pub fn parameters_for(&self, given: &BTreeMap<String, Vec<String>>) -> Result<BTreeMap<String, String>, Error> {
+        let declared =
+            self.content["parameters"].as_object().ok_or_else(|| Error::NotModelled("the document declares no parameters".into()))?;
         if let Some(unknown) = given.keys().find(|k| !declared.contains_key(*k)) {
-            return Err(format!("Parameter \"{unknown}\" is not defined in the document."));
+            return Err(Error::ParameterRefused(format!("Parameter \"{unknown}\" is not defined in the document.")));
         }
         let mut out = BTreeMap::new();
         for (name, decl) in declared {
             if decl["type"].as_str() != Some("String") {
-                return Err(format!("parameter {name}: only String parameters are supported"));
+                return Err(Error::NotModelled(format!("parameter {name}: only String parameters are supported")));
             }
             let value = match given.get(name) {
                 Some(values) if values.len() == 1 => values[0].clone(),
-                Some(values) => return Err(format!("parameter {name}: a String takes one value, got {values:?}")),
+                Some(values) => return Err(Error::ParameterRefused(format!("parameter {name}: a String takes one value, got {values:?}"))),
                 None => match decl.get("default") {
                     Some(Json::String(s)) => s.clone(),
-                    Some(other) => return Err(format!("parameter {name}: default {other} is not a string")),
-                    None => return Err(format!("Parameter \"{name}\" is required but not provided.")),
+                    Some(other) => return Err(Error::NotModelled(format!("parameter {name}: default {other} is not a string"))),
+                    None => return Err(Error::ParameterRefused(format!("Parameter \"{name}\" is required but not provided."))),
                 },
             };
             let allowed = decl.get("allowedValues").and_then(Json::as_array);
             if let Some(allowed) = allowed.filter(|a| !a.iter().any(|a| a.as_str() == Some(value.as_str()))) {
-                return Err(format!("parameter {name}: {value:?} is not one of {allowed:?}"));
+                return Err(Error::ParameterRefused(format!("parameter {name}: {value:?} is not one of {allowed:?}")));
             }
             if let Some(pattern) = decl.get("allowedPattern").and_then(Json::as_str) {
-                let re = regex::Regex::new(pattern).map_err(|e| format!("parameter {name}: allowedPattern: {e}"))?;
+                let re = regex::Regex::new(pattern).map_err(|e| Error::NotModelled(format!("parameter {name}: allowedPattern: {e}")))?;
                 if !re.is_match(&value) {
-                    return Err(format!("parameter {name}: {value:?} does not match {pattern}"));
+                    return Err(Error::ParameterRefused(format!("parameter {name}: {value:?} does not match {pattern}")));
                 }
             }
             out.insert(name.clone(), value);
@@ -175,7 +180,11 @@ mod tests {
             let doc = t.document(&r.document_logical_id).unwrap();
             let refused = doc.parameters_for(&r.execution_parameters("placeholder")).err();
             // Only ResourceId may be refused for a placeholder id.
-            assert!(refused.as_ref().is_none_or(|e| e.contains("ResourceId")), "{}: {refused:?}", r.logical_id);
+            assert!(
+                refused.as_ref().is_none_or(|e| matches!(e, Error::ParameterRefused(m) if m.contains("ResourceId"))),
+                "{}: {refused:?}",
+                r.logical_id
+            );
             // Each document runs exactly one worker, and that worker belongs to this remediation only.
             let workers = doc.invoked_workers();
             assert_eq!(workers.len(), 1, "{}: {workers:?}", doc.logical_id);
@@ -187,7 +196,9 @@ mod tests {
     #[test]
     fn an_unknown_worker_has_no_remediation() {
         let t = Template::embedded().unwrap();
-        assert!(t.remediation_for_worker("fix-nothing").unwrap_err().contains("fix-nothing"));
+        let unknown = t.remediation_for_worker("fix-nothing").unwrap_err();
+        assert_eq!(unknown, Error::UnknownRemediation { worker: "fix-nothing".into() });
+        assert_eq!(unknown.to_string(), "no remediation configuration in the template runs fix-nothing");
     }
 
     #[test]

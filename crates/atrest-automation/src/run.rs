@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 
+use crate::Error;
 use crate::document::{BRANCH, DOCUMENT_VARIABLE, Document, EXECUTE_SCRIPT, INVOKE_LAMBDA, SLEEP, declared_output};
 use crate::scripts::known_script;
 
@@ -100,15 +101,15 @@ impl RunOptions<'_> {
 
 /// An ISO 8601 duration as `aws:sleep` takes it (`PT30S`, `PT1M30S`, `PT2H`, `P1D`); SSM caps it
 /// at 604,799 seconds (one second short of 7 days).
-pub fn parse_sleep_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("aws:sleep Duration {text:?} is not an ISO 8601 duration such as PT30S");
+pub fn parse_sleep_duration(text: &str) -> Result<Duration, Error> {
+    let bad = || Error::NotModelled(format!("aws:sleep Duration {text:?} is not an ISO 8601 duration such as PT30S"));
     let rest = text.strip_prefix('P').ok_or_else(bad)?;
     let (days, time) = match rest.split_once('T') {
         Some((d, t)) => (d, t),
         None => (rest, ""),
     };
     let mut seconds = 0u64;
-    let mut add = |part: &str, units: &[(char, u64)]| -> Result<(), String> {
+    let mut add = |part: &str, units: &[(char, u64)]| -> Result<(), Error> {
         let mut number = String::new();
         for c in part.chars() {
             if c.is_ascii_digit() {
@@ -128,7 +129,7 @@ pub fn parse_sleep_duration(text: &str) -> Result<Duration, String> {
         return Err(bad());
     }
     if seconds > MAX_SLEEP_SECONDS {
-        return Err(format!("aws:sleep Duration {text} is over SSM's limit of {MAX_SLEEP_SECONDS} seconds"));
+        return Err(Error::NotModelled(format!("aws:sleep Duration {text} is over SSM's limit of {MAX_SLEEP_SECONDS} seconds")));
     }
     Ok(Duration::from_secs(seconds))
 }
@@ -147,14 +148,16 @@ impl Document {
         let mut ex = Execution::started();
         let mut step_outputs: BTreeMap<String, String> = BTreeMap::new();
         let result = match self.check() {
-            Ok(()) => self.interpret(parameters, execution_id, worker, options, &mut ex, &mut step_outputs).await,
+            Ok(()) => {
+                self.interpret(parameters, execution_id, worker, options, &mut ex, &mut step_outputs).await.map_err(Error::StepFailed)
+            }
             Err(e) => Err(e),
         };
         match result {
             Ok(()) => ex.status = "Success".into(),
-            Err(message) => {
+            Err(error) => {
                 ex.status = "Failed".into();
-                ex.failure_message = Some(message);
+                ex.failure_message = Some(error.to_string());
             }
         }
         for name in self.content["outputs"].as_array().into_iter().flatten().filter_map(Json::as_str) {
@@ -367,7 +370,7 @@ mod tests {
         assert_eq!(parse_sleep_duration("PT604799S"), Ok(Duration::from_secs(604_799)));
         assert_eq!(parse_sleep_duration("P6DT23H59M59S"), Ok(Duration::from_secs(604_799)));
         for text in ["P7D", "PT604800S", "PT168H"] {
-            assert!(parse_sleep_duration(text).unwrap_err().contains("604799"), "{text} should be refused");
+            assert!(parse_sleep_duration(text).unwrap_err().to_string().contains("604799"), "{text} should be refused");
         }
     }
 
@@ -515,7 +518,7 @@ mod tests {
             let mut doc = s3_document();
             mutate(&mut doc.content);
             let refused = doc.check().expect_err(what);
-            assert!(refused.contains(expected), "{what}: {refused}");
+            assert!(matches!(&refused, Error::NotModelled(m) if m.contains(expected)), "{what}: {refused}");
             // A run of such a document fails before calling the worker.
             let fix = Arc::new(Scripted { busy_turns: 0, last: FixStatus::Succeeded, calls: AtomicUsize::new(0) });
             let ex = run_fix(&doc, fix.clone(), RunOptions::immediate()).await;

@@ -6,6 +6,8 @@ use std::sync::LazyLock;
 use serde_json::{Value as Json, json};
 use serde_yaml::Value as Yaml;
 
+use crate::Error;
+
 /// The workspace's `template.yaml`, as this build was made with it.
 pub const TEMPLATE_YAML: &str = include_str!("../../../template.yaml");
 
@@ -43,15 +45,15 @@ pub(crate) fn as_str(v: &Yaml) -> Option<&str> {
 
 impl Template {
     /// The template this build embeds, for the default stack.
-    pub fn embedded() -> Result<Template, String> {
-        Template::parse(TEMPLATE_YAML).map_err(|e| format!("the embedded template.yaml: {e}"))
+    pub fn embedded() -> Result<Template, Error> {
+        Template::parse(TEMPLATE_YAML).map_err(|e| Error::Template(format!("the embedded template.yaml: {e}")))
     }
 
     /// A template's text, for the default stack.
-    pub fn parse(text: &str) -> Result<Template, String> {
-        let root: Yaml = serde_yaml::from_str(text).map_err(|e| format!("not YAML: {e}"))?;
+    pub fn parse(text: &str) -> Result<Template, Error> {
+        let root: Yaml = serde_yaml::from_str(text).map_err(|e| Error::Template(format!("not YAML: {e}")))?;
         if root.get("Resources").and_then(Yaml::as_mapping).is_none() {
-            return Err("no Resources".into());
+            return Err(Error::Template("no Resources".into()));
         }
         Ok(Template { root, stack: Stack::default() })
     }
@@ -104,7 +106,11 @@ impl Template {
     }
 
     /// Evaluates a named condition for the stack defaults.
-    pub fn condition(&self, name: &str) -> Result<bool, String> {
+    pub fn condition(&self, name: &str) -> Result<bool, Error> {
+        self.named_condition(name).map_err(Error::Template)
+    }
+
+    fn named_condition(&self, name: &str) -> Result<bool, String> {
         let c = self.root["Conditions"].get(name).ok_or_else(|| format!("no condition {name}"))?;
         self.eval_condition(c)
     }
@@ -129,7 +135,7 @@ impl Template {
             }
             "And" => args()?.iter().try_fold(true, |acc, c| Ok(acc & self.eval_condition(c)?)),
             "Or" => args()?.iter().try_fold(false, |acc, c| Ok(acc | self.eval_condition(c)?)),
-            "Condition" => self.condition(as_str(&t.value).ok_or("!Condition takes a name")?),
+            "Condition" => self.named_condition(as_str(&t.value).ok_or("!Condition takes a name")?),
             other => Err(format!("unsupported condition function !{other}")),
         }
     }
@@ -231,7 +237,7 @@ impl Template {
             }
             "If" => {
                 let a = t.value.as_sequence().filter(|a| a.len() == 3).ok_or("!If takes [condition, then, else]")?;
-                let cond = self.condition(as_str(&a[0]).ok_or("!If needs a condition name")?)?;
+                let cond = self.named_condition(as_str(&a[0]).ok_or("!If needs a condition name")?)?;
                 self.resolve_opt(if cond { &a[1] } else { &a[2] })
             }
             "Join" => {
@@ -256,6 +262,7 @@ mod tests {
     #[test]
     fn unknown_intrinsics_fail_loudly() {
         let t = Template::parse("Resources:\n  X:\n    Type: AWS::SSM::Document\n    Properties:\n      DocumentType: Automation\n      Content: !FindInMap [a, b, c]\n").unwrap();
-        assert!(t.document("X").unwrap_err().contains("FindInMap"));
+        let refused = t.document("X").unwrap_err();
+        assert!(matches!(&refused, Error::Template(m) if m.contains("FindInMap")), "{refused:?}");
     }
 }

@@ -281,7 +281,7 @@ pub async fn remediate(
     let worker = |name: &str| (name == binary).then(|| runner.clone());
     let execution = match document.parameters_for(&given) {
         Ok(settled) => document.run(&settled, &execution_id, &worker, options).await,
-        Err(refused) => Execution::refused(refused),
+        Err(refused) => Execution::refused(refused.to_string()),
     };
     let outcome = execution.last_outcome().cloned().unwrap_or_else(|| FixOutcome {
         status: FixStatus::Failed,

@@ -75,7 +75,7 @@ pub async fn run_recorded_execution(
         out.automation_execution().expect("execution").parameters().into_iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
     let ex = match document.parameters_for(&given) {
         Ok(params) => document.run(&params, execution_id, worker, &RunOptions::immediate()).await,
-        Err(e) => Execution::refused(e),
+        Err(e) => Execution::refused(e.to_string()),
     };
     record_status(execution_id, &ex).await;
     ex
