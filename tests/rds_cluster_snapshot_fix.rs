@@ -60,14 +60,7 @@ async fn cluster_exists(sdk: &SdkConfig, id: &str) -> bool {
 async fn unencrypted_cluster_snapshot(sdk: &SdkConfig) -> (String, String) {
     let cluster = unique("snapc");
     rds_support::aurora_cluster(sdk, &cluster, None, &tag_set(&[]), &[]).await;
-    rds(sdk)
-        .modify_db_cluster()
-        .db_cluster_identifier(&cluster)
-        .deletion_protection(true)
-        .apply_immediately(true)
-        .send()
-        .await
-        .expect("ModifyDBCluster");
+    rds_support::protect_cluster(sdk, &cluster).await;
     let snapshot = unique("billing-before");
     rds(sdk)
         .create_db_cluster_snapshot()

@@ -553,14 +553,7 @@ impl FixScenario for RdsSnapshotScenario {
         if self.cluster {
             let cluster = unique("rel-snapcluster");
             aurora_cluster(sdk, &cluster, None, &BTreeSet::new(), &[]).await;
-            client
-                .modify_db_cluster()
-                .db_cluster_identifier(&cluster)
-                .deletion_protection(true)
-                .apply_immediately(true)
-                .send()
-                .await
-                .expect("ModifyDBCluster");
+            rds_support::protect_cluster(sdk, &cluster).await;
             client
                 .create_db_cluster_snapshot()
                 .db_cluster_identifier(&cluster)

@@ -15,6 +15,19 @@ pub fn rds(sdk: &SdkConfig) -> Client {
     Client::new(sdk)
 }
 
+/// Turns deletion protection on for a cluster (what a careful owner has, and what a fix's
+/// temporary cluster must not inherit).
+pub async fn protect_cluster(sdk: &SdkConfig, cluster: &str) {
+    rds(sdk)
+        .modify_db_cluster()
+        .db_cluster_identifier(cluster)
+        .deletion_protection(true)
+        .apply_immediately(true)
+        .send()
+        .await
+        .expect("ModifyDBCluster");
+}
+
 /// For aws-smithy-mocks tests: nothing is reachable, every RDS call goes to the mocks (keys are
 /// given as ARNs, so no KMS call either).
 pub fn mocked_sdk() -> SdkConfig {
