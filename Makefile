@@ -5,6 +5,8 @@
 #   make lint      rustfmt, clippy -D warnings, template checks (cfn-lint + serverless rules,
 #                  sam validate, checkov, cfn-guard rules and their tests, least-privilege test)
 #   make package   arm64 Lambda bootstraps with cargo-lambda (zipped, sizes listed)
+#   make template  regenerate template.yaml from crates/atrest-template/skeleton/*.yaml, every
+#                  rule's and fix's spec and its crates/<crate>/deploy.yaml (a test fails when stale)
 #   make deploy    sam build && sam deploy --guided
 #   make stackset  a StackSet for many accounts and Regions: the template without the SAM transform,
 #                  Lambda code per Region, bucket policies and rollout commands in dist/stackset
@@ -31,10 +33,15 @@ LAMBDA_TARGET_DIR ?= $(HOME)/.cache/atrest/target-lambda
 export ATREST_VENV := $(VENV)
 WITH_MOTO := tests/moto/with-moto
 
-.PHONY: build test test-rust test-template demo bench fuzz lint fmt clippy package deploy stackset stackset-args tools guard checkov-tools clean smoke smoke-args
+.PHONY: build template test test-rust test-template demo bench fuzz lint fmt clippy package deploy stackset stackset-args tools guard checkov-tools clean smoke smoke-args
 
 build:
 	cargo build --workspace --locked
+
+# template.yaml is generated and committed (sam and every reader see a plain template);
+# crates/atrest-template/tests/fresh.rs fails when it is stale.
+template:
+	cargo run --quiet --locked -p atrest-cli -- template --write
 
 test: test-rust test-template
 

@@ -73,6 +73,15 @@ enum Command {
     },
     /// Seed an unencrypted estate on the local stand-in, scan, remediate, scan again.
     Demo,
+    /// Write template.yaml from crates/atrest-template/skeleton and every rule's and fix's
+    /// spec and deploy.yaml (`make template`). Without --write: print it; with --check: fail
+    /// when the committed template.yaml differs.
+    Template {
+        #[arg(long)]
+        write: bool,
+        #[arg(long, conflicts_with = "write")]
+        check: bool,
+    },
     /// In a sandbox account where the stack is deployed (`make smoke`): create one throwaway
     /// non-compliant resource per cheap fix, remediate each from the console path, check it,
     /// delete everything the run made. Refuses any account but --account-id.
@@ -103,12 +112,15 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         commands::rules(format)?;
         return Ok(true);
     }
+    if let Command::Template { write, check } = cli.command {
+        return template(write, check);
+    }
     if matches!(cli.command, Command::Demo) && std::env::var_os("AWS_ENDPOINT_URL").is_none() {
         return relaunch_under_stand_in();
     }
     let sdk = atrest::clients::load_sdk_config().await;
     match cli.command {
-        Command::Rules { .. } => unreachable!("handled above"),
+        Command::Rules { .. } | Command::Template { .. } => unreachable!("handled above"),
         Command::Evaluate { rule, event, put, test_mode } => commands::evaluate(&sdk, &rule, &event, put, test_mode).await,
         Command::Scan { rules, rule_params, format } => commands::scan(&sdk, &rules, rule_params.as_deref(), format).await,
         Command::Remediate { fix, resource_id, params, dry_run, pause_seconds, max_turns } => {
@@ -128,6 +140,29 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Demo => demo::run(&sdk).await,
         Command::Smoke(args) => smoke::command(&sdk, args).await,
     }
+}
+
+/// `atrest template`: the workspace this binary was built from is the one it writes into.
+fn template(write: bool, check: bool) -> anyhow::Result<bool> {
+    let root = atrest_template::workspace_root();
+    let fresh = atrest_template::generate(&root).map_err(anyhow::Error::msg)?;
+    let path = root.join("template.yaml");
+    if write {
+        std::fs::write(&path, &fresh)?;
+        eprintln!("wrote {}", path.display());
+        return Ok(true);
+    }
+    if check {
+        let committed = std::fs::read_to_string(&path)?;
+        if committed != fresh {
+            eprintln!("template.yaml is stale: run {}", atrest_template::REGENERATE);
+            return Ok(false);
+        }
+        eprintln!("template.yaml is up to date");
+        return Ok(true);
+    }
+    print!("{fresh}");
+    Ok(true)
 }
 
 /// Without an endpoint, `atrest demo` starts the local stand-in itself (tests/moto/with-moto,
