@@ -31,9 +31,7 @@ fn workers(sdk: &SdkConfig) -> BTreeMap<&'static str, Arc<FixRunner>> {
     atrest_catalog::fix_entries()
         .map(|entry| {
             let fix: Arc<dyn Fix> = if std::ptr::eq(entry.spec, &fix_ebs_encrypt_volumes::SPEC) {
-                let mut ebs = fix_ebs_encrypt_volumes::EbsEncryptVolumes::default();
-                ebs.poll = Duration::ZERO;
-                Arc::new(ebs)
+                Arc::new(fix_ebs_encrypt_volumes::EbsEncryptVolumes { poll: Duration::ZERO, ..Default::default() })
             } else {
                 (entry.build)()
             };

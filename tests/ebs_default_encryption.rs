@@ -27,7 +27,7 @@ async fn the_rule_flags_the_region_and_the_fix_turns_encryption_by_default_on() 
     let client = ec2(&sdk);
     client.disable_ebs_encryption_by_default().send().await.unwrap();
     let rule_name = unique("rule-ebs-default");
-    let rule = RuleRunner::new(Arc::new(Ec2EbsEncryptionByDefault::default()), &sdk);
+    let rule = RuleRunner::new(Arc::new(Ec2EbsEncryptionByDefault), &sdk);
     let event = || adapt_event(load_event("ec2-ebs-encryption-by-default/scheduled.json"), &rule_name, |_| {});
 
     let answer = rule.handle_lambda(event()).await.expect("handler");
@@ -35,7 +35,7 @@ async fn the_rule_flags_the_region_and_the_fix_turns_encryption_by_default_on() 
     let stored = result_for(&sdk, &rule_name, ACCOUNT).await.expect("stored");
     assert_eq!((stored.resource_type.as_str(), stored.compliance.as_str()), ("AWS::::Account", "NON_COMPLIANT"));
 
-    let fix = FixRunner::new(Arc::new(EbsEnableDefaultEncryption::default()), &sdk, None);
+    let fix = FixRunner::new(Arc::new(EbsEnableDefaultEncryption), &sdk, None);
     let mut dry = load_event("fix-ebs-enable-default-encryption/ssm-payload.json");
     dry["DryRun"] = json!("true");
     let outcome = fix.step(&dry).await;
@@ -86,7 +86,7 @@ async fn the_fix_sets_the_default_key_and_verifies_it() {
         .then_output(|| ModifyEbsDefaultKmsKeyIdOutput::builder().build());
     let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&before_on, &default_key, &enable, &modify]);
 
-    let runner = FixRunner::new(Arc::new(EbsEnableDefaultEncryption::with_client(client)), &sdk, None);
+    let runner = FixRunner::new(Arc::new(EbsEnableDefaultEncryption), &sdk, None).with_client(client);
     let mut payload = load_event("fix-ebs-enable-default-encryption/ssm-payload-with-key.json");
     payload["KmsKeyId"] = json!(alias);
     let req = FixRequest::decode(&SPEC, &payload).unwrap();

@@ -24,16 +24,19 @@ fn payload(volume: &str, extra: Value) -> Value {
     p
 }
 
-fn fix(ec2: aws_sdk_ec2::Client, max_actions: usize) -> EbsEncryptVolumes {
-    let mut fix = EbsEncryptVolumes::default().with_client(ec2);
-    fix.max_actions = max_actions;
-    fix.poll = Duration::ZERO;
-    fix
+/// The fix with shorter budgets, and the EC2 client its runner is to use.
+fn fix(ec2: aws_sdk_ec2::Client, max_actions: usize) -> (EbsEncryptVolumes, aws_sdk_ec2::Client) {
+    (EbsEncryptVolumes { max_actions, poll: Duration::ZERO, ..EbsEncryptVolumes::default() }, ec2)
 }
 
 /// Runs the SSM loop (every step, with each step's changes kept) until a final status.
-async fn drive(sdk: &SdkConfig, fix: EbsEncryptVolumes, payload: &Value, alerts: Option<&str>) -> (FixOutcome, Vec<String>) {
-    let runner = FixRunner::new(Arc::new(fix), sdk, alerts.map(|t| AlertPublisher::new(sdk, t)));
+async fn drive(
+    sdk: &SdkConfig,
+    (fix, ec2): (EbsEncryptVolumes, aws_sdk_ec2::Client),
+    payload: &Value,
+    alerts: Option<&str>,
+) -> (FixOutcome, Vec<String>) {
+    let runner = FixRunner::new(Arc::new(fix), sdk, alerts.map(|t| AlertPublisher::new(sdk, t))).with_client(ec2);
     let req = match FixRequest::decode(&SPEC, payload) {
         Ok(req) => req,
         // Refused before any work: the runner answers Failed, naming the parameter.
@@ -472,7 +475,8 @@ mod aws_behaviour {
     async fn turn(sdk: &SdkConfig, describe: &[Rule], extra: &[&Rule], writes: &Writes) -> FixOutcome {
         let rules: Vec<&Rule> = describe.iter().chain(extra.iter().copied()).chain(writes.all()).collect();
         let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, rules);
-        let runner = FixRunner::new(Arc::new(fix(client, 1)), sdk, None);
+        let (fix, ec2) = fix(client, 1);
+        let runner = FixRunner::new(Arc::new(fix), sdk, None).with_client(ec2);
         let req = FixRequest::decode(&SPEC, &payload(OLD, json!({"AllowInstanceStop": "true"}))).unwrap();
         runner.step_request(&req).await
     }

@@ -21,14 +21,14 @@ use rule_ec2_instance_store_encrypted::Ec2InstanceStoreEncrypted;
 use rule_encrypted_volumes::EncryptedVolumes;
 use serde_json::{Value, json};
 
-fn params(rule: &dyn ConfigRule, raw: Value) -> atrest::Params {
-    rule.spec().parse_params(&raw.as_object().unwrap().clone().into_iter().collect()).unwrap()
-}
-
 /// Sweep verdicts by resource id.
 async fn sweep(sdk: &SdkConfig, rule: Arc<dyn ConfigRule>, raw: Value) -> Vec<(String, Compliance, String)> {
-    let p = params(rule.as_ref(), raw);
-    let report = RuleRunner::new(rule, sdk).sweep(p, DateTime::from_secs(1_795_168_800), None).await.expect("sweep");
+    sweep_with(RuleRunner::new(rule, sdk), raw).await
+}
+
+async fn sweep_with(runner: RuleRunner, raw: Value) -> Vec<(String, Compliance, String)> {
+    let p = runner.spec().parse_params(&raw.as_object().unwrap().clone().into_iter().collect()).unwrap();
+    let report = runner.sweep(p, DateTime::from_secs(1_795_168_800), None).await.expect("sweep");
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     report.evaluations.into_iter().map(|e| (e.compliance_resource_id, e.compliance_type, e.annotation.unwrap_or_default())).collect()
 }
@@ -156,8 +156,8 @@ async fn ebs_default_key_is_compared_as_key_arns() {
         let default = mock!(aws_sdk_ec2::Client::get_ebs_default_kms_key_id)
             .then_output(move || GetEbsDefaultKmsKeyIdOutput::builder().kms_key_id(default_key.clone()).build());
         let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&enabled, &default]);
-        let rule = Arc::new(Ec2EbsEncryptionByDefault::with_clients(client, "123456789012"));
-        let results = sweep(&sdk, rule, json!({"kmsKeyId": alias})).await;
+        let rule = RuleRunner::new(Arc::new(Ec2EbsEncryptionByDefault), &sdk).with_client(client);
+        let results = sweep_with(rule, json!({"kmsKeyId": alias})).await;
         assert_eq!(results.len(), 1);
         let (c, a) = verdict_of(&results, "123456789012");
         assert_eq!(c, expected, "{a}");
@@ -169,7 +169,7 @@ async fn ebs_default_key_is_compared_as_key_arns() {
         .then_output(|| GetEbsEncryptionByDefaultOutput::builder().ebs_encryption_by_default(false).build());
     let default = mock!(aws_sdk_ec2::Client::get_ebs_default_kms_key_id).then_output(|| panic!("must not be called"));
     let client = mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&enabled, &default]);
-    let results = sweep(&sdk, Arc::new(Ec2EbsEncryptionByDefault::with_clients(client, "123456789012")), json!({})).await;
+    let results = sweep_with(RuleRunner::new(Arc::new(Ec2EbsEncryptionByDefault), &sdk).with_client(client), json!({})).await;
     assert_eq!(verdict_of(&results, "123456789012").0, Compliance::NonCompliant);
     assert_eq!(default.num_calls(), 0);
 }

@@ -135,7 +135,7 @@ async fn db_snapshot(sdk: &SdkConfig, id: &str) -> Option<aws_sdk_rds::types::Db
 #[tokio::test]
 async fn snapshot_copies_are_encrypted_and_the_source_is_kept_unless_asked() {
     let sdk = sdk().await;
-    let runner = FixRunner::new(Arc::new(fix_rds_encrypt_snapshot::RdsEncryptSnapshot::default()), &sdk, None);
+    let runner = FixRunner::new(Arc::new(fix_rds_encrypt_snapshot::RdsEncryptSnapshot), &sdk, None);
     let spec = &fix_rds_encrypt_snapshot::SPEC;
     let event = "fix-rds-encrypt-snapshot/ssm-payload.json";
 

@@ -43,7 +43,7 @@ fn request(resource_id: &str, extra: Value) -> FixRequest {
 }
 
 fn runner(sdk: &SdkConfig) -> FixRunner {
-    FixRunner::new(Arc::new(fix_rds_encrypt_snapshot::RdsEncryptSnapshot::default()), sdk, None)
+    FixRunner::new(Arc::new(fix_rds_encrypt_snapshot::RdsEncryptSnapshot), sdk, None)
 }
 
 async fn cluster_snapshot(sdk: &SdkConfig, id: &str) -> Option<DbClusterSnapshot> {
@@ -250,8 +250,7 @@ async fn step(client: Client, extra: Value) -> FixOutcome {
         p[k] = v.clone();
     }
     let req = FixRequest::decode(&fix_rds_encrypt_snapshot::SPEC, &p).unwrap();
-    let fix = fix_rds_encrypt_snapshot::RdsEncryptSnapshot::with_client(client);
-    FixRunner::new(Arc::new(fix), &mocked_sdk(), None).step_request(&req).await
+    FixRunner::new(Arc::new(fix_rds_encrypt_snapshot::RdsEncryptSnapshot), &mocked_sdk(), None).with_client(client).step_request(&req).await
 }
 
 #[tokio::test]
@@ -459,8 +458,8 @@ async fn delete_source_never_deletes_an_aws_backup_snapshot() {
     p["KmsKeyId"] = json!(KEY);
     p["DeleteSource"] = json!("true");
     let req = FixRequest::decode(&fix_rds_encrypt_snapshot::SPEC, &p).unwrap();
-    let fix = fix_rds_encrypt_snapshot::RdsEncryptSnapshot::with_client(client);
-    let o = FixRunner::new(Arc::new(fix), &mocked_sdk(), None).step_request(&req).await;
+    let fix = FixRunner::new(Arc::new(fix_rds_encrypt_snapshot::RdsEncryptSnapshot), &mocked_sdk(), None).with_client(client);
+    let o = fix.step_request(&req).await;
     assert_eq!(o.status, FixStatus::Succeeded, "{o:?}");
     assert!(o.changes.is_empty(), "{o:?}");
     assert!(o.message.contains("AWS Backup") && o.message.contains("was kept"), "{}", o.message);
@@ -539,8 +538,8 @@ async fn an_automated_cluster_snapshot_is_found_with_its_snapshot_type_and_resto
     p["ResourceId"] = json!(AUTOMATED);
     p["KmsKeyId"] = json!(KEY);
     let req = FixRequest::decode(&fix_rds_encrypt_snapshot::SPEC, &p).unwrap();
-    let fix = fix_rds_encrypt_snapshot::RdsEncryptSnapshot::with_client(client);
-    let o = FixRunner::new(Arc::new(fix), &mocked_sdk(), None).step_request(&req).await;
+    let fix = FixRunner::new(Arc::new(fix_rds_encrypt_snapshot::RdsEncryptSnapshot), &mocked_sdk(), None).with_client(client);
+    let o = fix.step_request(&req).await;
     assert_eq!(o.status, FixStatus::InProgress, "{o:?}");
     assert_eq!(with_type.num_calls(), 1, "looked up again with SnapshotType=automated");
     assert_eq!(restore.num_calls(), 1, "{o:?}");

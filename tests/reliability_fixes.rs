@@ -531,7 +531,7 @@ impl FixScenario for RdsSnapshotScenario {
     }
 
     fn fix(&self, _sdk: &SdkConfig) -> Arc<dyn Fix> {
-        Arc::new(fix_rds_encrypt_snapshot::RdsEncryptSnapshot::default())
+        Arc::new(fix_rds_encrypt_snapshot::RdsEncryptSnapshot)
     }
 
     async fn warm_up(&self, sdk: &SdkConfig) {
@@ -808,9 +808,7 @@ impl FixScenario for EbsVolumesScenario {
     }
 
     fn fix(&self, _sdk: &SdkConfig) -> Arc<dyn Fix> {
-        let mut fix = fix_ebs_encrypt_volumes::EbsEncryptVolumes::default();
-        fix.poll = std::time::Duration::ZERO;
-        Arc::new(fix)
+        Arc::new(fix_ebs_encrypt_volumes::EbsEncryptVolumes { poll: std::time::Duration::ZERO, ..Default::default() })
     }
 
     async fn warm_up(&self, sdk: &SdkConfig) {
@@ -979,7 +977,7 @@ impl FixScenario for EbsDefaultScenario {
     }
 
     fn fix(&self, _sdk: &SdkConfig) -> Arc<dyn Fix> {
-        Arc::new(fix_ebs_enable_default_encryption::EbsEnableDefaultEncryption::default())
+        Arc::new(fix_ebs_enable_default_encryption::EbsEnableDefaultEncryption)
     }
 
     async fn warm_up(&self, sdk: &SdkConfig) {
@@ -1031,7 +1029,7 @@ impl Fixture for EbsDefaultFixture {
         let sdk = in_region(sdk, self.region.0);
         let ec2 = aws_sdk_ec2::Client::new(&sdk);
         // Compliant, as the rule judges the Region (with the key asked for, if any).
-        let rule = rule_ec2_ebs_encryption_by_default::Ec2EbsEncryptionByDefault::default();
+        let rule = rule_ec2_ebs_encryption_by_default::Ec2EbsEncryptionByDefault;
         let params = match &self.wanted {
             Some((alias, _)) => json!({"kmsKeyId": alias}),
             None => json!({}),

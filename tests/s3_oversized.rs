@@ -64,7 +64,7 @@ async fn the_history_item_is_converted_and_judged() {
         })
         .then_output(|| PutEvaluationsOutput::builder().build());
     let config = mock_client!(aws_sdk_config, RuleMode::MatchAny, [&history, &put]);
-    let runner = RuleRunner::new(Arc::new(S3BucketServerSideEncryptionEnabled), &sdk().await).with_config_client(config);
+    let runner = RuleRunner::new(Arc::new(S3BucketServerSideEncryptionEnabled), &sdk().await).with_client(config);
 
     let response = runner.handle_lambda(oversized_event(bucket, r#"{"requiredAlgorithm":"aws:kms"}"#)).await.unwrap();
     assert_eq!(response["Evaluations"], 1, "{response}");
@@ -89,7 +89,7 @@ async fn without_history_the_live_bucket_is_read() {
         })
         .then_output(|| PutEvaluationsOutput::builder().build());
     let config = mock_client!(aws_sdk_config, RuleMode::MatchAny, [&history, &put]);
-    let runner = RuleRunner::new(Arc::new(S3BucketServerSideEncryptionEnabled), &sdk).with_config_client(config);
+    let runner = RuleRunner::new(Arc::new(S3BucketServerSideEncryptionEnabled), &sdk).with_client(config);
 
     // The live bucket has SSE-S3, every bucket's base level: short of the KMS this rule asks for.
     let response = runner.handle_lambda(oversized_event(&bucket, r#"{"requiredAlgorithm":"aws:kms"}"#)).await.unwrap();

@@ -38,7 +38,7 @@ const MORE_RULES: &[RuleEntry] = &[
     RuleEntry { spec: &rule_encrypted_volumes::SPEC, build: || Arc::new(rule_encrypted_volumes::EncryptedVolumes) },
     RuleEntry {
         spec: &rule_ec2_ebs_encryption_by_default::SPEC,
-        build: || Arc::new(rule_ec2_ebs_encryption_by_default::Ec2EbsEncryptionByDefault::default()),
+        build: || Arc::new(rule_ec2_ebs_encryption_by_default::Ec2EbsEncryptionByDefault),
     },
     RuleEntry {
         spec: &rule_ec2_instance_store_encrypted::SPEC,
@@ -57,11 +57,11 @@ const MORE_FIXES: &[FixEntry] = &[
     FixEntry { spec: &fix_ebs_encrypt_volumes::SPEC, build: || Arc::new(fix_ebs_encrypt_volumes::EbsEncryptVolumes::default()) },
     FixEntry {
         spec: &fix_ebs_enable_default_encryption::SPEC,
-        build: || Arc::new(fix_ebs_enable_default_encryption::EbsEnableDefaultEncryption::default()),
+        build: || Arc::new(fix_ebs_enable_default_encryption::EbsEnableDefaultEncryption),
     },
     FixEntry { spec: &fix_rds_encrypt_instance::SPEC, build: || Arc::new(fix_rds_encrypt_instance::RdsEncryptInstance::default()) },
     FixEntry { spec: &fix_rds_encrypt_cluster::SPEC, build: || Arc::new(fix_rds_encrypt_cluster::RdsEncryptCluster::default()) },
-    FixEntry { spec: &fix_rds_encrypt_snapshot::SPEC, build: || Arc::new(fix_rds_encrypt_snapshot::RdsEncryptSnapshot::default()) },
+    FixEntry { spec: &fix_rds_encrypt_snapshot::SPEC, build: || Arc::new(fix_rds_encrypt_snapshot::RdsEncryptSnapshot) },
 ];
 
 #[cfg(not(feature = "all"))]

@@ -56,12 +56,11 @@ async fn deploy(sdk: &SdkConfig, prefix: &str, s3_algorithm: &str) -> Vec<(Strin
 }
 
 fn workers(sdk: &SdkConfig) -> BTreeMap<&'static str, Arc<FixRunner>> {
-    let mut ebs = fix_ebs_encrypt_volumes::EbsEncryptVolumes::default();
-    ebs.poll = Duration::ZERO;
+    let ebs = fix_ebs_encrypt_volumes::EbsEncryptVolumes { poll: Duration::ZERO, ..Default::default() };
     let fixes: Vec<(&'static str, Arc<dyn Fix>)> = vec![
         ("fix-s3-enable-default-encryption", Arc::new(fix_s3_enable_default_encryption::S3EnableDefaultEncryption)),
         ("fix-ebs-encrypt-volumes", Arc::new(ebs)),
-        ("fix-ebs-enable-default-encryption", Arc::new(fix_ebs_enable_default_encryption::EbsEnableDefaultEncryption::default())),
+        ("fix-ebs-enable-default-encryption", Arc::new(fix_ebs_enable_default_encryption::EbsEnableDefaultEncryption)),
     ];
     fixes.into_iter().map(|(binary, f)| (binary, Arc::new(FixRunner::new(f, sdk, None)))).collect()
 }

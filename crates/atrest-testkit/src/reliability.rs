@@ -28,7 +28,8 @@ use crate::faults::{Exchange, FaultClass, FaultPlan, FaultProxy, Kill};
 pub trait FixScenario: Send + Sync {
     /// A short name for reports: `<fix>/<variant>`.
     fn name(&self) -> &'static str;
-    /// The fix under test, building any clients it holds from `sdk` (the faulty configuration).
+    /// The fix under test. `sdk` is the faulty configuration its runner uses; the fix asks its
+    /// context for clients (`ctx.client(...)`), so they go through the faults too.
     fn fix(&self, sdk: &SdkConfig) -> Arc<dyn Fix>;
     /// Creates one resource the fix must repair, through `sdk` (straight to the stand-in), and
     /// records everything the user had that must survive.

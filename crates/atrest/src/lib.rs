@@ -4,7 +4,8 @@
 //! - [`rule`], [`evaluation`], [`config_api`]: the Config rule runtime.
 //! - [`remediation`]: the reconciler contract and the SSM loop.
 //! - [`params`], [`kms`], [`policy`]: parameter parsing, key matching, policy reading.
-//! - [`alerts`], [`clients`], [`telemetry`], [`lambda`]: plumbing.
+//! - [`alerts`], [`clients`], [`telemetry`], [`lambda`]: plumbing; [`overrides`]: the clients a
+//!   test puts in place of the ones a handler builds (`ctx.client(...)`).
 
 pub mod alerts;
 pub mod clients;
@@ -15,6 +16,7 @@ pub mod event;
 pub mod item;
 pub mod kms;
 pub mod lambda;
+pub mod overrides;
 pub mod params;
 pub mod policy;
 pub mod remediation;
@@ -25,6 +27,7 @@ pub mod telemetry;
 pub use error::{Error, ErrorClass, Result};
 pub use evaluation::{Compliance, Evaluation, Verdict};
 pub use item::ConfigurationItem;
+pub use overrides::ClientOverrides;
 pub use params::{ParamKind, ParamSpec, Params};
 pub use remediation::{Fix, FixContext, FixOutcome, FixRequest, FixRunner, FixSpec, FixStatus};
 pub use rule::{ConfigRule, Discovered, RuleContext, RuleRunner, RuleSpec, TriggerKind};

@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::alerts::AlertPublisher;
 use crate::error::{Error, ErrorClass, Result};
 use crate::kms::KeyResolver;
+use crate::overrides::ClientOverrides;
 use crate::params::{ParamSpec, Params};
 
 mod email;
@@ -153,6 +154,29 @@ fn only_resource_type(spec: &FixSpec) -> Option<String> {
 pub struct FixContext {
     pub sdk: SdkConfig,
     pub kms: KeyResolver,
+    overrides: ClientOverrides,
+}
+
+impl FixContext {
+    pub fn new(sdk: &SdkConfig) -> Self {
+        Self::with_overrides(sdk, ClientOverrides::default())
+    }
+
+    /// This context with `client` in place of the one its type would be built from `sdk` (a KMS
+    /// client also backs `kms`); for tests that reconcile without a runner.
+    pub fn with_client<C: Clone + Send + Sync + 'static>(self, client: C) -> Self {
+        Self::with_overrides(&self.sdk, self.overrides.with(client))
+    }
+
+    fn with_overrides(sdk: &SdkConfig, overrides: ClientOverrides) -> Self {
+        FixContext { sdk: sdk.clone(), kms: KeyResolver::new(overrides.client(sdk, crate::clients::kms)), overrides }
+    }
+
+    /// The client of type `C` a test registered, else `build(&self.sdk)`:
+    /// `ctx.client(aws_sdk_ec2::Client::new)`.
+    pub fn client<C: Clone + 'static>(&self, build: impl FnOnce(&SdkConfig) -> C) -> C {
+        self.overrides.client(&self.sdk, build)
+    }
 }
 
 #[async_trait]
@@ -180,12 +204,20 @@ impl Default for DriveOptions {
 pub struct FixRunner {
     fix: Arc<dyn Fix>,
     sdk: SdkConfig,
+    overrides: ClientOverrides,
     alerts: Option<AlertPublisher>,
 }
 
 impl FixRunner {
     pub fn new(fix: Arc<dyn Fix>, sdk: &SdkConfig, alerts: Option<AlertPublisher>) -> Self {
-        FixRunner { fix, sdk: sdk.clone(), alerts }
+        FixRunner { fix, sdk: sdk.clone(), overrides: ClientOverrides::default(), alerts }
+    }
+
+    /// Uses `client` wherever a client of its type would be built from the SDK configuration,
+    /// in every context given to the fix (tests use mocked ones where the stand-in is wrong).
+    pub fn with_client<C: Clone + Send + Sync + 'static>(mut self, client: C) -> Self {
+        self.overrides = self.overrides.with(client);
+        self
     }
 
     pub fn spec(&self) -> &'static FixSpec {
@@ -222,7 +254,7 @@ impl FixRunner {
         let spec = self.spec();
         let span = tracing::info_span!("remediate", fix = spec.name, resource_id = %req.resource_id, dry_run = req.dry_run);
         let _guard = span.enter();
-        let ctx = FixContext { sdk: self.sdk.clone(), kms: KeyResolver::new(crate::clients::kms(&self.sdk)) };
+        let ctx = FixContext::with_overrides(&self.sdk, self.overrides.clone());
         let outcome = match self.fix.reconcile(&ctx, req).await {
             Ok(outcome) => outcome,
             Err(e) if e.class() == ErrorClass::Transient => {

@@ -21,6 +21,7 @@ use crate::evaluation::{Compliance, Evaluation, Verdict};
 use crate::event::{Invocation, Trigger};
 use crate::item::ConfigurationItem;
 use crate::kms::KeyResolver;
+use crate::overrides::ClientOverrides;
 use crate::params::{ParamKind, ParamSpec, Params};
 
 /// How a rule is triggered.
@@ -77,11 +78,28 @@ pub struct RuleContext {
     pub sdk: SdkConfig,
     pub kms: KeyResolver,
     pub params: Params,
+    overrides: ClientOverrides,
 }
 
 impl RuleContext {
     pub fn new(sdk: &SdkConfig, params: Params) -> Self {
-        RuleContext { sdk: sdk.clone(), kms: KeyResolver::new(crate::clients::kms(sdk)), params }
+        Self::with_overrides(sdk, params, ClientOverrides::default())
+    }
+
+    /// This context with `client` in place of the one its type would be built from `sdk` (a KMS
+    /// client also backs `kms`); for tests that judge without a runner.
+    pub fn with_client<C: Clone + Send + Sync + 'static>(self, client: C) -> Self {
+        Self::with_overrides(&self.sdk, self.params, self.overrides.with(client))
+    }
+
+    fn with_overrides(sdk: &SdkConfig, params: Params, overrides: ClientOverrides) -> Self {
+        RuleContext { sdk: sdk.clone(), kms: KeyResolver::new(overrides.client(sdk, crate::clients::kms)), params, overrides }
+    }
+
+    /// The client of type `C` a test registered, else `build(&self.sdk)`:
+    /// `ctx.client(aws_sdk_ec2::Client::new)`.
+    pub fn client<C: Clone + 'static>(&self, build: impl FnOnce(&SdkConfig) -> C) -> C {
+        self.overrides.client(&self.sdk, build)
     }
 }
 
@@ -144,18 +162,29 @@ pub struct RuleRunner {
     rule: Arc<dyn ConfigRule>,
     sdk: SdkConfig,
     config: aws_sdk_config::Client,
+    overrides: ClientOverrides,
     concurrency: usize,
 }
 
 impl RuleRunner {
     pub fn new(rule: Arc<dyn ConfigRule>, sdk: &SdkConfig) -> Self {
-        RuleRunner { rule, sdk: sdk.clone(), config: crate::clients::config(sdk), concurrency: DEFAULT_SWEEP_CONCURRENCY }
+        RuleRunner {
+            rule,
+            sdk: sdk.clone(),
+            config: crate::clients::config(sdk),
+            overrides: ClientOverrides::default(),
+            concurrency: DEFAULT_SWEEP_CONCURRENCY,
+        }
     }
 
-    /// Uses this Config client instead of one built from the SDK configuration (tests use a
-    /// mocked one where the stand-in's Config API is wrong).
-    pub fn with_config_client(mut self, client: aws_sdk_config::Client) -> Self {
-        self.config = client;
+    /// Uses `client` wherever a client of its type would be built from the SDK configuration:
+    /// in every context given to the rule and, for a Config client, for the runner's own
+    /// history reads and `PutEvaluations` (tests use mocked ones where the stand-in is wrong).
+    pub fn with_client<C: Clone + Send + Sync + 'static>(mut self, client: C) -> Self {
+        self.overrides = self.overrides.with(client);
+        if let Some(config) = self.overrides.get() {
+            self.config = config;
+        }
         self
     }
 
@@ -171,7 +200,7 @@ impl RuleRunner {
     /// Decodes, evaluates and delivers one Config event.
     pub async fn handle(&self, invocation: &Invocation, delivery: &Delivery) -> Result<Report> {
         let params = self.spec().parse_params_json(invocation.rule_parameters.as_deref())?;
-        let ctx = RuleContext::new(&self.sdk, params);
+        let ctx = RuleContext::with_overrides(&self.sdk, params, self.overrides.clone());
         let report = match &invocation.trigger {
             Trigger::Change { item } => {
                 let verdict = self.verdict_for_change(&ctx, item, invocation.event_left_scope).await?;
@@ -208,7 +237,7 @@ impl RuleRunner {
 
     /// A periodic sweep with the given parameters, without delivering anything (the CLI's `scan`).
     pub async fn sweep(&self, params: Params, timestamp: DateTime, progress: Option<&ProgressFn>) -> Result<Report> {
-        let ctx = RuleContext::new(&self.sdk, params);
+        let ctx = RuleContext::with_overrides(&self.sdk, params, self.overrides.clone());
         self.sweep_with(&ctx, timestamp, progress).await
     }
 

@@ -20,7 +20,7 @@ pub static SPEC: FixSpec = FixSpec {
     description: "Enable EBS encryption by default in the region (optionally with a default KMS key) and verify it.",
     resource_types: &["AWS::::Account"],
     parameters: &[ParamSpec {
-        name: "KmsKeyId",
+        name: KMS_KEY_PARAM,
         kind: ParamKind::KmsKey,
         default: "",
         description: "Default KMS key for new EBS volumes (key id, key ARN, alias or alias ARN). Empty: leave the default key as it is.",
@@ -28,18 +28,10 @@ pub static SPEC: FixSpec = FixSpec {
     disruptive: false,
 };
 
-/// Clients are built from the invocation's SDK configuration unless a test gives its own (the
-/// stand-in does not implement `GetEbsDefaultKmsKeyId`).
+/// The worker. Tests register a mocked EC2 client on the runner: the stand-in does not implement
+/// `GetEbsDefaultKmsKeyId`.
 #[derive(Default)]
-pub struct EbsEnableDefaultEncryption {
-    ec2: Option<aws_sdk_ec2::Client>,
-}
-
-impl EbsEnableDefaultEncryption {
-    pub fn with_client(ec2: aws_sdk_ec2::Client) -> Self {
-        EbsEnableDefaultEncryption { ec2: Some(ec2) }
-    }
-}
+pub struct EbsEnableDefaultEncryption;
 
 async fn enabled(ec2: &aws_sdk_ec2::Client, account: &str) -> Result<bool> {
     Ok(ec2
@@ -69,7 +61,7 @@ impl Fix for EbsEnableDefaultEncryption {
 
     async fn reconcile(&self, ctx: &FixContext, req: &FixRequest) -> Result<FixOutcome> {
         let account = req.resource_id.as_str();
-        let ec2 = self.ec2.clone().unwrap_or_else(|| aws_sdk_ec2::Client::new(&ctx.sdk));
+        let ec2 = ctx.client(aws_sdk_ec2::Client::new);
         let wanted_key = match req.params.text(KMS_KEY_PARAM) {
             // Resolving validates that the key exists before anything is changed.
             Some(k) => Some(ctx.kms.requested_key_arn(k).await?),

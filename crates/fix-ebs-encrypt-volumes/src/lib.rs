@@ -40,7 +40,7 @@ pub static SPEC: FixSpec = FixSpec {
     resource_types: &["AWS::EC2::Volume"],
     parameters: &[
         ParamSpec {
-            name: "KmsKeyId",
+            name: KMS_KEY_PARAM,
             kind: ParamKind::KmsKey,
             default: DEFAULT_KEY,
             description: "KMS key for the new volumes (key id, key ARN, alias or alias ARN).",
@@ -61,12 +61,8 @@ pub static SPEC: FixSpec = FixSpec {
     disruptive: true,
 };
 
-/// The worker. `Default` is what the Lambda runs; tests shorten the budgets or pass an EC2
-/// client with a fault injected.
+/// The worker. `Default` is what the Lambda runs; tests shorten the budgets.
 pub struct EbsEncryptVolumes {
-    ec2: Option<aws_sdk_ec2::Client>,
-    autoscaling: Option<aws_sdk_autoscaling::Client>,
-    kms: Option<aws_sdk_kms::Client>,
     /// Actions per invocation before handing back `InProgress` (1 = "crash" after every step).
     pub max_actions: usize,
     /// Wall-clock budget per invocation; the SSM step allows 300 s.
@@ -78,31 +74,7 @@ pub struct EbsEncryptVolumes {
 
 impl Default for EbsEncryptVolumes {
     fn default() -> Self {
-        EbsEncryptVolumes {
-            ec2: None,
-            autoscaling: None,
-            kms: None,
-            max_actions: 200,
-            budget: Duration::from_secs(150),
-            poll: Duration::from_secs(5),
-        }
-    }
-}
-
-impl EbsEncryptVolumes {
-    pub fn with_client(mut self, ec2: aws_sdk_ec2::Client) -> Self {
-        self.ec2 = Some(ec2);
-        self
-    }
-
-    pub fn with_autoscaling_client(mut self, autoscaling: aws_sdk_autoscaling::Client) -> Self {
-        self.autoscaling = Some(autoscaling);
-        self
-    }
-
-    pub fn with_kms_client(mut self, kms: aws_sdk_kms::Client) -> Self {
-        self.kms = Some(kms);
-        self
+        EbsEncryptVolumes { max_actions: 200, budget: Duration::from_secs(150), poll: Duration::from_secs(5) }
     }
 }
 
@@ -202,16 +174,15 @@ impl Fix for EbsEncryptVolumes {
         }
         let key = req.params.text(KMS_KEY_PARAM).unwrap_or(DEFAULT_KEY);
         // Resolved and checked once: volumes are always created with an explicit key ARN.
-        let kms = KeyResolver::new(self.kms.clone().unwrap_or_else(|| atrest::clients::kms(&ctx.sdk)));
-        let key_arn = usable_key(&kms, key).await?;
+        let key_arn = usable_key(&ctx.kms, key).await?;
         let settings = Settings {
             key_arn: key_arn.clone(),
             allow_stop: req.params.bool("AllowInstanceStop"),
             allow_instance_store_loss: req.params.bool("AllowInstanceStoreDataLoss"),
             execution: req.execution_id.clone().unwrap_or_default(),
         };
-        let ec2 = self.ec2.clone().unwrap_or_else(|| aws_sdk_ec2::Client::new(&ctx.sdk));
-        let autoscaling = self.autoscaling.clone().unwrap_or_else(|| aws_sdk_autoscaling::Client::new(&ctx.sdk));
+        let ec2 = ctx.client(aws_sdk_ec2::Client::new);
+        let autoscaling = ctx.client(aws_sdk_autoscaling::Client::new);
         let executor = act::Executor { ec2: &ec2, key_arn: &key_arn, execution: &settings.execution };
 
         let mut changes: Vec<String> = Vec::new();

@@ -15,6 +15,7 @@
 pub mod cluster;
 
 use atrest::error::{Error, Result, aws_error};
+use atrest::kms::KMS_KEY_PARAM;
 use atrest::remediation::FixContext;
 use atrest::{Fix, FixOutcome, FixRequest, FixSpec, ParamKind, ParamSpec, async_trait};
 use atrest_rds::*;
@@ -26,7 +27,7 @@ pub static SPEC: FixSpec = FixSpec {
     resource_types: &["AWS::RDS::DBSnapshot", "AWS::RDS::DBClusterSnapshot"],
     parameters: &[
         ParamSpec {
-            name: "KmsKeyId",
+            name: KMS_KEY_PARAM,
             kind: ParamKind::KmsKey,
             default: DEFAULT_KMS_KEY,
             description: "KMS key for the encrypted copy: key id, key ARN, alias or alias ARN. Default: the AWS managed key aws/rds.",
@@ -196,22 +197,9 @@ fn parse_resource_id(resource_id: &str) -> (Vec<Kind>, String) {
     (vec![Kind::Db, Kind::Cluster], resource_id.to_string())
 }
 
-/// The worker. `default()` builds its RDS client from the invocation's SDK configuration;
-/// `with_client` uses the given one (tests use mocked clients where the stand-in is wrong).
+/// The worker. Tests register mocked RDS clients on the runner where the stand-in is wrong.
 #[derive(Debug, Clone, Default)]
-pub struct RdsEncryptSnapshot {
-    rds: Option<aws_sdk_rds::Client>,
-}
-
-impl RdsEncryptSnapshot {
-    pub fn with_client(rds: aws_sdk_rds::Client) -> Self {
-        RdsEncryptSnapshot { rds: Some(rds) }
-    }
-
-    fn client(&self, ctx: &FixContext) -> aws_sdk_rds::Client {
-        self.rds.clone().unwrap_or_else(|| client(&ctx.sdk))
-    }
-}
+pub struct RdsEncryptSnapshot;
 
 #[async_trait]
 impl Fix for RdsEncryptSnapshot {
@@ -233,7 +221,7 @@ impl Fix for RdsEncryptSnapshot {
 impl RdsEncryptSnapshot {
     /// The reconciler; `found` learns which kind of snapshot the id names once it is known.
     async fn encrypt(&self, ctx: &FixContext, req: &FixRequest, found: &mut Option<Kind>) -> Result<FixOutcome> {
-        let rds = self.client(ctx);
+        let rds = ctx.client(client);
         let (kinds, source_id) = parse_resource_id(&req.resource_id);
         let target_id = match req.params.text("TargetSnapshotIdentifier") {
             Some(t) if is_valid_identifier(&t.to_ascii_lowercase()) => t.to_ascii_lowercase(),

@@ -28,7 +28,7 @@ pub static SPEC: FixSpec = FixSpec {
             description: "AES256 (SSE-S3), aws:kms (SSE-KMS) or aws:kms:dsse (DSSE-KMS).",
         },
         ParamSpec {
-            name: "KmsKeyId",
+            name: KMS_KEY_PARAM,
             kind: ParamKind::KmsKey,
             default: "",
             description: "For aws:kms / aws:kms:dsse: key id, key ARN, alias or alias ARN. Empty: the AWS managed key aws/s3.",
@@ -122,7 +122,7 @@ impl Fix for S3EnableDefaultEncryption {
     async fn reconcile(&self, ctx: &FixContext, req: &FixRequest) -> Result<FixOutcome> {
         let bucket = req.resource_id.as_str();
         let desired = self.desired(ctx, req).await?;
-        let s3 = clients::s3(&ctx.sdk);
+        let s3 = ctx.client(clients::s3);
         let current = match self.current(&s3, bucket).await {
             Ok(c) => c,
             Err(e) if e.aws_code() == Some("NoSuchBucket") => {

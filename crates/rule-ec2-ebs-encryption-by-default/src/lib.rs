@@ -32,29 +32,16 @@ pub static SPEC: RuleSpec = RuleSpec {
 /// Without a customer key, EBS uses (and `GetEbsDefaultKmsKeyId` may report) the AWS managed key.
 pub const AWS_MANAGED_EBS_KEY: &str = "alias/aws/ebs";
 
-/// The rule. Clients are normally built from the invocation's SDK configuration; tests may give
-/// their own (the stand-in does not implement `GetEbsDefaultKmsKeyId`).
+/// The rule. Tests register a mocked EC2 client on the runner: the stand-in does not implement
+/// `GetEbsDefaultKmsKeyId`.
 #[derive(Default)]
-pub struct Ec2EbsEncryptionByDefault {
-    ec2: Option<aws_sdk_ec2::Client>,
-    account_id: Option<String>,
-}
+pub struct Ec2EbsEncryptionByDefault;
 
 impl Ec2EbsEncryptionByDefault {
-    pub fn with_clients(ec2: aws_sdk_ec2::Client, account_id: impl Into<String>) -> Self {
-        Ec2EbsEncryptionByDefault { ec2: Some(ec2), account_id: Some(account_id.into()) }
-    }
-
-    fn ec2(&self, ctx: &RuleContext) -> aws_sdk_ec2::Client {
-        self.ec2.clone().unwrap_or_else(|| aws_sdk_ec2::Client::new(&ctx.sdk))
-    }
-
     async fn account_id(&self, ctx: &RuleContext) -> Result<String> {
-        if let Some(id) = &self.account_id {
-            return Ok(id.clone());
-        }
         // GetCallerIdentity needs no permission.
-        let out = aws_sdk_sts::Client::new(&ctx.sdk)
+        let out = ctx
+            .client(aws_sdk_sts::Client::new)
             .get_caller_identity()
             .send()
             .await
@@ -108,12 +95,12 @@ impl ConfigRule for Ec2EbsEncryptionByDefault {
 
     async fn discover(&self, ctx: &RuleContext) -> Result<Vec<Discovered>> {
         let account_id = self.account_id(ctx).await?;
-        let item = account_item(&self.ec2(ctx), &account_id, ctx.params.text("kmsKeyId").is_some()).await?;
+        let item = account_item(&ctx.client(aws_sdk_ec2::Client::new), &account_id, ctx.params.text("kmsKeyId").is_some()).await?;
         Ok(vec![Discovered::Item(item)])
     }
 
     async fn fetch_item(&self, ctx: &RuleContext, _resource_type: &str, account_id: &str) -> Result<Option<ConfigurationItem>> {
-        Ok(Some(account_item(&self.ec2(ctx), account_id, ctx.params.text("kmsKeyId").is_some()).await?))
+        Ok(Some(account_item(&ctx.client(aws_sdk_ec2::Client::new), account_id, ctx.params.text("kmsKeyId").is_some()).await?))
     }
 }
 
@@ -132,7 +119,7 @@ mod tests {
         let raw = params.as_object().unwrap().clone().into_iter().collect();
         let ctx = RuleContext::new(&sdk, SPEC.parse_params(&raw).unwrap());
         let item = ConfigurationItem::live(RESOURCE_TYPE, "123456789012", configuration);
-        Ec2EbsEncryptionByDefault::default().judge(&ctx, &item).await.unwrap()
+        Ec2EbsEncryptionByDefault.judge(&ctx, &item).await.unwrap()
     }
 
     #[tokio::test]

@@ -51,26 +51,17 @@ pub struct InstanceStorage {
 /// container (a sweep of 1,000 instances makes one call per distinct type).
 #[derive(Default)]
 pub struct Ec2InstanceStoreEncrypted {
-    ec2: Option<aws_sdk_ec2::Client>,
     types: Mutex<HashMap<String, Option<InstanceStorage>>>,
 }
 
 impl Ec2InstanceStoreEncrypted {
-    pub fn with_client(ec2: aws_sdk_ec2::Client) -> Self {
-        Ec2InstanceStoreEncrypted { ec2: Some(ec2), types: Mutex::default() }
-    }
-
-    fn ec2(&self, ctx: &RuleContext) -> aws_sdk_ec2::Client {
-        self.ec2.clone().unwrap_or_else(|| aws_sdk_ec2::Client::new(&ctx.sdk))
-    }
-
     /// The instance type's storage; `None` when it has no instance store.
     pub async fn storage(&self, ctx: &RuleContext, instance_type: &str) -> Result<Option<InstanceStorage>> {
         if let Some(hit) = self.types.lock().await.get(instance_type) {
             return Ok(hit.clone());
         }
-        let out = self
-            .ec2(ctx)
+        let out = ctx
+            .client(aws_sdk_ec2::Client::new)
             .describe_instance_types()
             .instance_types(aws_sdk_ec2::types::InstanceType::from(instance_type))
             .send()
@@ -136,7 +127,7 @@ impl ConfigRule for Ec2InstanceStoreEncrypted {
 
     async fn discover(&self, ctx: &RuleContext) -> Result<Vec<Discovered>> {
         let mut found = Vec::new();
-        let mut pages = self.ec2(ctx).describe_instances().max_results(1000).into_paginator().send();
+        let mut pages = ctx.client(aws_sdk_ec2::Client::new).describe_instances().max_results(1000).into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| aws_error("ec2:DescribeInstances", "the region's instances", e))?;
             for reservation in page.reservations() {
@@ -147,7 +138,7 @@ impl ConfigRule for Ec2InstanceStoreEncrypted {
     }
 
     async fn fetch_item(&self, ctx: &RuleContext, _resource_type: &str, instance_id: &str) -> Result<Option<ConfigurationItem>> {
-        match self.ec2(ctx).describe_instances().instance_ids(instance_id).send().await {
+        match ctx.client(aws_sdk_ec2::Client::new).describe_instances().instance_ids(instance_id).send().await {
             Ok(out) => Ok(out.reservations().iter().flat_map(|r| r.instances()).find_map(instance_item)),
             Err(e) => {
                 let err = aws_error("ec2:DescribeInstances", instance_id, e);

@@ -106,7 +106,7 @@ impl ConfigRule for EncryptedVolumes {
     }
 
     async fn discover(&self, ctx: &RuleContext) -> Result<Vec<Discovered>> {
-        let ec2 = aws_sdk_ec2::Client::new(&ctx.sdk);
+        let ec2 = ctx.client(aws_sdk_ec2::Client::new);
         let mut found = Vec::new();
         let mut pages = ec2.describe_volumes().max_results(500).into_paginator().send();
         while let Some(page) = pages.next().await {
@@ -117,7 +117,7 @@ impl ConfigRule for EncryptedVolumes {
     }
 
     async fn fetch_item(&self, ctx: &RuleContext, _resource_type: &str, volume_id: &str) -> Result<Option<ConfigurationItem>> {
-        let ec2 = aws_sdk_ec2::Client::new(&ctx.sdk);
+        let ec2 = ctx.client(aws_sdk_ec2::Client::new);
         match ec2.describe_volumes().volume_ids(volume_id).send().await {
             Ok(out) => Ok(out.volumes().first().and_then(volume_item)),
             Err(e) => {

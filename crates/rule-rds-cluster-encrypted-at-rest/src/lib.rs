@@ -74,7 +74,7 @@ impl ConfigRule for RdsClusterEncryptedAtRest {
     }
 
     async fn discover(&self, ctx: &RuleContext) -> Result<Vec<Discovered>> {
-        let rds = aws_sdk_rds::Client::new(&ctx.sdk);
+        let rds = ctx.client(aws_sdk_rds::Client::new);
         let mut found = Vec::new();
         let mut pages = rds.describe_db_clusters().max_records(100).into_paginator().send();
         while let Some(page) = pages.next().await {
@@ -85,7 +85,7 @@ impl ConfigRule for RdsClusterEncryptedAtRest {
     }
 
     async fn fetch_item(&self, ctx: &RuleContext, _resource_type: &str, resource_id: &str) -> Result<Option<ConfigurationItem>> {
-        let rds = aws_sdk_rds::Client::new(&ctx.sdk);
+        let rds = ctx.client(aws_sdk_rds::Client::new);
         Ok(cluster_by_resource_id(&rds, resource_id).await?.as_ref().and_then(cluster_item))
     }
 }

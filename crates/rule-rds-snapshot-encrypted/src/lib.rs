@@ -58,7 +58,7 @@ impl ConfigRule for RdsSnapshotEncrypted {
     }
 
     async fn discover(&self, ctx: &RuleContext) -> Result<Vec<Discovered>> {
-        let rds = aws_sdk_rds::Client::new(&ctx.sdk);
+        let rds = ctx.client(aws_sdk_rds::Client::new);
         let mut found = Vec::new();
         let mut pages = rds.describe_db_snapshots().max_records(100).into_paginator().send();
         while let Some(page) = pages.next().await {
@@ -74,7 +74,7 @@ impl ConfigRule for RdsSnapshotEncrypted {
     }
 
     async fn fetch_item(&self, ctx: &RuleContext, resource_type: &str, resource_id: &str) -> Result<Option<ConfigurationItem>> {
-        let rds = aws_sdk_rds::Client::new(&ctx.sdk);
+        let rds = ctx.client(aws_sdk_rds::Client::new);
         if resource_type == CLUSTER_SNAPSHOT {
             return match rds.describe_db_cluster_snapshots().db_cluster_snapshot_identifier(resource_id).send().await {
                 Ok(out) => Ok(out.db_cluster_snapshots().first().and_then(cluster_snapshot_item)),

@@ -132,7 +132,7 @@ impl ConfigRule for S3BucketServerSideEncryptionEnabled {
     }
 
     async fn discover(&self, ctx: &RuleContext) -> Result<Vec<Discovered>> {
-        let s3 = clients::s3(&ctx.sdk);
+        let s3 = ctx.client(clients::s3);
         let region = clients::region_name(&ctx.sdk);
         let mut found = Vec::new();
         let mut pages = s3.list_buckets().into_paginator().send();
@@ -154,7 +154,7 @@ impl ConfigRule for S3BucketServerSideEncryptionEnabled {
     }
 
     async fn fetch_item(&self, ctx: &RuleContext, _resource_type: &str, bucket: &str) -> Result<Option<ConfigurationItem>> {
-        let s3 = clients::s3(&ctx.sdk);
+        let s3 = ctx.client(clients::s3);
         let encryption = match s3.get_bucket_encryption().bucket(bucket).send().await {
             Ok(out) => out.server_side_encryption_configuration().map(encryption_json),
             Err(e) => {
