@@ -36,6 +36,7 @@ pub const KMS_KEY_PATTERN: &str =
 const SHARED: &str = include_str!("../skeleton/shared.yaml");
 const RULE: &str = include_str!("../skeleton/rule.yaml");
 const FIX: &str = include_str!("../skeleton/fix.yaml");
+const REMEDIATION: &str = include_str!("../skeleton/remediation.yaml");
 
 /// The workspace this crate was built in (where `template.yaml` and `crates/` are).
 pub fn workspace_root() -> PathBuf {
@@ -44,53 +45,91 @@ pub fn workspace_root() -> PathBuf {
 
 /// `template.yaml` as the specs and deploy files under `root` make it.
 pub fn generate(root: &Path) -> Result<String, String> {
+    let load = |krate: String| Deploy::load(&root.join("crates").join(krate));
+    let rules: Vec<(&RuleSpec, Deploy)> =
+        rule_entries().map(|r| Ok((r.spec, load(format!("rule-{}", r.spec.name))?))).collect::<Result<_, String>>()?;
     let mut stack = Sections::default();
-    let mut fix_logicals = Vec::new();
-    for rule in rule_entries() {
-        let deploy = Deploy::load(&root.join("crates").join(format!("rule-{}", rule.spec.name)))?;
-        stack.add(&deploy)?;
-        stack.resources.push(rule_block(rule.spec, &deploy)?);
-        let l = logical_id(rule.spec.name);
-        stack.outputs += &format!(
-            "{l}RuleName:\n  Description: {what}\n  Value: !Ref {l}Rule\n\
-             {l}FunctionName:\n  Description: Lambda function that evaluates the rule {name}.\n  Value: !Ref {l}Function\n",
-            name = rule.spec.name,
-            what = render::yaml_str(&format!("AWS Config rule {}: {}", rule.spec.name, rule.spec.description)),
+    // (logical id, condition) of every fix, in the order they are written.
+    let mut fixes: Vec<(String, Option<String>)> = Vec::new();
+    for (rule, deploy) in &rules {
+        let condition = deploy.text(&["Condition"]);
+        stack.add(deploy)?;
+        stack.resources.push(rule_block(rule, deploy, condition.as_deref())?);
+        let l = logical_id(rule.name);
+        stack.outputs += &output(
+            &format!("{l}RuleName"),
+            &format!("AWS Config rule {}: {}", rule.name, rule.description),
+            &format!("{l}Rule"),
+            condition.as_deref(),
         );
-        let Some(fix) = rule.spec.fix.and_then(|name| fix_entries().find(|f| f.spec.name == name)) else { continue };
-        let fix_deploy = Deploy::load(&root.join("crates").join(format!("fix-{}", fix.spec.name)))?;
-        stack.add(&fix_deploy)?;
-        stack.resources.push(fix_block(rule.spec, fix.spec, &fix_deploy)?);
-        let f = logical_id(fix.spec.name);
-        stack.outputs += &format!(
-            "{f}FunctionName:\n  Description: Remediation worker fix-{name}.\n  Value: !Ref {f}Function\n\
-             {f}DocumentName:\n  Description: {title}\n  Value: !Ref {f}Document\n",
-            name = fix.spec.name,
-            title = render::yaml_str(&format!(
-                "SSM Automation document that runs fix-{}: {}.",
-                fix.spec.name,
-                fix_deploy.required_text(&["Document", "Title"])?
-            )),
+        stack.outputs += &output(
+            &format!("{l}FunctionName"),
+            &format!("Lambda function that evaluates the rule {}.", rule.name),
+            &format!("{l}Function"),
+            condition.as_deref(),
         );
-        fix_logicals.push(f);
+        let Some(fix) = rule.fix.and_then(|name| fix_entries().find(|f| f.spec.name == name)).map(|f| f.spec) else { continue };
+        let fix_deploy = load(format!("fix-{}", fix.name))?;
+        let f = logical_id(fix.name);
+        if !fixes.iter().any(|(logical, _)| *logical == f) {
+            // A fix serving several rules is deployed whenever one of them is: it takes a
+            // condition only when every rule it serves has that same condition.
+            let mut serving = rules.iter().filter(|(r, _)| r.fix == Some(fix.name)).map(|(_, d)| d.text(&["Condition"]));
+            let first = serving.next().flatten();
+            let fix_condition = if serving.all(|c| c == first) { first } else { None };
+            stack.add(&fix_deploy)?;
+            stack.resources.push(fix_block(fix, &fix_deploy, fix_condition.as_deref())?);
+            let title = fix_deploy.required_text(&["Document", "Title"])?;
+            stack.outputs += &output(
+                &format!("{f}FunctionName"),
+                &format!("Remediation worker fix-{}.", fix.name),
+                &format!("{f}Function"),
+                fix_condition.as_deref(),
+            );
+            stack.outputs += &output(
+                &format!("{f}DocumentName"),
+                &format!("SSM Automation document that runs fix-{}: {title}.", fix.name),
+                &format!("{f}Document"),
+                fix_condition.as_deref(),
+            );
+            fixes.push((f, fix_condition));
+        }
+        stack.resources.push(remediation_block(rule, deploy, fix, &fix_deploy, condition.as_deref())?);
     }
     for fix in fix_entries() {
-        if !fix_logicals.contains(&logical_id(fix.spec.name)) {
+        if !fixes.iter().any(|(logical, _)| *logical == logical_id(fix.spec.name)) {
             return Err(format!("fix {} is no rule's fix: the template has no remediation configuration for it", fix.spec.name));
         }
     }
-    let roles: Vec<String> = fix_logicals.iter().map(|l| format!("- !GetAtt {l}Role.Arn")).collect();
-    let functions: Vec<String> = fix_logicals.iter().map(|l| format!("- !GetAtt {l}Function.Arn")).collect();
+    let roster = |attribute: &str| -> String {
+        fixes
+            .iter()
+            .map(|(f, condition)| match condition {
+                None => format!("- !GetAtt {f}{attribute}.Arn"),
+                Some(c) => format!("- !If [{c}, !GetAtt {f}{attribute}.Arn, !Ref AWS::NoValue]"),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     Fill::new(SHARED)
         .block("parameter_groups", &stack.parameter_groups)
         .block("parameters", &stack.parameters)
         .block("conditions", &stack.conditions)
         .block("rules", &stack.rules)
-        .block("resources", &stack.resources.join("\n\n"))
+        .block("resources", &stack.resources.iter().map(|b| b.trim_end()).collect::<Vec<_>>().join("\n\n"))
         .block("outputs", &stack.outputs)
-        .block("fix_roles", &roles.join("\n"))
-        .block("fix_functions", &functions.join("\n"))
+        .block("fix_roles", &roster("Role"))
+        .block("fix_functions", &roster("Function"))
         .finish("skeleton/shared.yaml")
+}
+
+fn output(name: &str, description: &str, resource: &str, condition: Option<&str>) -> String {
+    let condition = condition.map(|c| format!("  Condition: {c}\n")).unwrap_or_default();
+    format!("{name}:\n{condition}  Description: {}\n  Value: !Ref {resource}\n", yaml_str(description))
+}
+
+fn condition_line(condition: Option<&str>) -> String {
+    condition.map(|c| format!("Condition: {c}")).unwrap_or_default()
 }
 
 /// `s3-enable-default-encryption` → `S3EnableDefaultEncryption`: the prefix of every logical
@@ -131,7 +170,7 @@ impl Sections {
     }
 }
 
-fn rule_block(spec: &RuleSpec, d: &Deploy) -> Result<String, String> {
+fn rule_block(spec: &RuleSpec, d: &Deploy, condition: Option<&str>) -> Result<String, String> {
     let l = logical_id(spec.name);
     let accepted: Vec<&str> = spec.parameters.iter().map(|p| p.name).collect();
     for key in d.keys_at(&["ConfigRule", "InputParameters"]) {
@@ -171,6 +210,7 @@ fn rule_block(spec: &RuleSpec, d: &Deploy) -> Result<String, String> {
     input += "exemptTagKey: !Ref ExemptTagKey";
     Fill::new(RULE)
         .text("L", &l)
+        .block("condition", &condition_line(condition))
         .text("name", spec.name)
         .text("types", &spec.resource_types.join(", "))
         .text("function_description", &d.required_text(&["Function", "Description"])?)
@@ -183,18 +223,7 @@ fn rule_block(spec: &RuleSpec, d: &Deploy) -> Result<String, String> {
         .finish(&d.origin())
 }
 
-fn fix_block(rule: &RuleSpec, spec: &FixSpec, d: &Deploy) -> Result<String, String> {
-    let f = logical_id(spec.name);
-    let accepted: Vec<&str> = spec.parameters.iter().map(|p| p.name).collect();
-    for key in d.keys_at(&["Remediation", "Parameters"]) {
-        if !accepted.contains(&key.as_str()) {
-            return Err(d.error(&format!(
-                "Remediation.Parameters.{key} is not a parameter of fix {} ({})",
-                spec.name,
-                accepted.join(", ")
-            )));
-        }
-    }
+fn fix_block(spec: &FixSpec, d: &Deploy, condition: Option<&str>) -> Result<String, String> {
     let patterns = d.keys_at(&["Document", "ParameterPatterns"]);
     for key in &patterns {
         if !spec.parameters.iter().any(|p| p.name == key && p.kind == ParamKind::Text) {
@@ -208,6 +237,43 @@ fn fix_block(rule: &RuleSpec, spec: &FixSpec, d: &Deploy) -> Result<String, Stri
         parameters.push(document_parameter(p, pattern_of(p)));
         payload.push(format!("{}: \"{{{{ {} }}}}\"", p.name, p.name));
     }
+    Fill::new(FIX)
+        .text("F", &logical_id(spec.name))
+        .block("condition", &condition_line(condition))
+        .text("name", spec.name)
+        .text("function_description", &d.required_text(&["Function", "Description"])?)
+        .text("title", &d.required_text(&["Document", "Title"])?)
+        .block("document_description", &d.required_text(&["Document", "Description"])?)
+        .text("resource_id_description", &yaml_str(&d.required_text(&["Document", "ResourceId", "description"])?))
+        .text("resource_id_pattern", &yaml_str(&d.required_text(&["Document", "ResourceId", "allowedPattern"])?))
+        .block("document_parameters", &parameters.join("\n"))
+        .block("payload", &payload.join("\n"))
+        .block("policies", &d.required_raw(&["Policies"])?)
+        .block("resources", &d.raw(&["Resources"]).unwrap_or_default())
+        .finish(&d.origin())
+}
+
+/// The remediation configuration that ties a rule to its fix's document. Its settings come from
+/// the rule's deploy.yaml `Remediation` when it has one (a fix serving several rules may be
+/// configured differently for each), else from the fix's.
+fn remediation_block(
+    rule: &RuleSpec,
+    rule_deploy: &Deploy,
+    spec: &FixSpec,
+    fix_deploy: &Deploy,
+    condition: Option<&str>,
+) -> Result<String, String> {
+    let d = if rule_deploy.keys("Remediation").is_empty() { fix_deploy } else { rule_deploy };
+    let accepted: Vec<&str> = spec.parameters.iter().map(|p| p.name).collect();
+    for key in d.keys_at(&["Remediation", "Parameters"]) {
+        if !accepted.contains(&key.as_str()) {
+            return Err(d.error(&format!(
+                "Remediation.Parameters.{key} is not a parameter of fix {} ({})",
+                spec.name,
+                accepted.join(", ")
+            )));
+        }
+    }
     let account_level = rule.resource_types == ["AWS::::Account"];
     // One resource type per remediation configuration: the rule's first.
     let resource_type = if account_level { String::new() } else { format!("ResourceType: {}", rule.resource_types[0]) };
@@ -219,25 +285,18 @@ fn fix_block(rule: &RuleSpec, spec: &FixSpec, d: &Deploy) -> Result<String, Stri
             .to_string()
     };
     let why = d.text(&["Remediation", "Why"]).map(|w| format!("# {w}")).unwrap_or_default();
-    Fill::new(FIX)
-        .text("F", &f)
+    Fill::new(REMEDIATION)
+        .text("F", &logical_id(spec.name))
         .text("L", &logical_id(rule.name))
+        .block("condition", &condition_line(condition))
+        .text("rule", rule.name)
         .text("name", spec.name)
-        .text("function_description", &d.required_text(&["Function", "Description"])?)
-        .text("title", &d.required_text(&["Document", "Title"])?)
-        .block("document_description", &d.required_text(&["Document", "Description"])?)
-        .text("resource_id_description", &yaml_str(&d.required_text(&["Document", "ResourceId", "description"])?))
-        .text("resource_id_pattern", &yaml_str(&d.required_text(&["Document", "ResourceId", "allowedPattern"])?))
-        .block("document_parameters", &parameters.join("\n"))
-        .block("payload", &payload.join("\n"))
         .block("resource_type", &resource_type)
         .block("automatic_why", &why)
         .text("automatic_condition", &d.required_text(&["Remediation", "Automatic"])?)
         .text("retry_seconds", &d.required_text(&["Remediation", "RetryAttemptSeconds"])?)
         .block("execution_controls", &controls)
         .block("remediation_parameters", &d.raw(&["Remediation", "Parameters"]).unwrap_or_default())
-        .block("policies", &d.required_raw(&["Policies"])?)
-        .block("resources", &d.raw(&["Resources"]).unwrap_or_default())
         .finish(&d.origin())
 }
 
@@ -306,8 +365,17 @@ mod tests {
         .unwrap();
         let rule = atrest_catalog::rule_entries().next().unwrap().spec;
         let fix = atrest_catalog::fix_entries().next().unwrap().spec;
-        let err = fix_block(rule, fix, &deploy).unwrap_err();
+        let err = remediation_block(rule, &deploy, fix, &deploy, None).unwrap_err();
         assert!(err.contains("Remediation.Parameters.Nope is not a parameter"), "{err}");
+    }
+
+    #[test]
+    fn outputs_of_a_conditional_block_carry_its_condition() {
+        let out = output("XRuleName", "AWS Config rule x: a: b", "XRule", Some("DeployX"));
+        let parsed: serde_yaml::Value = serde_yaml::from_str(&out).unwrap();
+        assert_eq!(parsed["XRuleName"]["Condition"].as_str(), Some("DeployX"));
+        assert_eq!(parsed["XRuleName"]["Description"].as_str(), Some("AWS Config rule x: a: b"));
+        assert!(!output("Y", "y", "Y", None).contains("Condition"));
     }
 
     #[test]
