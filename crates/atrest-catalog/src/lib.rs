@@ -22,10 +22,13 @@ pub struct FixEntry {
 }
 
 /// The rules and fixes whose SDKs `atrest` already links (S3): always in.
-const CORE_RULES: &[RuleEntry] = &[RuleEntry {
-    spec: &rule_s3_bucket_server_side_encryption_enabled::SPEC,
-    build: || Arc::new(rule_s3_bucket_server_side_encryption_enabled::S3BucketServerSideEncryptionEnabled),
-}];
+const CORE_RULES: &[RuleEntry] = &[
+    RuleEntry {
+        spec: &rule_s3_bucket_server_side_encryption_enabled::SPEC,
+        build: || Arc::new(rule_s3_bucket_server_side_encryption_enabled::S3BucketServerSideEncryptionEnabled),
+    },
+    RuleEntry { spec: &rule_s3_default_encryption_kms::SPEC, build: || Arc::new(rule_s3_default_encryption_kms::S3DefaultEncryptionKms) },
+];
 
 const CORE_FIXES: &[FixEntry] = &[FixEntry {
     spec: &fix_s3_enable_default_encryption::SPEC,
