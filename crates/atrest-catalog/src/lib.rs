@@ -62,8 +62,8 @@ const MORE_FIXES: &[FixEntry] = &[
         spec: &fix_ebs_enable_default_encryption::SPEC,
         build: || Arc::new(fix_ebs_enable_default_encryption::EbsEnableDefaultEncryption),
     },
-    FixEntry { spec: &fix_rds_encrypt_instance::SPEC, build: || Arc::new(fix_rds_encrypt_instance::RdsEncryptInstance::default()) },
-    FixEntry { spec: &fix_rds_encrypt_cluster::SPEC, build: || Arc::new(fix_rds_encrypt_cluster::RdsEncryptCluster::default()) },
+    FixEntry { spec: &fix_rds_encrypt_instance::SPEC, build: || Arc::new(fix_rds_encrypt_instance::RdsEncryptInstance) },
+    FixEntry { spec: &fix_rds_encrypt_cluster::SPEC, build: || Arc::new(fix_rds_encrypt_cluster::RdsEncryptCluster) },
     FixEntry { spec: &fix_rds_encrypt_snapshot::SPEC, build: || Arc::new(fix_rds_encrypt_snapshot::RdsEncryptSnapshot) },
 ];
 

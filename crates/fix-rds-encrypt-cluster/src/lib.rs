@@ -310,22 +310,10 @@ impl Run {
     }
 }
 
-/// The worker. `default()` builds its RDS client from the invocation's SDK configuration;
-/// `with_client` uses the given one (tests use mocked clients where the stand-in is wrong).
-#[derive(Debug, Clone, Default)]
-pub struct RdsEncryptCluster {
-    rds: Option<aws_sdk_rds::Client>,
-}
-
-impl RdsEncryptCluster {
-    pub fn with_client(rds: aws_sdk_rds::Client) -> Self {
-        RdsEncryptCluster { rds: Some(rds) }
-    }
-
-    fn client(&self, ctx: &FixContext) -> aws_sdk_rds::Client {
-        self.rds.clone().unwrap_or_else(|| client(&ctx.sdk))
-    }
-}
+/// The worker. Its RDS client comes from the invocation's context (`ctx.client`), where tests
+/// register mocked ones when the stand-in is wrong.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RdsEncryptCluster;
 
 #[async_trait]
 impl Fix for RdsEncryptCluster {
@@ -334,7 +322,7 @@ impl Fix for RdsEncryptCluster {
     }
 
     async fn reconcile(&self, ctx: &FixContext, req: &FixRequest) -> Result<FixOutcome> {
-        let rds = self.client(ctx);
+        let rds = ctx.client(client);
         let source = cluster_by_resource_id(&rds, &req.resource_id).await?;
         let mut run =
             source.map(|source| Run { rds, resource_id: req.resource_id.clone(), source, targets: Vec::new(), members: Vec::new() });

@@ -304,22 +304,10 @@ impl Run {
     }
 }
 
-/// The worker. `default()` builds its RDS client from the invocation's SDK configuration;
-/// `with_client` uses the given one (tests use mocked clients where the stand-in is wrong).
-#[derive(Debug, Clone, Default)]
-pub struct RdsEncryptInstance {
-    rds: Option<aws_sdk_rds::Client>,
-}
-
-impl RdsEncryptInstance {
-    pub fn with_client(rds: aws_sdk_rds::Client) -> Self {
-        RdsEncryptInstance { rds: Some(rds) }
-    }
-
-    fn client(&self, ctx: &FixContext) -> aws_sdk_rds::Client {
-        self.rds.clone().unwrap_or_else(|| client(&ctx.sdk))
-    }
-}
+/// The worker. Its RDS client comes from the invocation's context (`ctx.client`), where tests
+/// register mocked ones when the stand-in is wrong.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RdsEncryptInstance;
 
 #[async_trait]
 impl Fix for RdsEncryptInstance {
@@ -328,7 +316,7 @@ impl Fix for RdsEncryptInstance {
     }
 
     async fn reconcile(&self, ctx: &FixContext, req: &FixRequest) -> Result<FixOutcome> {
-        let rds = self.client(ctx);
+        let rds = ctx.client(client);
         let source = instance_by_resource_id(&rds, &req.resource_id).await?;
         let mut run = source.map(|source| Run { rds, resource_id: req.resource_id.clone(), source, targets: Vec::new() });
         replace::replace_by_copy(&SPEC, &replace::INSTANCE, ctx, req, run.as_mut().map(|r| r as &mut dyn Replace)).await
