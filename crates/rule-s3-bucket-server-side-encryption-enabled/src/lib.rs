@@ -133,24 +133,8 @@ impl ConfigRule for S3BucketServerSideEncryptionEnabled {
 
     async fn discover(&self, ctx: &RuleContext) -> Result<Vec<Discovered>> {
         let s3 = clients::s3(&ctx.sdk);
-        let region = clients::region_name(&ctx.sdk);
-        let mut found = Vec::new();
-        let mut pages = s3.list_buckets().into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| aws_error("s3:ListAllMyBuckets", "the account's buckets", e))?;
-            for bucket in page.buckets() {
-                let Some(name) = bucket.name() else { continue };
-                // Config records each bucket in its own region; a regional rule judges only those.
-                let bucket_region = match bucket.bucket_region() {
-                    Some(r) => r.to_string(),
-                    None => bucket_location(&s3, name).await?,
-                };
-                if bucket_region == region {
-                    found.push(Discovered::Id { resource_type: RESOURCE_TYPE.into(), resource_id: name.to_string() });
-                }
-            }
-        }
-        Ok(found)
+        let buckets = atrest::s3::regional_buckets(&s3, &clients::region_name(&ctx.sdk)).await?;
+        Ok(buckets.into_iter().map(|name| Discovered::Id { resource_type: RESOURCE_TYPE.into(), resource_id: name }).collect())
     }
 
     async fn fetch_item(&self, ctx: &RuleContext, _resource_type: &str, bucket: &str) -> Result<Option<ConfigurationItem>> {
@@ -215,15 +199,7 @@ pub fn encryption_json(config: &aws_sdk_s3::types::ServerSideEncryptionConfigura
     json!({ "rules": rules })
 }
 
-/// `GetBucketLocation` answers an empty constraint for us-east-1 and `EU` for the oldest buckets.
-pub async fn bucket_location(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<String> {
-    let out = s3.get_bucket_location().bucket(bucket).send().await.map_err(|e| aws_error("s3:GetBucketLocation", bucket, e))?;
-    Ok(match out.location_constraint().map(|c| c.as_str()) {
-        None | Some("") => "us-east-1".to_string(),
-        Some("EU") => "eu-west-1".to_string(),
-        Some(other) => other.to_string(),
-    })
-}
+pub use atrest::s3::bucket_location;
 
 #[cfg(test)]
 mod tests {
