@@ -201,7 +201,11 @@ def test_remediation_parameters_match_the_document():
 # MaximumAutomaticAttempts failures *within* RetryAttemptSeconds, so the window must outlast that
 # many failed runs. Quick fixes run for seconds; the copy fixes for minutes to many hours.
 DAY = 86_400
-QUICK_FIXES = {"S3BucketServerSideEncryptionEnabledRemediation", "Ec2EbsEncryptionByDefaultRemediation"}
+QUICK_FIXES = {
+    "S3BucketServerSideEncryptionEnabledRemediation",
+    "S3BucketSslRequestsOnlyRemediation",
+    "Ec2EbsEncryptionByDefaultRemediation",
+}
 
 
 def test_automatic_retries_stop_within_a_window_sized_to_the_runs():

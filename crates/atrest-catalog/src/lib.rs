@@ -22,15 +22,24 @@ pub struct FixEntry {
 }
 
 /// The rules and fixes whose SDKs `atrest` already links (S3): always in.
-const CORE_RULES: &[RuleEntry] = &[RuleEntry {
-    spec: &rule_s3_bucket_server_side_encryption_enabled::SPEC,
-    build: || Arc::new(rule_s3_bucket_server_side_encryption_enabled::S3BucketServerSideEncryptionEnabled),
-}];
+const CORE_RULES: &[RuleEntry] = &[
+    RuleEntry {
+        spec: &rule_s3_bucket_server_side_encryption_enabled::SPEC,
+        build: || Arc::new(rule_s3_bucket_server_side_encryption_enabled::S3BucketServerSideEncryptionEnabled),
+    },
+    RuleEntry { spec: &rule_s3_bucket_ssl_requests_only::SPEC, build: || Arc::new(rule_s3_bucket_ssl_requests_only::S3BucketSslRequestsOnly) },
+];
 
-const CORE_FIXES: &[FixEntry] = &[FixEntry {
-    spec: &fix_s3_enable_default_encryption::SPEC,
-    build: || Arc::new(fix_s3_enable_default_encryption::S3EnableDefaultEncryption),
-}];
+const CORE_FIXES: &[FixEntry] = &[
+    FixEntry {
+        spec: &fix_s3_enable_default_encryption::SPEC,
+        build: || Arc::new(fix_s3_enable_default_encryption::S3EnableDefaultEncryption),
+    },
+    FixEntry {
+        spec: &fix_s3_restrict_ssl_requests_only::SPEC,
+        build: || Arc::new(fix_s3_restrict_ssl_requests_only::S3RestrictSslRequestsOnly),
+    },
+];
 
 /// The rest, behind the `all` feature (default on; see Cargo.toml).
 #[cfg(feature = "all")]
