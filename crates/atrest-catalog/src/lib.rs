@@ -27,7 +27,10 @@ const CORE_RULES: &[RuleEntry] = &[
         spec: &rule_s3_bucket_server_side_encryption_enabled::SPEC,
         build: || Arc::new(rule_s3_bucket_server_side_encryption_enabled::S3BucketServerSideEncryptionEnabled),
     },
-    RuleEntry { spec: &rule_s3_bucket_ssl_requests_only::SPEC, build: || Arc::new(rule_s3_bucket_ssl_requests_only::S3BucketSslRequestsOnly) },
+    RuleEntry {
+        spec: &rule_s3_bucket_ssl_requests_only::SPEC,
+        build: || Arc::new(rule_s3_bucket_ssl_requests_only::S3BucketSslRequestsOnly),
+    },
 ];
 
 const CORE_FIXES: &[FixEntry] = &[
@@ -37,7 +40,7 @@ const CORE_FIXES: &[FixEntry] = &[
     },
     FixEntry {
         spec: &fix_s3_restrict_ssl_requests_only::SPEC,
-        build: || Arc::new(fix_s3_restrict_ssl_requests_only::S3RestrictSslRequestsOnly),
+        build: || Arc::new(fix_s3_restrict_ssl_requests_only::S3RestrictSslRequestsOnly::default()),
     },
 ];
 

@@ -76,9 +76,17 @@ pub fn plan(bucket: &str, bucket_arn: &str, existing: Option<&str>) -> Plan {
     Plan::Add { sid, statement, policy: merged, kept: policy.statements.len() }
 }
 
-pub struct S3RestrictSslRequestsOnly;
+#[derive(Default)]
+pub struct S3RestrictSslRequestsOnly {
+    /// A client to use instead of one built from the invocation's configuration (tests).
+    s3: Option<aws_sdk_s3::Client>,
+}
 
 impl S3RestrictSslRequestsOnly {
+    pub fn with_client(s3: aws_sdk_s3::Client) -> Self {
+        S3RestrictSslRequestsOnly { s3: Some(s3) }
+    }
+
     /// The policy text, or None when the bucket has none.
     async fn policy(&self, s3: &aws_sdk_s3::Client, bucket: &str) -> Result<Option<String>> {
         match s3.get_bucket_policy().bucket(bucket).send().await {
@@ -116,7 +124,7 @@ impl Fix for S3RestrictSslRequestsOnly {
     async fn reconcile(&self, ctx: &FixContext, req: &FixRequest) -> Result<FixOutcome> {
         let bucket = req.resource_id.as_str();
         let include_websites = req.params.bool(INCLUDE_WEBSITE_BUCKETS);
-        let s3 = clients::s3(&ctx.sdk);
+        let s3 = self.s3.clone().unwrap_or_else(|| clients::s3(&ctx.sdk));
         let arn = bucket_arn(&clients::region_name(&ctx.sdk), bucket);
         let existing = match self.policy(&s3, bucket).await {
             Ok(p) => p,
