@@ -63,6 +63,14 @@ async fn non_compliant(sdk: &SdkConfig, rule: &str) -> Target {
             aws_sdk_s3::Client::new(sdk).create_bucket().bucket(&bucket).send().await.unwrap();
             Target { resource_type: "AWS::S3::Bucket", resource_id: bucket.clone(), name: bucket }
         }
+        "S3BucketSslRequestsOnlyRule" => {
+            // A policy with another statement, which the fix must keep.
+            let bucket = unique("console-ssl");
+            let s3 = aws_sdk_s3::Client::new(sdk);
+            s3.create_bucket().bucket(&bucket).send().await.unwrap();
+            s3.put_bucket_policy().bucket(&bucket).policy(console_ssl_policy(&bucket).to_string()).send().await.unwrap();
+            Target { resource_type: "AWS::S3::Bucket", resource_id: bucket.clone(), name: bucket }
+        }
         "EncryptedVolumesRule" => {
             // Detached: with the default EbsAllowInstanceStop=false an attached volume waits.
             let out = ec2(sdk).create_volume().availability_zone("us-east-1a").size(1).encrypted(false).send().await.unwrap();
@@ -120,6 +128,12 @@ async fn non_compliant(sdk: &SdkConfig, rule: &str) -> Target {
     }
 }
 
+/// The SSL-only target's policy before the fix: one cross-account read statement.
+fn console_ssl_policy(bucket: &str) -> serde_json::Value {
+    serde_json::json!({"Version": "2012-10-17", "Statement": [{"Sid": "PartnerRead", "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "s3:GetObject", "Resource": format!("arn:aws:s3:::{bucket}/*")}]})
+}
+
 /// Reads the resource back from the stand-in: fixed?
 async fn assert_fixed(sdk: &SdkConfig, rule: &str, target: &Target) {
     let name = &target.name;
@@ -127,6 +141,15 @@ async fn assert_fixed(sdk: &SdkConfig, rule: &str, target: &Target) {
         "S3BucketServerSideEncryptionEnabledRule" => {
             let enc = aws_sdk_s3::Client::new(sdk).get_bucket_encryption().bucket(name).send().await.expect("bucket encryption");
             assert!(!enc.server_side_encryption_configuration().unwrap().rules().is_empty());
+        }
+        "S3BucketSslRequestsOnlyRule" => {
+            let out = aws_sdk_s3::Client::new(sdk).get_bucket_policy().bucket(name).send().await.expect("bucket policy");
+            let policy: serde_json::Value = serde_json::from_str(out.policy().unwrap()).unwrap();
+            let statements = policy["Statement"].as_array().unwrap();
+            assert_eq!(statements.len(), 2, "{policy}");
+            assert_eq!(statements[0], console_ssl_policy(name)["Statement"][0], "the other statement is kept");
+            let judged = atrest::policy::ssl_only(&atrest::policy::Policy::from_value(&policy), &format!("arn:aws:s3:::{name}"));
+            assert!(judged.complete(), "{policy}");
         }
         "EncryptedVolumesRule" => {
             let out = ec2(sdk)
