@@ -264,7 +264,12 @@ pub fn ssl_only(policy: &Policy, bucket_arn: &str) -> SslOnly {
                 }
             }
             Some(why) if mentions_transport && result.near_miss.is_none() => {
-                let sid = statement.sid.as_deref().map(|s| format!("statement {s:?} ")).unwrap_or_default();
+                // Sids are user text of any length; annotations hold 256 characters.
+                let sid = statement
+                    .sid
+                    .as_deref()
+                    .map(|s| format!("statement {:?} ", s.chars().take(40).collect::<String>()))
+                    .unwrap_or_default();
                 result.near_miss = Some(format!("{sid}{why}"));
             }
             Some(_) => {}
@@ -560,6 +565,16 @@ mod tests {
         assert!(allow.explain().contains("statement \"S\" is not a Deny"), "{}", allow.explain());
         let some = ssl_only(&ssl_policy(|s| s["Principal"] = json!({"AWS": "arn:aws:iam::1:root"})), B);
         assert!(some.explain().contains("every principal"), "{}", some.explain());
+        let long_sid = ssl_only(&ssl_policy(|s| s["Sid"] = json!("x".repeat(5000))), B);
+        assert!(long_sid.complete());
+        let long_sid = ssl_only(
+            &ssl_policy(|s| {
+                s["Sid"] = json!("x".repeat(5000));
+                s["Effect"] = json!("Allow");
+            }),
+            B,
+        );
+        assert!(long_sid.explain().len() < 256, "{}", long_sid.explain());
     }
 
     #[test]
