@@ -61,6 +61,14 @@ async fn non_compliant(sdk: &SdkConfig, rule: &str) -> Target {
             aws_sdk_s3::Client::new(sdk).create_bucket().bucket(&bucket).send().await.unwrap();
             Target { resource_type: "AWS::S3::Bucket", resource_id: bucket.clone(), name: bucket }
         }
+        "S3BucketSslRequestsOnlyRule" => {
+            // A policy with another statement, which the fix must keep.
+            let bucket = unique("console-ssl");
+            let s3 = aws_sdk_s3::Client::new(sdk);
+            s3.create_bucket().bucket(&bucket).send().await.unwrap();
+            s3.put_bucket_policy().bucket(&bucket).policy(console_ssl_policy(&bucket).to_string()).send().await.unwrap();
+            Target { resource_type: "AWS::S3::Bucket", resource_id: bucket.clone(), name: bucket }
+        }
         "EncryptedVolumesRule" => {
             // Detached: with the default EbsAllowInstanceStop=false an attached volume waits.
             let out = ec2(sdk).create_volume().availability_zone("us-east-1a").size(1).encrypted(false).send().await.unwrap();
@@ -118,6 +126,12 @@ async fn non_compliant(sdk: &SdkConfig, rule: &str) -> Target {
     }
 }
 
+/// The SSL-only target's policy before the fix: one cross-account read statement.
+fn console_ssl_policy(bucket: &str) -> serde_json::Value {
+    serde_json::json!({"Version": "2012-10-17", "Statement": [{"Sid": "PartnerRead", "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "s3:GetObject", "Resource": format!("arn:aws:s3:::{bucket}/*")}]})
+}
+
 /// Reads the resource back from the stand-in: fixed?
 async fn assert_fixed(sdk: &SdkConfig, rule: &str, target: &Target) {
     let name = &target.name;
@@ -132,6 +146,15 @@ async fn assert_fixed(sdk: &SdkConfig, rule: &str, target: &Target) {
             let rules = enc.server_side_encryption_configuration().unwrap().rules();
             let default = rules[0].apply_server_side_encryption_by_default().unwrap();
             assert_eq!(default.sse_algorithm().as_str(), "aws:kms", "{rules:?}");
+        }
+        "S3BucketSslRequestsOnlyRule" => {
+            let out = aws_sdk_s3::Client::new(sdk).get_bucket_policy().bucket(name).send().await.expect("bucket policy");
+            let policy: serde_json::Value = serde_json::from_str(out.policy().unwrap()).unwrap();
+            let statements = policy["Statement"].as_array().unwrap();
+            assert_eq!(statements.len(), 2, "{policy}");
+            assert_eq!(statements[0], console_ssl_policy(name)["Statement"][0], "the other statement is kept");
+            let judged = atrest::policy::ssl_only(&atrest::policy::Policy::from_value(&policy), &format!("arn:aws:s3:::{name}"));
+            assert!(judged.complete(), "{policy}");
         }
         "EncryptedVolumesRule" => {
             let out = ec2(sdk)

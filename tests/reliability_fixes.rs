@@ -32,6 +32,7 @@ use serde_json::{Value, json};
 static SCENARIOS: &[&dyn FixScenario] = &[
     &S3Scenario { name: "s3-enable-default-encryption/sse-kms-aws-managed-key", kms: false },
     &S3Scenario { name: "s3-enable-default-encryption/sse-kms-alias", kms: true },
+    &SslOnlyScenario,
     &RdsInstanceScenario,
     &RdsSnapshotScenario { name: "rds-encrypt-snapshot/keep-source", cluster: false, delete_source: false },
     &RdsSnapshotScenario { name: "rds-encrypt-snapshot/cluster-snapshot", cluster: true, delete_source: false },
@@ -371,6 +372,100 @@ impl Fixture for S3Fixture {
             .unwrap_or_default();
         if tags != self.bucket_tags {
             v.push(format!("bucket tags {tags:?}, expected {:?}", self.bucket_tags));
+        }
+        v
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// S3: fix-s3-restrict-ssl-requests-only
+
+/// A bucket whose policy has three statements (one with a condition, one for another account)
+/// and no SSL-only deny. Every run must end with those three unchanged and exactly one deny
+/// added, whatever failed or was killed on the way (a lost PutBucketPolicy response included).
+struct SslOnlyScenario;
+
+struct SslOnlyFixture {
+    bucket: String,
+    statements: Vec<Value>,
+    object_key: String,
+}
+
+#[atrest::async_trait]
+impl FixScenario for SslOnlyScenario {
+    fn name(&self) -> &'static str {
+        "s3-restrict-ssl-requests-only/three-statements"
+    }
+
+    fn fix(&self, _sdk: &SdkConfig) -> Arc<dyn Fix> {
+        Arc::new(fix_s3_restrict_ssl_requests_only::S3RestrictSslRequestsOnly)
+    }
+
+    async fn warm_up(&self, sdk: &SdkConfig) {
+        let _ = atrest::clients::s3(sdk).list_buckets().send().await;
+    }
+
+    async fn setup(&self, sdk: &SdkConfig) -> Box<dyn Fixture> {
+        let s3 = atrest::clients::s3(sdk);
+        let bucket = unique("rel-ssl");
+        s3.create_bucket().bucket(&bucket).send().await.expect("CreateBucket");
+        // Before the policy: once the deny is in, object requests over HTTP are refused.
+        let object_key = "data/report.csv".to_string();
+        s3.put_object().bucket(&bucket).key(&object_key).body(ByteStream::from(b"a,b\n".to_vec())).send().await.expect("PutObject");
+        let arn = format!("arn:aws:s3:::{bucket}");
+        let statements = vec![
+            json!({"Sid": "PartnerRead", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+                   "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": [arn.clone(), format!("{arn}/*")]}),
+            json!({"Sid": "DenyUnencryptedUploads", "Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+                   "Resource": format!("{arn}/*"), "Condition": {"Null": {"s3:x-amz-server-side-encryption": "true"}}}),
+            json!({"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "s3:DeleteBucket", "Resource": arn}),
+        ];
+        let policy = json!({"Version": "2012-10-17", "Id": "rel", "Statement": statements});
+        s3.put_bucket_policy().bucket(&bucket).policy(policy.to_string()).send().await.expect("PutBucketPolicy");
+        Box::new(SslOnlyFixture { bucket, statements, object_key })
+    }
+}
+
+#[atrest::async_trait]
+impl Fixture for SslOnlyFixture {
+    fn payload(&self) -> Value {
+        json!({"ResourceId": self.bucket, "ExecutionId": "00000000-0000-4000-8000-0000000055a1", "IncludeWebsiteBuckets": "false"})
+    }
+
+    async fn violations(&self, sdk: &SdkConfig) -> Vec<String> {
+        let mut v = Vec::new();
+        let s3 = atrest::clients::s3(sdk);
+        let b = &self.bucket;
+
+        // Compliant, as the rule itself judges the live bucket.
+        let rule = rule_s3_bucket_ssl_requests_only::S3BucketSslRequestsOnly;
+        let ctx = RuleContext::new(sdk, Params::default());
+        match rule.fetch_item(&ctx, "AWS::S3::Bucket", b).await {
+            Ok(Some(item)) => match rule.judge(&ctx, &item).await {
+                Ok(verdict) if verdict.compliance == atrest::Compliance::Compliant => {}
+                other => v.push(format!("the rule does not judge {b} compliant: {other:?}")),
+            },
+            other => v.push(format!("cannot read {b} back: {other:?}")),
+        }
+        // The three statements unchanged and in order, then exactly one deny: no duplicate.
+        match s3.get_bucket_policy().bucket(b).send().await {
+            Ok(out) => {
+                let doc: Value = serde_json::from_str(out.policy().unwrap_or("{}")).unwrap_or(Value::Null);
+                let now: Vec<Value> = doc["Statement"].as_array().cloned().unwrap_or_default();
+                if now.len() != self.statements.len() + 1 || now[..self.statements.len().min(now.len())] != self.statements[..] {
+                    v.push(format!("policy statements are {now:?}"));
+                }
+                if doc["Id"] != "rel" {
+                    v.push(format!("the policy Id is {}", doc["Id"]));
+                }
+            }
+            Err(e) => v.push(format!("the bucket policy is gone: {e:?}")),
+        }
+        // The object is still there (a bucket-level request: the deny on plain HTTP keeps the
+        // stand-in from answering object requests).
+        match s3.list_objects_v2().bucket(b).send().await {
+            Ok(out) if out.contents().iter().filter_map(|o| o.key()).eq([self.object_key.as_str()]) => {}
+            other => v.push(format!("objects: {other:?}")),
         }
         v
     }

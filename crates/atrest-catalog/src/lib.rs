@@ -28,12 +28,22 @@ const CORE_RULES: &[RuleEntry] = &[
         build: || Arc::new(rule_s3_bucket_server_side_encryption_enabled::S3BucketServerSideEncryptionEnabled),
     },
     RuleEntry { spec: &rule_s3_default_encryption_kms::SPEC, build: || Arc::new(rule_s3_default_encryption_kms::S3DefaultEncryptionKms) },
+    RuleEntry {
+        spec: &rule_s3_bucket_ssl_requests_only::SPEC,
+        build: || Arc::new(rule_s3_bucket_ssl_requests_only::S3BucketSslRequestsOnly),
+    },
 ];
 
-const CORE_FIXES: &[FixEntry] = &[FixEntry {
-    spec: &fix_s3_enable_default_encryption::SPEC,
-    build: || Arc::new(fix_s3_enable_default_encryption::S3EnableDefaultEncryption),
-}];
+const CORE_FIXES: &[FixEntry] = &[
+    FixEntry {
+        spec: &fix_s3_enable_default_encryption::SPEC,
+        build: || Arc::new(fix_s3_enable_default_encryption::S3EnableDefaultEncryption),
+    },
+    FixEntry {
+        spec: &fix_s3_restrict_ssl_requests_only::SPEC,
+        build: || Arc::new(fix_s3_restrict_ssl_requests_only::S3RestrictSslRequestsOnly),
+    },
+];
 
 /// The rest, behind the `all` feature (default on; see Cargo.toml).
 #[cfg(feature = "all")]

@@ -41,16 +41,13 @@ pub fn default_encryption(item: &ConfigurationItem) -> Option<DefaultEncryption>
     })
 }
 
-/// The bucket policy from `supplementaryConfiguration.BucketPolicy.policyText` (a JSON string,
-/// or null when the bucket has none). Unreadable text counts as no policy.
+/// The bucket policy the item carries (`supplementaryConfiguration.BucketPolicy.policyText`).
+/// No policy, or text that is not a policy, is `None`.
 pub fn bucket_policy(item: &ConfigurationItem) -> Option<Policy> {
-    let entry = item.supplementary("BucketPolicy")?;
-    let text = match field(entry, "policyText")? {
-        Value::String(s) => s.clone(),
-        doc @ Value::Object(_) => doc.to_string(),
-        _ => return None,
-    };
-    Policy::parse(&text).ok()
+    match atrest::s3::item_bucket_policy(item) {
+        atrest::s3::ItemPolicy::Text(text) => Policy::parse(&text).ok(),
+        _ => None,
+    }
 }
 
 /// What a rule requires of a bucket's default encryption.
@@ -101,23 +98,8 @@ pub async fn judge_default_encryption(ctx: &RuleContext, item: &ConfigurationIte
 /// The buckets of the rule's region (Config records each bucket in its own region).
 pub async fn regional_buckets(ctx: &RuleContext) -> Result<Vec<Discovered>> {
     let s3 = ctx.client(clients::s3);
-    let region = clients::region_name(&ctx.sdk);
-    let mut found = Vec::new();
-    let mut pages = s3.list_buckets().into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| aws_error("s3:ListAllMyBuckets", "the account's buckets", e))?;
-        for bucket in page.buckets() {
-            let Some(name) = bucket.name() else { continue };
-            let bucket_region = match bucket.bucket_region() {
-                Some(r) => r.to_string(),
-                None => bucket_location(&s3, name).await?,
-            };
-            if bucket_region == region {
-                found.push(Discovered::Id { resource_type: RESOURCE_TYPE.into(), resource_id: name.to_string() });
-            }
-        }
-    }
-    Ok(found)
+    let names = atrest::s3::regional_buckets(&s3, &clients::region_name(&ctx.sdk)).await?;
+    Ok(names.into_iter().map(|name| Discovered::Id { resource_type: RESOURCE_TYPE.into(), resource_id: name }).collect())
 }
 
 /// The bucket as a configuration item built from the S3 API: default encryption, policy and
@@ -181,16 +163,6 @@ pub fn encryption_json(config: &aws_sdk_s3::types::ServerSideEncryptionConfigura
         })
         .collect();
     json!({ "rules": rules })
-}
-
-/// `GetBucketLocation` answers an empty constraint for us-east-1 and `EU` for the oldest buckets.
-pub async fn bucket_location(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<String> {
-    let out = s3.get_bucket_location().bucket(bucket).send().await.map_err(|e| aws_error("s3:GetBucketLocation", bucket, e))?;
-    Ok(match out.location_constraint().map(|c| c.as_str()) {
-        None | Some("") => "us-east-1".to_string(),
-        Some("EU") => "eu-west-1".to_string(),
-        Some(other) => other.to_string(),
-    })
 }
 
 /// Item builders for the S3 rules' verdict tables.

@@ -21,6 +21,7 @@ pub mod params;
 pub mod policy;
 pub mod remediation;
 pub mod rule;
+pub mod s3;
 pub mod tags;
 pub mod telemetry;
 
