@@ -102,9 +102,10 @@ pub async fn regional_buckets(ctx: &RuleContext) -> Result<Vec<Discovered>> {
     Ok(names.into_iter().map(|name| Discovered::Id { resource_type: RESOURCE_TYPE.into(), resource_id: name }).collect())
 }
 
-/// The bucket as a configuration item built from the S3 API: default encryption, policy and
-/// tags in the notification's shape. `None` when the bucket is gone.
-pub async fn bucket_item(ctx: &RuleContext, bucket: &str) -> Result<Option<ConfigurationItem>> {
+/// The bucket as the encryption rules need it: [`bucket_item`] plus its default encryption.
+/// (Two functions, not a flag: the least-privilege test follows calls function by function, so
+/// the SSL-only rule's role needs no GetEncryptionConfiguration.)
+pub async fn bucket_item_with_encryption(ctx: &RuleContext, bucket: &str) -> Result<Option<ConfigurationItem>> {
     let s3 = ctx.client(clients::s3);
     let encryption = match s3.get_bucket_encryption().bucket(bucket).send().await {
         Ok(out) => out.server_side_encryption_configuration().map(encryption_json),
@@ -117,6 +118,18 @@ pub async fn bucket_item(ctx: &RuleContext, bucket: &str) -> Result<Option<Confi
             }
         }
     };
+    let Some(mut item) = bucket_item(ctx, bucket).await? else { return Ok(None) };
+    if let Some(enc) = encryption {
+        item.supplementary_configuration.insert("ServerSideEncryptionConfiguration".into(), enc);
+    }
+    Ok(Some(item))
+}
+
+/// The bucket as a configuration item built from the S3 API, in the notification's shape: its
+/// policy in `supplementaryConfiguration` and its tags (the runner exempts buckets by tag).
+/// `None` when the bucket is gone.
+pub async fn bucket_item(ctx: &RuleContext, bucket: &str) -> Result<Option<ConfigurationItem>> {
+    let s3 = ctx.client(clients::s3);
     let policy = match s3.get_bucket_policy().bucket(bucket).send().await {
         Ok(out) => out.policy().map(str::to_string),
         Err(e) => {
@@ -139,13 +152,12 @@ pub async fn bucket_item(ctx: &RuleContext, bucket: &str) -> Result<Option<Confi
             }
         }
     };
+    let region = clients::region_name(&ctx.sdk);
     let mut item = ConfigurationItem::live(RESOURCE_TYPE, bucket, json!({ "name": bucket }));
     item.resource_name = Some(bucket.to_string());
-    item.arn = Some(format!("arn:aws:s3:::{bucket}"));
+    item.arn = Some(atrest::policy::bucket_arn(&region, bucket));
+    item.aws_region = Some(region);
     item.tags = tags;
-    if let Some(enc) = encryption {
-        item.supplementary_configuration.insert("ServerSideEncryptionConfiguration".into(), enc);
-    }
     item.supplementary_configuration.insert("BucketPolicy".into(), json!({ "policyText": policy }));
     Ok(Some(item))
 }

@@ -11,16 +11,14 @@
 //! so a change is judged from the item alone. Periodic sweeps list the buckets of the current
 //! Region and read each policy with GetBucketPolicy.
 
-use atrest::clients;
-use atrest::error::{Result, aws_error};
+use atrest::error::Result;
 use atrest::item::ConfigurationItem;
 use atrest::policy::{Policy, bucket_arn, ssl_only};
 use atrest::rule::TriggerKind;
-use atrest::s3::{ItemPolicy, item_bucket_policy, regional_buckets};
+use atrest::s3::{ItemPolicy, item_bucket_policy};
 use atrest::{ConfigRule, Discovered, RuleContext, RuleSpec, Verdict, async_trait};
-use serde_json::json;
 
-pub const RESOURCE_TYPE: &str = "AWS::S3::Bucket";
+pub use atrest_s3::RESOURCE_TYPE;
 
 pub static SPEC: RuleSpec = RuleSpec {
     name: "s3-bucket-ssl-requests-only",
@@ -76,44 +74,11 @@ impl ConfigRule for S3BucketSslRequestsOnly {
     }
 
     async fn discover(&self, ctx: &RuleContext) -> Result<Vec<Discovered>> {
-        let s3 = ctx.client(clients::s3);
-        let buckets = regional_buckets(&s3, &clients::region_name(&ctx.sdk)).await?;
-        Ok(buckets.into_iter().map(|name| Discovered::Id { resource_type: RESOURCE_TYPE.into(), resource_id: name }).collect())
+        atrest_s3::regional_buckets(ctx).await
     }
 
     async fn fetch_item(&self, ctx: &RuleContext, _resource_type: &str, bucket: &str) -> Result<Option<ConfigurationItem>> {
-        let s3 = ctx.client(clients::s3);
-        let policy = match s3.get_bucket_policy().bucket(bucket).send().await {
-            Ok(out) => out.policy().map(str::to_string),
-            Err(e) => {
-                let err = aws_error("s3:GetBucketPolicy", bucket, e);
-                match err.aws_code() {
-                    Some("NoSuchBucketPolicy") => None,
-                    Some("NoSuchBucket") => return Ok(None),
-                    _ => return Err(err),
-                }
-            }
-        };
-        // Tags: the runner exempts buckets by tag, which a live item must carry too.
-        let tags = match s3.get_bucket_tagging().bucket(bucket).send().await {
-            Ok(out) => out.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect(),
-            Err(e) => {
-                let err = aws_error("s3:GetBucketTagging", bucket, e);
-                match err.aws_code() {
-                    Some("NoSuchTagSet") => Default::default(),
-                    Some("NoSuchBucket") => return Ok(None),
-                    _ => return Err(err),
-                }
-            }
-        };
-        let region = clients::region_name(&ctx.sdk);
-        let mut item = ConfigurationItem::live(RESOURCE_TYPE, bucket, json!({ "name": bucket }));
-        item.resource_name = Some(bucket.to_string());
-        item.arn = Some(bucket_arn(&region, bucket));
-        item.aws_region = Some(region);
-        item.tags = tags;
-        item.supplementary_configuration.insert("BucketPolicy".into(), json!({ "policyText": policy }));
-        Ok(Some(item))
+        atrest_s3::bucket_item(ctx, bucket).await
     }
 }
 
@@ -122,7 +87,7 @@ mod tests {
     use super::*;
     use atrest::Compliance;
     use aws_config::{BehaviorVersion, Region, SdkConfig};
-    use serde_json::Value;
+    use serde_json::{Value, json};
 
     fn sdk() -> SdkConfig {
         // No endpoint is reachable: these tests must decide without calling AWS.

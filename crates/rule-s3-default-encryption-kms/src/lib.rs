@@ -52,7 +52,7 @@ impl ConfigRule for S3DefaultEncryptionKms {
     }
 
     async fn fetch_item(&self, ctx: &RuleContext, _resource_type: &str, bucket: &str) -> Result<Option<ConfigurationItem>> {
-        atrest_s3::bucket_item(ctx, bucket).await
+        atrest_s3::bucket_item_with_encryption(ctx, bucket).await
     }
 }
 
