@@ -22,15 +22,27 @@ pub struct FixEntry {
 }
 
 /// The rules and fixes whose SDKs `atrest` already links (S3): always in.
-const CORE_RULES: &[RuleEntry] = &[RuleEntry {
-    spec: &rule_s3_bucket_server_side_encryption_enabled::SPEC,
-    build: || Arc::new(rule_s3_bucket_server_side_encryption_enabled::S3BucketServerSideEncryptionEnabled),
-}];
+const CORE_RULES: &[RuleEntry] = &[
+    RuleEntry {
+        spec: &rule_s3_bucket_server_side_encryption_enabled::SPEC,
+        build: || Arc::new(rule_s3_bucket_server_side_encryption_enabled::S3BucketServerSideEncryptionEnabled),
+    },
+    RuleEntry {
+        spec: &rule_s3_bucket_objects_encrypted::SPEC,
+        build: || Arc::new(rule_s3_bucket_objects_encrypted::S3BucketObjectsEncrypted),
+    },
+];
 
-const CORE_FIXES: &[FixEntry] = &[FixEntry {
-    spec: &fix_s3_enable_default_encryption::SPEC,
-    build: || Arc::new(fix_s3_enable_default_encryption::S3EnableDefaultEncryption),
-}];
+const CORE_FIXES: &[FixEntry] = &[
+    FixEntry {
+        spec: &fix_s3_enable_default_encryption::SPEC,
+        build: || Arc::new(fix_s3_enable_default_encryption::S3EnableDefaultEncryption),
+    },
+    FixEntry {
+        spec: &fix_s3_encrypt_existing_objects::SPEC,
+        build: || Arc::new(fix_s3_encrypt_existing_objects::S3EncryptExistingObjects::default()),
+    },
+];
 
 /// The rest, behind the `all` feature (default on; see Cargo.toml).
 #[cfg(feature = "all")]

@@ -14,6 +14,8 @@ use atrest::error::{Result, aws_error};
 use atrest::item::{ConfigurationItem, field, field_bool, field_str};
 use atrest::policy::{Policy, denies_unencrypted_uploads};
 use atrest::rule::TriggerKind;
+pub use atrest::s3_buckets::bucket_location;
+use atrest::s3_buckets::buckets_in_region;
 use atrest::{ConfigRule, Discovered, ParamKind, ParamSpec, RuleContext, RuleSpec, Verdict, async_trait};
 use serde_json::{Value, json};
 
@@ -134,23 +136,8 @@ impl ConfigRule for S3BucketServerSideEncryptionEnabled {
     async fn discover(&self, ctx: &RuleContext) -> Result<Vec<Discovered>> {
         let s3 = ctx.client(clients::s3);
         let region = clients::region_name(&ctx.sdk);
-        let mut found = Vec::new();
-        let mut pages = s3.list_buckets().into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| aws_error("s3:ListAllMyBuckets", "the account's buckets", e))?;
-            for bucket in page.buckets() {
-                let Some(name) = bucket.name() else { continue };
-                // Config records each bucket in its own region; a regional rule judges only those.
-                let bucket_region = match bucket.bucket_region() {
-                    Some(r) => r.to_string(),
-                    None => bucket_location(&s3, name).await?,
-                };
-                if bucket_region == region {
-                    found.push(Discovered::Id { resource_type: RESOURCE_TYPE.into(), resource_id: name.to_string() });
-                }
-            }
-        }
-        Ok(found)
+        let found = buckets_in_region(&s3, &region).await?;
+        Ok(found.into_iter().map(|name| Discovered::Id { resource_type: RESOURCE_TYPE.into(), resource_id: name }).collect())
     }
 
     async fn fetch_item(&self, ctx: &RuleContext, _resource_type: &str, bucket: &str) -> Result<Option<ConfigurationItem>> {
@@ -213,16 +200,6 @@ pub fn encryption_json(config: &aws_sdk_s3::types::ServerSideEncryptionConfigura
         })
         .collect();
     json!({ "rules": rules })
-}
-
-/// `GetBucketLocation` answers an empty constraint for us-east-1 and `EU` for the oldest buckets.
-pub async fn bucket_location(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<String> {
-    let out = s3.get_bucket_location().bucket(bucket).send().await.map_err(|e| aws_error("s3:GetBucketLocation", bucket, e))?;
-    Ok(match out.location_constraint().map(|c| c.as_str()) {
-        None | Some("") => "us-east-1".to_string(),
-        Some("EU") => "eu-west-1".to_string(),
-        Some(other) => other.to_string(),
-    })
 }
 
 #[cfg(test)]
