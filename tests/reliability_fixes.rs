@@ -168,9 +168,12 @@ async fn every_fix_resumes_after_a_kill_at_every_call() {
 /// copy leaves a version behind and copies can be counted), rewritten with SSE-S3.
 struct ObjectsScenario;
 
+/// (key, bytes, content type, metadata, tags, storage class) of one seeded object.
+type SeededObject = (String, Vec<u8>, Option<String>, BTreeMap<String, String>, BTreeSet<(String, String)>, Option<String>);
+
 struct ObjectsFixture {
     bucket: String,
-    objects: Vec<(String, Vec<u8>, Option<String>, BTreeMap<String, String>, BTreeSet<(String, String)>, Option<String>)>,
+    objects: Vec<SeededObject>,
 }
 
 #[atrest::async_trait]
@@ -194,9 +197,7 @@ impl FixScenario for ObjectsScenario {
         s3.put_bucket_versioning()
             .bucket(&bucket)
             .versioning_configuration(
-                aws_sdk_s3::types::VersioningConfiguration::builder()
-                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                    .build(),
+                aws_sdk_s3::types::VersioningConfiguration::builder().status(aws_sdk_s3::types::BucketVersioningStatus::Enabled).build(),
             )
             .send()
             .await

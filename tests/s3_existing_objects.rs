@@ -237,11 +237,7 @@ async fn sse_kms_with_the_key_and_a_bucket_key_only_under_the_prefix() {
     assert_eq!(outcome.status, FixStatus::Succeeded, "{}", outcome.message);
     assert!(outcome.message.contains("copied 2"), "{}", outcome.message);
     for key in ["in/a", "in/b"] {
-        assert_eq!(
-            encryption(&sdk, &bucket, key).await,
-            (Some("aws:kms".to_string()), Some(key_arn.clone()), Some(true)),
-            "{key}"
-        );
+        assert_eq!(encryption(&sdk, &bucket, key).await, (Some("aws:kms".to_string()), Some(key_arn.clone()), Some(true)), "{key}");
     }
     assert_eq!(encryption(&sdk, &bucket, "out/c").await.0, None, "outside the prefix: untouched");
 }
@@ -270,12 +266,8 @@ async fn several_list_pages_and_a_multipart_copy() {
     make_legacy_objects(&bucket, None, "").await;
     let before = properties(&sdk, &bucket, "big/blob.bin").await;
     // Pages of 5 keys; objects over 6 MiB copied in 5 MiB parts (CopyObject's real limit is 5 GiB).
-    let worker = S3EncryptExistingObjects {
-        page_size: 5,
-        multipart_threshold: 6 * 1024 * 1024,
-        part_size: 5 * 1024 * 1024,
-        ..Default::default()
-    };
+    let worker =
+        S3EncryptExistingObjects { page_size: 5, multipart_threshold: 6 * 1024 * 1024, part_size: 5 * 1024 * 1024, ..Default::default() };
     let outcome = drive(&sdk, worker, &request(&bucket, json!({"Concurrency": "4"}))).await;
     assert_eq!(outcome.status, FixStatus::Succeeded, "{}", outcome.message);
     assert!(outcome.message.contains("copied 24 (1 by multipart copy)"), "{}", outcome.message);
