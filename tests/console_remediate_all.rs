@@ -56,7 +56,7 @@ struct Target {
 
 async fn non_compliant(sdk: &SdkConfig, rule: &str) -> Target {
     match rule {
-        "S3BucketServerSideEncryptionEnabledRule" => {
+        "S3BucketServerSideEncryptionEnabledRule" | "S3DefaultEncryptionKmsRule" => {
             let bucket = unique("console-all");
             aws_sdk_s3::Client::new(sdk).create_bucket().bucket(&bucket).send().await.unwrap();
             Target { resource_type: "AWS::S3::Bucket", resource_id: bucket.clone(), name: bucket }
@@ -144,6 +144,13 @@ async fn assert_fixed(sdk: &SdkConfig, rule: &str, target: &Target) {
                 let head = s3.head_object().bucket(name).key(key).send().await.unwrap();
                 assert_eq!(head.server_side_encryption().map(|s| s.as_str()), Some("AES256"), "{key}");
             }
+        }
+        "S3DefaultEncryptionKmsRule" => {
+            // The same fix, configured by this rule's remediation for SSE-KMS.
+            let enc = aws_sdk_s3::Client::new(sdk).get_bucket_encryption().bucket(name).send().await.expect("bucket encryption");
+            let rules = enc.server_side_encryption_configuration().unwrap().rules();
+            let default = rules[0].apply_server_side_encryption_by_default().unwrap();
+            assert_eq!(default.sse_algorithm().as_str(), "aws:kms", "{rules:?}");
         }
         "EncryptedVolumesRule" => {
             let out = ec2(sdk)

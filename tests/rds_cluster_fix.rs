@@ -27,7 +27,7 @@ fn request(resource_id: &str, extra: Value) -> FixRequest {
 }
 
 fn runner(sdk: &SdkConfig) -> FixRunner {
-    FixRunner::new(Arc::new(fix_rds_encrypt_cluster::RdsEncryptCluster::default()), sdk, None)
+    FixRunner::new(Arc::new(fix_rds_encrypt_cluster::RdsEncryptCluster), sdk, None)
 }
 
 async fn cluster(sdk: &SdkConfig, id: &str) -> aws_sdk_rds::types::DbCluster {

@@ -42,7 +42,7 @@ async fn a_cluster_comes_back_encrypted_with_every_member() {
     let sdk = sdk().await;
     let id = unique("billing");
     let (resource_id, members) = aurora_cluster(&sdk, &id).await;
-    let runner = FixRunner::new(Arc::new(fix_rds_encrypt_cluster::RdsEncryptCluster::default()), &sdk, None);
+    let runner = FixRunner::new(Arc::new(fix_rds_encrypt_cluster::RdsEncryptCluster), &sdk, None);
     let req = request(&fix_rds_encrypt_cluster::SPEC, "fix-rds-encrypt-cluster/ssm-payload.json", &resource_id, json!({}));
     let outcome = runner.drive(&req, &FAST).await;
     assert_eq!(outcome.status, FixStatus::Succeeded, "{outcome:?}");
@@ -94,7 +94,7 @@ async fn a_cluster_rename_cutover_moves_the_name() {
     let sdk = sdk().await;
     let id = unique("ledger");
     let (resource_id, _) = aurora_cluster(&sdk, &id).await;
-    let runner = FixRunner::new(Arc::new(fix_rds_encrypt_cluster::RdsEncryptCluster::default()), &sdk, None);
+    let runner = FixRunner::new(Arc::new(fix_rds_encrypt_cluster::RdsEncryptCluster), &sdk, None);
     let req = request(
         &fix_rds_encrypt_cluster::SPEC,
         "fix-rds-encrypt-cluster/ssm-payload.json",

@@ -126,9 +126,9 @@ fn db_snapshot_rule(id: &'static str, status: Option<&'static str>) -> Rule {
 }
 
 async fn step_instance(client: Client, extra: Value) -> FixOutcome {
-    let fix = fix_rds_encrypt_instance::RdsEncryptInstance::with_client(client);
+    let fix = fix_rds_encrypt_instance::RdsEncryptInstance;
     let req = request(&fix_rds_encrypt_instance::SPEC, "fix-rds-encrypt-instance/ssm-payload.json", DBI, extra);
-    FixRunner::new(Arc::new(fix), &sdk(), None).step_request(&req).await
+    FixRunner::new(Arc::new(fix), &sdk(), None).with_client(client).step_request(&req).await
 }
 
 #[tokio::test]
@@ -386,9 +386,9 @@ fn cluster_snapshot_rule(available: bool) -> Rule {
 }
 
 async fn step_cluster(client: Client, extra: Value) -> FixOutcome {
-    let fix = fix_rds_encrypt_cluster::RdsEncryptCluster::with_client(client);
+    let fix = fix_rds_encrypt_cluster::RdsEncryptCluster;
     let req = request(&fix_rds_encrypt_cluster::SPEC, "fix-rds-encrypt-cluster/ssm-payload.json", CLUSTER_RID, extra);
-    FixRunner::new(Arc::new(fix), &sdk(), None).step_request(&req).await
+    FixRunner::new(Arc::new(fix), &sdk(), None).with_client(client).step_request(&req).await
 }
 
 #[tokio::test]

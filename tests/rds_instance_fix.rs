@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 mod rds_support;
 
 fn runner(sdk: &SdkConfig, topic_arn: Option<&str>) -> FixRunner {
-    FixRunner::new(Arc::new(RdsEncryptInstance::default()), sdk, topic_arn.map(|t| AlertPublisher::new(sdk, t)))
+    FixRunner::new(Arc::new(RdsEncryptInstance), sdk, topic_arn.map(|t| AlertPublisher::new(sdk, t)))
 }
 
 fn payload(resource_id: &str, extra: Value) -> Value {

@@ -106,8 +106,8 @@ fn instance_request() -> FixRequest {
 }
 
 async fn step_instance(client: Client) -> atrest::FixOutcome {
-    let fix = fix_rds_encrypt_instance::RdsEncryptInstance::with_client(client);
-    FixRunner::new(Arc::new(fix), &sdk(), None).step_request(&instance_request()).await
+    let fix = fix_rds_encrypt_instance::RdsEncryptInstance;
+    FixRunner::new(Arc::new(fix), &sdk(), None).with_client(client).step_request(&instance_request()).await
 }
 
 #[tokio::test]
@@ -286,8 +286,8 @@ async fn a_cluster_restore_asks_for_the_key_and_an_unencrypted_result_fails() {
         })
         .then_output(|| RestoreDbClusterFromSnapshotOutput::builder().build());
     let client = mock_client!(aws_sdk_rds, RuleMode::MatchAny, [&by_resource, &no_target, &snap, &restore]);
-    let fix = fix_rds_encrypt_cluster::RdsEncryptCluster::with_client(client);
-    let o = FixRunner::new(Arc::new(fix), &sdk(), None).step_request(&cluster_request()).await;
+    let fix = fix_rds_encrypt_cluster::RdsEncryptCluster;
+    let o = FixRunner::new(Arc::new(fix), &sdk(), None).with_client(client).step_request(&cluster_request()).await;
     assert_eq!(o.status, FixStatus::InProgress, "{o:?}");
     assert_eq!(restore.num_calls(), 1, "RestoreDBClusterFromSnapshot carried the key and the settings");
 
@@ -305,8 +305,8 @@ async fn a_cluster_restore_asks_for_the_key_and_an_unencrypted_result_fails() {
         .match_requests(|r| r.db_cluster_identifier() == Some("ledger-encrypted"))
         .then_output(move || DescribeDbClustersOutput::builder().db_clusters(unencrypted_target.clone()).build());
     let client = mock_client!(aws_sdk_rds, RuleMode::MatchAny, [&by_resource, &target]);
-    let fix = fix_rds_encrypt_cluster::RdsEncryptCluster::with_client(client);
-    let o = FixRunner::new(Arc::new(fix), &sdk(), None).step_request(&cluster_request()).await;
+    let fix = fix_rds_encrypt_cluster::RdsEncryptCluster;
+    let o = FixRunner::new(Arc::new(fix), &sdk(), None).with_client(client).step_request(&cluster_request()).await;
     assert_eq!(o.status, FixStatus::Failed, "{o:?}");
     assert!(o.message.contains("reports unencrypted storage"), "{}", o.message);
 }

@@ -539,7 +539,7 @@ impl FixScenario for RdsInstanceScenario {
     }
 
     fn fix(&self, _sdk: &SdkConfig) -> Arc<dyn Fix> {
-        Arc::new(fix_rds_encrypt_instance::RdsEncryptInstance::default())
+        Arc::new(fix_rds_encrypt_instance::RdsEncryptInstance)
     }
 
     async fn warm_up(&self, sdk: &SdkConfig) {
@@ -795,7 +795,7 @@ impl FixScenario for RdsClusterScenario {
     }
 
     fn fix(&self, _sdk: &SdkConfig) -> Arc<dyn Fix> {
-        Arc::new(fix_rds_encrypt_cluster::RdsEncryptCluster::default())
+        Arc::new(fix_rds_encrypt_cluster::RdsEncryptCluster)
     }
 
     async fn warm_up(&self, sdk: &SdkConfig) {

@@ -213,7 +213,8 @@ def test_remediation_parameters_match_the_document():
 # MaximumAutomaticAttempts failures *within* RetryAttemptSeconds, so the window must outlast that
 # many failed runs. Quick fixes run for seconds; the copy fixes for minutes to many hours.
 DAY = 86_400
-QUICK_FIXES = {"S3BucketServerSideEncryptionEnabledRemediation", "Ec2EbsEncryptionByDefaultRemediation"}
+# Remediations whose runs take seconds (a setting changed and read back); every other one copies data.
+QUICK_FIXES = {"S3BucketServerSideEncryptionEnabledRemediation", "S3DefaultEncryptionKmsRemediation", "Ec2EbsEncryptionByDefaultRemediation"}
 
 
 def test_automatic_retries_stop_within_a_window_sized_to_the_runs():

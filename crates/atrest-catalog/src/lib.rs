@@ -31,6 +31,7 @@ const CORE_RULES: &[RuleEntry] = &[
         spec: &rule_s3_bucket_objects_encrypted::SPEC,
         build: || Arc::new(rule_s3_bucket_objects_encrypted::S3BucketObjectsEncrypted),
     },
+    RuleEntry { spec: &rule_s3_default_encryption_kms::SPEC, build: || Arc::new(rule_s3_default_encryption_kms::S3DefaultEncryptionKms) },
 ];
 
 const CORE_FIXES: &[FixEntry] = &[
@@ -71,8 +72,8 @@ const MORE_FIXES: &[FixEntry] = &[
         spec: &fix_ebs_enable_default_encryption::SPEC,
         build: || Arc::new(fix_ebs_enable_default_encryption::EbsEnableDefaultEncryption),
     },
-    FixEntry { spec: &fix_rds_encrypt_instance::SPEC, build: || Arc::new(fix_rds_encrypt_instance::RdsEncryptInstance::default()) },
-    FixEntry { spec: &fix_rds_encrypt_cluster::SPEC, build: || Arc::new(fix_rds_encrypt_cluster::RdsEncryptCluster::default()) },
+    FixEntry { spec: &fix_rds_encrypt_instance::SPEC, build: || Arc::new(fix_rds_encrypt_instance::RdsEncryptInstance) },
+    FixEntry { spec: &fix_rds_encrypt_cluster::SPEC, build: || Arc::new(fix_rds_encrypt_cluster::RdsEncryptCluster) },
     FixEntry { spec: &fix_rds_encrypt_snapshot::SPEC, build: || Arc::new(fix_rds_encrypt_snapshot::RdsEncryptSnapshot) },
 ];
 

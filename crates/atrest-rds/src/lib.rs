@@ -1,6 +1,7 @@
 //! What the RDS rules and fixes share: deterministic names, atrest's bookkeeping tags, lookups that
 //! turn "not found" into `None`, the checks for what cannot be remediated automatically, the
-//! progress wording, the rules' verdict (`rule`) and the fixes' KMS key handling (`key`).
+//! progress wording, the rules' verdict (`rule`), the fixes' KMS key handling (`key`) and the
+//! replace-by-copy flow the instance and cluster fixes share (`replace`).
 //!
 //! A library, so that no Lambda crate depends on another: every RDS rule and fix depends on this.
 //!
@@ -10,6 +11,7 @@
 //! is really ours before building on it.
 
 mod key;
+pub mod replace;
 mod rule;
 
 pub use key::{key_matches, resolve_key};

@@ -21,8 +21,6 @@ pub mod params;
 pub mod policy;
 pub mod remediation;
 pub mod rule;
-pub mod s3_buckets;
-pub mod s3_objects;
 pub mod tags;
 pub mod telemetry;
 

@@ -56,7 +56,15 @@ impl fmt::Debug for ClientOverrides {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::evaluation::Verdict;
+    use crate::item::ConfigurationItem;
+    use crate::params::Params;
+    use crate::remediation::{Fix, FixContext, FixOutcome, FixRequest, FixRunner, FixSpec};
+    use crate::rule::{ConfigRule, Discovered, RuleContext, RuleRunner, RuleSpec};
     use aws_config::{BehaviorVersion, Region};
+    use aws_sdk_kms::operation::describe_key::DescribeKeyOutput;
+    use aws_sdk_kms::types::KeyMetadata;
+    use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 
     fn sdk(region: &'static str) -> SdkConfig {
         SdkConfig::builder().behavior_version(BehaviorVersion::latest()).region(Region::new(region)).build()
@@ -79,5 +87,84 @@ mod tests {
         let after = before.clone().with(aws_sdk_config::Client::new(&sdk("eu-west-1")));
         assert!(before.get::<aws_sdk_config::Client>().is_none());
         assert!(after.get::<aws_sdk_kms::Client>().is_some() && after.get::<aws_sdk_config::Client>().is_some());
+    }
+
+    const KEY_ARN: &str = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+    /// What a handler sees: the key `ctx.kms` resolves `alias/app` to, and the Region of the
+    /// SNS client `ctx.client` gives it.
+    async fn seen(kms: &crate::kms::KeyResolver, sns: aws_sdk_sns::Client) -> crate::Result<String> {
+        Ok(format!("{} {}", kms.requested_key_arn("alias/app").await?, sns.config().region().map(|r| r.as_ref()).unwrap_or("")))
+    }
+
+    fn describe_key() -> Rule {
+        mock!(aws_sdk_kms::Client::describe_key).match_requests(|r| r.key_id() == Some("alias/app")).then_output(|| {
+            DescribeKeyOutput::builder().key_metadata(KeyMetadata::builder().key_id("1234").arn(KEY_ARN).build().unwrap()).build()
+        })
+    }
+
+    static PROBE_FIX: FixSpec = FixSpec { name: "probe", description: "", resource_types: &[], parameters: &[], disruptive: false };
+    struct ProbeFix;
+
+    #[async_trait::async_trait]
+    impl Fix for ProbeFix {
+        fn spec(&self) -> &'static FixSpec {
+            &PROBE_FIX
+        }
+        async fn reconcile(&self, ctx: &FixContext, req: &FixRequest) -> crate::Result<FixOutcome> {
+            Ok(FixOutcome::succeeded(&PROBE_FIX, req, seen(&ctx.kms, ctx.client(crate::clients::sns)).await?))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_runner_gives_a_fix_the_registered_clients_and_backs_its_key_resolver_with_kms() {
+        let describe = describe_key();
+        let kms = mock_client!(aws_sdk_kms, RuleMode::MatchAny, [&describe]);
+        let runner = FixRunner::new(Arc::new(ProbeFix), &sdk("us-east-1"), None)
+            .with_client(kms)
+            .with_client(aws_sdk_sns::Client::new(&sdk("eu-west-3")));
+        let req = FixRequest::decode(&PROBE_FIX, &serde_json::json!({"ResourceId": "r"})).unwrap();
+        assert_eq!(runner.step_request(&req).await.message, format!("{KEY_ARN} eu-west-3"));
+        let ctx = FixContext::new(&sdk("us-east-1")).with_client(mock_client!(aws_sdk_kms, RuleMode::MatchAny, [&describe]));
+        assert_eq!(seen(&ctx.kms, ctx.client(crate::clients::sns)).await.unwrap(), format!("{KEY_ARN} us-east-1"));
+        assert_eq!(describe.num_calls(), 2);
+    }
+
+    static PROBE_RULE: RuleSpec = RuleSpec {
+        name: "probe",
+        description: "",
+        resource_types: &["AWS::::Account"],
+        triggers: &[],
+        parameters: &[],
+        mirrors: None,
+        fix: None,
+    };
+    struct ProbeRule;
+
+    #[async_trait::async_trait]
+    impl ConfigRule for ProbeRule {
+        fn spec(&self) -> &'static RuleSpec {
+            &PROBE_RULE
+        }
+        async fn judge(&self, ctx: &RuleContext, _item: &ConfigurationItem) -> crate::Result<Verdict> {
+            Ok(Verdict::compliant(seen(&ctx.kms, ctx.client(crate::clients::sns)).await?))
+        }
+        async fn discover(&self, _ctx: &RuleContext) -> crate::Result<Vec<Discovered>> {
+            Ok(vec![Discovered::Item(ConfigurationItem::live("AWS::::Account", "123456789012", serde_json::json!({})))])
+        }
+        async fn fetch_item(&self, _ctx: &RuleContext, _type: &str, _id: &str) -> crate::Result<Option<ConfigurationItem>> {
+            Ok(None)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_runner_gives_a_rule_the_registered_clients_and_backs_its_key_resolver_with_kms() {
+        let describe = describe_key();
+        let runner = RuleRunner::new(Arc::new(ProbeRule), &sdk("us-east-1"))
+            .with_client(mock_client!(aws_sdk_kms, RuleMode::MatchAny, [&describe]))
+            .with_client(aws_sdk_sns::Client::new(&sdk("eu-west-3")));
+        let report = runner.sweep(Params::default(), aws_smithy_types::DateTime::from_secs(0), None).await.unwrap();
+        assert_eq!(report.evaluations[0].annotation.as_deref(), Some(format!("{KEY_ARN} eu-west-3").as_str()));
+        assert_eq!(describe.num_calls(), 1);
     }
 }

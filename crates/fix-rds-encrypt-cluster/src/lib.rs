@@ -19,12 +19,22 @@
 //! 6. delete the intermediate snapshot, tag the source `atrest:replaced-by`. The source cluster
 //!    and its instances are never stopped, modified or deleted — except the source cluster renamed
 //!    by a rename cutover.
+//!
+//! The flow is the one the instance fix shares, `atrest_rds::replace` (its plan is pure and
+//! table-tested); this crate gives it a cluster's words ((`replace::CLUSTER`)), reads (`observe`: the source
+//! by DbClusterResourceId, the rest by derived name and atrest:* tags), writes (`act`: one RDS
+//! call per action) and settings (the restore and member requests, what a restore cannot set).
 
-use atrest::error::{Error, Result, aws_error};
+pub mod act;
+pub mod observe;
+
+use atrest::error::Result;
+use atrest::kms::KMS_KEY_PARAM;
 use atrest::remediation::FixContext;
 use atrest::{Fix, FixOutcome, FixRequest, FixSpec, ParamKind, ParamSpec, async_trait};
+use atrest_rds::replace::{self, Names, Observed, Replace};
 use atrest_rds::*;
-use aws_sdk_rds::types::{DbCluster, DbInstance, ScalingConfiguration, ServerlessV2ScalingConfiguration, Tag};
+use aws_sdk_rds::types::{DbCluster, DbInstance, ScalingConfiguration, ServerlessV2ScalingConfiguration};
 
 pub const RESOURCE_TYPE: &str = "AWS::RDS::DBCluster";
 
@@ -34,7 +44,7 @@ pub static SPEC: FixSpec = FixSpec {
     resource_types: &[RESOURCE_TYPE],
     parameters: &[
         ParamSpec {
-            name: "KmsKeyId",
+            name: KMS_KEY_PARAM,
             kind: ParamKind::KmsKey,
             default: DEFAULT_KMS_KEY,
             description: "KMS key for the encrypted cluster: key id, key ARN, alias or alias ARN. Default: the AWS managed key aws/rds.",
@@ -60,43 +70,6 @@ pub static SPEC: FixSpec = FixSpec {
     ],
     disruptive: true,
 };
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Names {
-    pub original: String,
-    pub target: String,
-    pub renamed_source: String,
-    pub snapshot: String,
-}
-
-impl Names {
-    pub fn new(source: &DbCluster, resource_id: &str, target: Option<&str>) -> Result<Names> {
-        let current = source.db_cluster_identifier().unwrap_or_default();
-        let original = tag_value(source.tag_list(), TAG_ORIGINAL_IDENTIFIER).unwrap_or(current).to_string();
-        let renamed_source = derived_identifier(&original, "-unencrypted");
-        let target = match target.map(str::to_ascii_lowercase) {
-            Some(t) if !is_valid_identifier(&t) => {
-                return Err(Error::invalid_parameter("TargetClusterIdentifier", format!("{t:?} is not a valid DB cluster identifier")));
-            }
-            Some(t) if t == original || t == renamed_source => {
-                return Err(Error::invalid_parameter("TargetClusterIdentifier", format!("{t} is the source's own name")));
-            }
-            Some(t) => t,
-            None => derived_identifier(&original, "-encrypted"),
-        };
-        Ok(Names {
-            original,
-            target,
-            renamed_source,
-            snapshot: derived_identifier(&format!("atrest-{}", resource_id.to_ascii_lowercase()), "-source"),
-        })
-    }
-
-    /// The encrypted twin of a member instance.
-    pub fn member(&self, member_id: &str) -> String {
-        derived_identifier(member_id, "-encrypted")
-    }
-}
 
 pub fn is_aurora(cluster: &DbCluster) -> bool {
     cluster.engine().unwrap_or_default().starts_with("aurora")
@@ -158,7 +131,7 @@ pub fn restore_request(
     let tags = carried_tags(source.tag_list(), vec![tag(TAG_ENCRYPTED_FROM, &names.original), tag(TAG_SOURCE_RESOURCE_ID, resource_id)]);
     rds.restore_db_cluster_from_snapshot()
         .db_cluster_identifier(&names.target)
-        .snapshot_identifier(&names.snapshot)
+        .snapshot_identifier(&names.source_snapshot)
         .kms_key_id(key_arn)
         .set_engine(source.engine().map(str::to_string))
         .set_engine_version(source.engine_version().map(str::to_string))
@@ -232,7 +205,7 @@ pub fn modify_changes(source: &DbCluster, target: &DbCluster) -> Vec<String> {
 }
 
 /// Aurora readers forward writes to the writer: a restore has no parameter for it.
-fn local_write_forwarding(cluster: &DbCluster) -> bool {
+pub fn local_write_forwarding(cluster: &DbCluster) -> bool {
     cluster.local_write_forwarding_status().is_some_and(|s| matches!(s.as_str(), "enabled" | "enabling"))
 }
 
@@ -284,11 +257,6 @@ pub fn not_carried(source: &DbCluster) -> Vec<String> {
     out
 }
 
-fn not_carried_text(source: &DbCluster) -> String {
-    let missing = not_carried(source);
-    if missing.is_empty() { String::new() } else { format!(" Not carried over, to do by hand: {}.", missing.join("; ")) }
-}
-
 /// A member instance of the encrypted cluster, made like the source member.
 pub fn member_request(
     rds: &aws_sdk_rds::Client,
@@ -325,360 +293,27 @@ pub fn member_request(
         .set_tags(Some(tags))
 }
 
-/// The worker. `default()` builds its RDS client from the invocation's SDK configuration;
-/// `with_client` uses the given one (tests use mocked clients where the stand-in is wrong).
-#[derive(Debug, Clone, Default)]
-pub struct RdsEncryptCluster {
-    rds: Option<aws_sdk_rds::Client>,
-}
-
-impl RdsEncryptCluster {
-    pub fn with_client(rds: aws_sdk_rds::Client) -> Self {
-        RdsEncryptCluster { rds: Some(rds) }
-    }
-
-    fn client(&self, ctx: &FixContext) -> aws_sdk_rds::Client {
-        self.rds.clone().unwrap_or_else(|| client(&ctx.sdk))
-    }
-}
-
-struct Run<'a> {
+/// One run over one source: what was read, for the writes and the messages.
+pub struct Run {
     rds: aws_sdk_rds::Client,
-    req: &'a FixRequest,
-    resource_id: &'a str,
-    key_arn: String,
-    names: Names,
+    resource_id: String,
     source: DbCluster,
+    /// Clusters found where the target could be.
+    targets: Vec<DbCluster>,
+    /// The source's members as read, in the order of [`Observed::members`].
+    members: Vec<DbInstance>,
 }
 
-enum Step {
-    Started(String),
-    Waiting(String),
-}
-
-impl Run<'_> {
-    fn source_id(&self) -> &str {
-        self.source.db_cluster_identifier().unwrap_or_default()
-    }
-
-    fn ours(&self, tags: &[Tag]) -> bool {
-        tag_value(tags, TAG_SOURCE_RESOURCE_ID) == Some(self.resource_id)
-    }
-
-    async fn find_target(&self) -> Result<Option<DbCluster>> {
-        if let Some(found) = cluster_by_id(&self.rds, &self.names.target).await? {
-            if self.ours(found.tag_list()) {
-                return Ok(Some(found));
-            }
-            return Err(Error::Unsupported(format!(
-                "a DB cluster named {} already exists and was not made from {} by atrest; pass another TargetClusterIdentifier. Nothing was changed",
-                self.names.target,
-                self.source_id()
-            )));
-        }
-        if self.source_id() != self.names.original
-            && let Some(found) = cluster_by_id(&self.rds, &self.names.original).await?
-            && self.ours(found.tag_list())
-        {
-            return Ok(Some(found));
-        }
-        Ok(None)
-    }
-
-    async fn build_target(&self) -> Result<Step> {
-        let names = &self.names;
-        let source_id = self.source_id();
-        if let Some(snap) = cluster_snapshot(&self.rds, &names.snapshot).await? {
-            if !self.ours(snap.tag_list()) {
-                return Err(Error::Unsupported(format!(
-                    "cluster snapshot {} exists but was not made by atrest from {source_id}; rename or delete it. Nothing was changed",
-                    names.snapshot
-                )));
-            }
-            return match snapshot_progress(snap.status()) {
-                Progress::Ready => {
-                    let change = format!(
-                        "restore encrypted DB cluster {} from snapshot {} with KMS key {} and {source_id}'s settings",
-                        names.target, names.snapshot, self.key_arn
-                    );
-                    if !self.req.dry_run {
-                        restore_request(&self.rds, &self.source, names, self.resource_id, &self.key_arn)
-                            .send()
-                            .await
-                            .map_err(|e| aws_error("rds:RestoreDBClusterFromSnapshot", &names.target, e))?;
-                    }
-                    Ok(Step::Started(change))
-                }
-                Progress::Working => Ok(Step::Waiting(format!(
-                    "Taking cluster snapshot {} of {source_id} ({}).",
-                    names.snapshot,
-                    status_text(snap.status(), snap.percent_progress())
-                ))),
-                Progress::Broken => Err(Error::Unsupported(format!(
-                    "cluster snapshot {} is {}; delete it and run the fix again. Nothing else was changed",
-                    names.snapshot,
-                    snap.status().unwrap_or("?")
-                ))),
-            };
-        }
-        let status = self.source.status().unwrap_or_default();
-        match snapshot_readiness("cluster", "CreateDBClusterSnapshot", source_id, status) {
-            SnapshotReadiness::Ready => {}
-            SnapshotReadiness::Wait => {
-                return Ok(Step::Waiting(format!("Waiting for {source_id} to be available before its snapshot (now {status}).")));
-            }
-            SnapshotReadiness::Refuse(reason) => return Err(Error::Unsupported(reason)),
-        }
-        let change = format!("take manual cluster snapshot {} of {source_id}", names.snapshot);
-        if !self.req.dry_run {
-            let tags = carried_tags(
-                self.source.tag_list(),
-                vec![tag(TAG_ENCRYPTED_FROM, &names.original), tag(TAG_SOURCE_RESOURCE_ID, self.resource_id)],
-            );
-            self.rds
-                .create_db_cluster_snapshot()
-                .db_cluster_identifier(source_id)
-                .db_cluster_snapshot_identifier(&names.snapshot)
-                .set_tags(Some(tags))
-                .send()
-                .await
-                .map_err(|e| aws_error("rds:CreateDBClusterSnapshot", &names.snapshot, e))?;
-        }
-        Ok(Step::Started(change))
-    }
-
-    /// Step 3: what a restore cannot set. Tagged when done so a setting RDS reports differently
-    /// from how it was asked never loops.
-    async fn settle(&self, target: &DbCluster) -> Result<Option<Step>> {
-        if tag_value(target.tag_list(), TAG_SETTINGS_APPLIED).is_some() {
-            return Ok(None);
-        }
-        let target_id = target.db_cluster_identifier().unwrap_or_default();
-        let changes = post_restore_changes(&self.source, target);
-        let change = (!changes.is_empty()).then(|| Step::Started(format!("set on {target_id}: {}", changes.join(", "))));
-        if self.req.dry_run {
-            return Ok(change);
-        }
-        // Roles first: AddRoleToDBCluster needs the cluster available, and the modify below
-        // leaves it `modifying`. A role added by an interrupted earlier turn is not missing.
-        for (arn, feature) in missing_roles(&self.source, target) {
-            match self
-                .rds
-                .add_role_to_db_cluster()
-                .db_cluster_identifier(target_id)
-                .role_arn(&arn)
-                .set_feature_name(feature)
-                .send()
-                .await
-                .map_err(|e| aws_error("rds:AddRoleToDBCluster", target_id, e))
-            {
-                Err(e) if e.aws_code() == Some("DBClusterRoleAlreadyExists") => {}
-                other => other.map(|_| ())?,
-            }
-        }
-        if !modify_changes(&self.source, target).is_empty() {
-            let s = &self.source;
-            let managed_password = s.master_user_secret().is_some() && target.master_user_secret().is_none();
-            self.rds
-                .modify_db_cluster()
-                .db_cluster_identifier(target_id)
-                .apply_immediately(true)
-                .set_preferred_maintenance_window(s.preferred_maintenance_window().map(str::to_string))
-                .set_manage_master_user_password(managed_password.then_some(true))
-                .set_master_user_secret_kms_key_id(if managed_password {
-                    s.master_user_secret().and_then(|m| m.kms_key_id()).map(str::to_string)
-                } else {
-                    None
-                })
-                .set_enable_local_write_forwarding((local_write_forwarding(s) && !local_write_forwarding(target)).then_some(true))
-                .send()
-                .await
-                .map_err(|e| aws_error("rds:ModifyDBCluster", target_id, e))?;
-        }
-        self.add_tags(target.db_cluster_arn(), target_id, vec![tag(TAG_SETTINGS_APPLIED, "true")]).await?;
-        Ok(change)
-    }
-
-    /// The source's member instances, writer first.
-    async fn source_members(&self) -> Result<Vec<DbInstance>> {
-        let mut members = Vec::new();
-        let mut ordered: Vec<_> = self.source.db_cluster_members().to_vec();
-        ordered.sort_by_key(|m| (m.is_cluster_writer() != Some(true), m.promotion_tier().unwrap_or(15)));
-        for member in ordered {
-            let Some(id) = member.db_instance_identifier() else { continue };
-            if let Some(instance) = instance_by_id(&self.rds, id).await? {
-                members.push(instance);
-            }
-        }
-        Ok(members)
-    }
-
-    /// Step 3: the writer first; the readers once the writer is available.
-    async fn members(&self, target: &DbCluster) -> Result<Option<Step>> {
-        let target_id = target.db_cluster_identifier().unwrap_or_default();
-        let members = self.source_members().await?;
-        let mut created = Vec::new();
-        let mut waiting = Vec::new();
-        // Aurora makes the first instance of a cluster its writer: the source's writer is
-        // recreated first, and the readers only once it is available.
-        let mut writer_ready = true;
-        for (index, member) in members.iter().enumerate() {
-            let member_id = member.db_instance_identifier().unwrap_or_default();
-            let twin_id = self.names.member(member_id);
-            match instance_by_id(&self.rds, &twin_id).await? {
-                Some(twin) => {
-                    if tag_value(twin.tag_list(), TAG_SOURCE_RESOURCE_ID) != member.dbi_resource_id() {
-                        return Err(Error::Unsupported(format!(
-                            "an instance named {twin_id} already exists and is not atrest's copy of {member_id}. Nothing more was changed"
-                        )));
-                    }
-                    let status = twin.db_instance_status().unwrap_or_default();
-                    if is_broken_status(status) {
-                        return Err(Error::Unsupported(format!("encrypted member {twin_id} is {status}; it was left for inspection")));
-                    }
-                    if status != "available" {
-                        waiting.push(format!("{twin_id} ({status})"));
-                        writer_ready &= index > 0;
-                    }
-                }
-                None if index > 0 && !writer_ready => {}
-                None => {
-                    created.push(format!("create member {twin_id} ({}) like {member_id}", member.db_instance_class().unwrap_or("?")));
-                    if !self.req.dry_run {
-                        member_request(&self.rds, member, target_id, &twin_id)
-                            .send()
-                            .await
-                            .map_err(|e| aws_error("rds:CreateDBInstance", &twin_id, e))?;
-                    }
-                    writer_ready &= index > 0;
-                }
-            }
-        }
-        if !created.is_empty() {
-            return Ok(Some(Step::Started(created.join("; "))));
-        }
-        if !waiting.is_empty() {
-            return Ok(Some(Step::Waiting(format!("Waiting for encrypted members: {}.", waiting.join(", ")))));
-        }
-        Ok(None)
-    }
-
-    async fn add_tags(&self, arn: Option<&str>, id: &str, tags: Vec<Tag>) -> Result<()> {
-        let arn = arn.ok_or_else(|| Error::Internal(format!("RDS returned {id} without an ARN")))?;
-        self.rds
-            .add_tags_to_resource()
-            .resource_name(arn)
-            .set_tags(Some(tags))
-            .send()
-            .await
-            .map_err(|e| aws_error("rds:AddTagsToResource", id, e))?;
-        Ok(())
-    }
-
-    async fn cutover(&self, target: &DbCluster) -> Result<Option<Step>> {
-        let names = &self.names;
-        let target_id = target.db_cluster_identifier().unwrap_or_default();
-        if target_id == names.original {
-            return Ok(None);
-        }
-        let source_id = self.source_id();
-        let source_status = self.source.status().unwrap_or_default();
-        let (renaming, new_name) = if source_id == names.original {
-            if let Some(refusal) = rename_refusal(&self.source) {
-                return Err(Error::Unsupported(format!("{refusal}; the encrypted cluster {target_id} is ready and kept")));
-            }
-            if let Some(reason) = rename_blocked_by_state("cluster", source_id, source_status) {
-                return Err(Error::Unsupported(reason));
-            }
-            if source_status != "available" {
-                return Ok(Some(Step::Waiting(format!(
-                    "Waiting for {source_id} to be available before renaming it (now {source_status})."
-                ))));
-            }
-            (source_id, names.renamed_source.as_str())
-        } else {
-            if source_status == "renaming" {
-                return Ok(Some(Step::Waiting(format!("Waiting for {} to finish renaming to {source_id}.", names.original))));
-            }
-            if cluster_by_id(&self.rds, &names.original).await?.is_some() {
-                return Err(Error::Unsupported(format!(
-                    "the name {} was taken by another cluster after the source was renamed {source_id}; the encrypted cluster keeps the name {target_id}",
-                    names.original
-                )));
-            }
-            (target_id, names.original.as_str())
-        };
-        let change = format!("rename DB cluster {renaming} to {new_name}");
-        if !self.req.dry_run {
-            if renaming == source_id {
-                self.add_tags(self.source.db_cluster_arn(), source_id, vec![tag(TAG_ORIGINAL_IDENTIFIER, &names.original)]).await?;
-            }
-            self.rds
-                .modify_db_cluster()
-                .db_cluster_identifier(renaming)
-                .new_db_cluster_identifier(new_name)
-                .apply_immediately(true)
-                .send()
-                .await
-                .map_err(|e| aws_error("rds:ModifyDBCluster", renaming, e))?;
-        }
-        Ok(Some(Step::Started(change)))
-    }
-
-    async fn finish(&self, target: &DbCluster) -> Result<Vec<String>> {
-        let mut changes = Vec::new();
-        let target_id = target.db_cluster_identifier().unwrap_or_default();
-        if let Some(snap) = cluster_snapshot(&self.rds, &self.names.snapshot).await?
-            && self.ours(snap.tag_list())
-        {
-            changes.push(format!("delete intermediate cluster snapshot {}", self.names.snapshot));
-            if !self.req.dry_run {
-                self.rds
-                    .delete_db_cluster_snapshot()
-                    .db_cluster_snapshot_identifier(&self.names.snapshot)
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("rds:DeleteDBClusterSnapshot", &self.names.snapshot, e))?;
-            }
-        }
-        if tag_value(self.source.tag_list(), TAG_REPLACED_BY) != Some(target_id) {
-            changes.push(format!("tag {} {TAG_REPLACED_BY}={target_id}", self.source_id()));
-            if !self.req.dry_run {
-                self.add_tags(self.source.db_cluster_arn(), self.source_id(), vec![tag(TAG_REPLACED_BY, target_id)]).await?;
-            }
-        }
-        Ok(changes)
-    }
-
-    fn success_message(&self, target: &DbCluster, cutover_asked: bool, writes_frozen: bool) -> String {
-        let target_id = target.db_cluster_identifier().unwrap_or_default();
-        let source_id = self.source_id();
-        let endpoint = target.endpoint().unwrap_or("(endpoint not published yet)");
-        let reader = target.reader_endpoint().map(|r| format!(" (readers: {r})")).unwrap_or_default();
-        let members = target.db_cluster_members().len();
-        let key = target.kms_key_id().unwrap_or(&self.key_arn);
-        if target_id == self.names.original {
-            return format!(
-                "DB cluster {target_id} is now encrypted (KMS key {key}) with {members} member instance(s) and keeps its endpoint \
-                 {endpoint}{reader}: the encrypted cluster took over the name, and the unencrypted original was renamed {source_id}. \
-                 {source_id} and its instances are still running and were not otherwise changed (tagged {TAG_REPLACED_BY}={target_id}).{} \
-                 Next: check the application, then delete {source_id} and its instances when satisfied.",
-                not_carried_text(&self.source)
-            );
-        }
-        let not_done =
-            if cutover_asked && !writes_frozen { "The rename cutover was NOT done because WritesFrozen is not true. " } else { "" };
-        let not_carried = not_carried_text(&self.source);
-        format!(
-            "Encrypted copy {target_id} of DB cluster {source_id} is available at {endpoint}{reader} (KMS key {key}) with {members} \
-             member instance(s) recreated like the source's, and the source's network, parameter group, engine version and tags. \
-             {source_id} is still running and was not changed (tagged {TAG_REPLACED_BY}={target_id}). {target_id} holds the data \
-             as of its snapshot: writes made to {source_id} after it are not in it.{not_carried} {not_done}Next: point clients at {endpoint}, \
-             then delete {source_id} and its instances when satisfied. To keep the old endpoint instead, stop writes to \
-             {source_id}, delete {target_id} and its instances, and run this fix again with Cutover=rename and WritesFrozen=true."
-        )
+impl Run {
+    fn target(&self, o: &Observed) -> Option<&DbCluster> {
+        replace::found_target(&self.targets, o.target())
     }
 }
+
+/// The worker. Its RDS client comes from the invocation's context (`ctx.client`), where tests
+/// register mocked ones when the stand-in is wrong.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RdsEncryptCluster;
 
 #[async_trait]
 impl Fix for RdsEncryptCluster {
@@ -687,121 +322,57 @@ impl Fix for RdsEncryptCluster {
     }
 
     async fn reconcile(&self, ctx: &FixContext, req: &FixRequest) -> Result<FixOutcome> {
-        let resource_id = req.resource_id.as_str();
-        let rds = self.client(ctx);
-        let Some(source) = cluster_by_resource_id(&rds, resource_id).await? else {
-            return Ok(FixOutcome::failed(
-                &SPEC,
-                req,
-                format!("No DB cluster has the resource id {resource_id} (deleted since it was evaluated?). Nothing was changed."),
-            ));
-        };
-        let source_id = source.db_cluster_identifier().unwrap_or_default().to_string();
-        if let Some(reason) = unsupported_reason(&source) {
-            return Ok(FixOutcome::failed(&SPEC, req, format!("{reason} Nothing was changed.")));
-        }
-        let key_arn = resolve_key(ctx, req).await?;
-        let names = Names::new(&source, resource_id, req.params.text("TargetClusterIdentifier"))?;
-        let cutover_asked = req.params.text("Cutover") == Some("rename");
-        let writes_frozen = req.params.bool("WritesFrozen");
-        let run = Run { rds, req, resource_id, key_arn: key_arn.clone(), names, source };
-
-        let target = run.find_target().await?;
-        if target.is_none() && run.source.storage_encrypted() == Some(true) && key_matches(ctx, run.source.kms_key_id(), &key_arn).await? {
-            return Ok(FixOutcome::succeeded(
-                &SPEC,
-                req,
-                format!("DB cluster {source_id} is already encrypted with KMS key {key_arn}; nothing was changed."),
-            ));
-        }
-        // Refused before any copy is made: building one for a cutover that cannot happen helps no one.
-        if target.is_none()
-            && cutover_asked
-            && writes_frozen
-            && source_id == run.names.original
-            && let Some(refusal) = rename_refusal(&run.source)
-        {
-            return Ok(FixOutcome::failed(&SPEC, req, format!("{}. Nothing was changed.", capitalised(&refusal))));
-        }
-        let Some(target) = target else {
-            return Ok(outcome(req, &run, run.build_target().await?));
-        };
-        let target_id = target.db_cluster_identifier().unwrap_or_default().to_string();
-        let status = target.status().unwrap_or_default();
-        if is_broken_status(status) {
-            return Ok(FixOutcome::failed(&SPEC, req, format!("Encrypted cluster {target_id} is {status}; it was left for inspection.")));
-        }
-        if status != "available" {
-            return Ok(FixOutcome::in_progress(
-                &SPEC,
-                req,
-                format!("Waiting for encrypted cluster {target_id} to be available (now {status})."),
-            ));
-        }
-        if target.storage_encrypted() != Some(true) {
-            return Ok(FixOutcome::failed(
-                &SPEC,
-                req,
-                format!(
-                    "{target_id} was restored with KMS key {key_arn} but reports unencrypted storage; it was left as it is for inspection."
-                ),
-            ));
-        }
-        if let Some(step) = run.settle(&target).await? {
-            return Ok(outcome(req, &run, step));
-        }
-        if is_aurora(&run.source)
-            && let Some(step) = run.members(&target).await?
-        {
-            return Ok(outcome(req, &run, step));
-        }
-        if cutover_asked
-            && writes_frozen
-            && let Some(step) = run.cutover(&target).await?
-        {
-            return Ok(outcome(req, &run, step));
-        }
-        let changes = run.finish(&target).await?;
-        let mut result = if req.dry_run {
-            FixOutcome::succeeded(
-                &SPEC,
-                req,
-                format!(
-                    "Dry run: {target_id} is ready; would finish with: {}. Nothing was changed.",
-                    if changes.is_empty() { "nothing".to_string() } else { changes.join("; ") }
-                ),
-            )
-        } else {
-            FixOutcome::succeeded(&SPEC, req, run.success_message(&target, cutover_asked, writes_frozen))
-        };
-        result.changes = changes;
-        Ok(result)
+        let rds = ctx.client(client);
+        let source = cluster_by_resource_id(&rds, &req.resource_id).await?;
+        let mut run =
+            source.map(|source| Run { rds, resource_id: req.resource_id.clone(), source, targets: Vec::new(), members: Vec::new() });
+        replace::replace_by_copy(&SPEC, &replace::CLUSTER, ctx, req, run.as_mut().map(|r| r as &mut dyn Replace)).await
     }
 }
 
-fn capitalised(text: &str) -> String {
-    let mut chars = text.chars();
-    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
-}
-
-fn outcome(req: &FixRequest, run: &Run<'_>, step: Step) -> FixOutcome {
-    match step {
-        Step::Started(change) if req.dry_run => FixOutcome::succeeded(
-            &SPEC,
-            req,
-            format!(
-                "Dry run: the next step would be to {change}; then encrypted cluster {} would get every member of {} and the \
-                 intermediate snapshot {} would be deleted. {} would not be stopped or deleted (a rename cutover renames it).{} \
-                 Nothing was changed.",
-                run.names.target,
-                run.source_id(),
-                run.names.snapshot,
-                run.source_id(),
-                not_carried_text(&run.source)
-            ),
+impl replace::Report for Run {
+    fn dry_run_message(&self, o: &Observed, change: &str) -> String {
+        format!(
+            "Dry run: the next step would be to {change}; then encrypted cluster {} would get every member of {} and the \
+             intermediate snapshot {} would be deleted. {} would not be stopped or deleted (a rename cutover renames it).{} \
+             Nothing was changed.",
+            o.names.target,
+            o.source.id,
+            o.names.source_snapshot,
+            o.source.id,
+            replace::not_carried_text(&not_carried(&self.source))
         )
-        .with_change(change),
-        Step::Started(change) => FixOutcome::in_progress(&SPEC, req, format!("Started: {change}.")).with_change(change),
-        Step::Waiting(message) => FixOutcome::in_progress(&SPEC, req, message),
+    }
+
+    fn success_message(&self, o: &Observed) -> String {
+        let target = self.target(o);
+        let target_id = target.and_then(|t| t.db_cluster_identifier()).unwrap_or_default();
+        let source_id = o.source.id.as_str();
+        let endpoint = target.and_then(|t| t.endpoint()).unwrap_or("(endpoint not published yet)");
+        let reader = target.and_then(|t| t.reader_endpoint()).map(|r| format!(" (readers: {r})")).unwrap_or_default();
+        let members = target.map(|t| t.db_cluster_members().len()).unwrap_or_default();
+        let key = target.and_then(|t| t.kms_key_id()).unwrap_or(&o.settings.key_arn);
+        let not_carried = replace::not_carried_text(&not_carried(&self.source));
+        if target_id == o.names.original {
+            return format!(
+                "DB cluster {target_id} is now encrypted (KMS key {key}) with {members} member instance(s) and keeps its endpoint \
+                 {endpoint}{reader}: the encrypted cluster took over the name, and the unencrypted original was renamed {source_id}. \
+                 {source_id} and its instances are still running and were not otherwise changed (tagged {TAG_REPLACED_BY}={target_id}).{not_carried} \
+                 Next: check the application, then delete {source_id} and its instances when satisfied."
+            );
+        }
+        let not_done = if o.settings.cutover_asked && !o.settings.writes_frozen {
+            "The rename cutover was NOT done because WritesFrozen is not true. "
+        } else {
+            ""
+        };
+        format!(
+            "Encrypted copy {target_id} of DB cluster {source_id} is available at {endpoint}{reader} (KMS key {key}) with {members} \
+             member instance(s) recreated like the source's, and the source's network, parameter group, engine version and tags. \
+             {source_id} is still running and was not changed (tagged {TAG_REPLACED_BY}={target_id}). {target_id} holds the data \
+             as of its snapshot: writes made to {source_id} after it are not in it.{not_carried} {not_done}Next: point clients at {endpoint}, \
+             then delete {source_id} and its instances when satisfied. To keep the old endpoint instead, stop writes to \
+             {source_id}, delete {target_id} and its instances, and run this fix again with Cutover=rename and WritesFrozen=true."
+        )
     }
 }

@@ -22,13 +22,22 @@
 //!
 //! What no restore or modify can carry (read replicas, activity streams, backup replication to
 //! another Region) is named in the result and the email.
+//!
+//! The flow is the one the cluster fix shares, `atrest_rds::replace` (its plan is pure and
+//! table-tested); this crate gives it an instance's words ((`replace::INSTANCE`)), reads (`observe`: the
+//! source by DbiResourceId, the rest by derived name and atrest:* tags), writes (`act`: one RDS
+//! call per action) and settings (the restore request, what a restore cannot set).
 
-use atrest::error::{Error, Result, aws_error};
+pub mod act;
+pub mod observe;
+
+use atrest::error::Result;
+use atrest::kms::KMS_KEY_PARAM;
 use atrest::remediation::FixContext;
 use atrest::{Fix, FixOutcome, FixRequest, FixSpec, ParamKind, ParamSpec, async_trait};
-use aws_sdk_rds::types::{DbInstance, DbSnapshot, Tag};
-
+use atrest_rds::replace::{self, Names, Observed, Replace};
 use atrest_rds::*;
+use aws_sdk_rds::types::DbInstance;
 
 pub const RESOURCE_TYPE: &str = "AWS::RDS::DBInstance";
 
@@ -38,7 +47,7 @@ pub static SPEC: FixSpec = FixSpec {
     resource_types: &[RESOURCE_TYPE],
     parameters: &[
         ParamSpec {
-            name: "KmsKeyId",
+            name: KMS_KEY_PARAM,
             kind: ParamKind::KmsKey,
             default: DEFAULT_KMS_KEY,
             description: "KMS key for the encrypted copy: key id, key ARN, alias or alias ARN. Default: the AWS managed key aws/rds.",
@@ -64,50 +73,6 @@ pub static SPEC: FixSpec = FixSpec {
     ],
     disruptive: true,
 };
-
-/// Every name the fix uses for one source, derived so that any run finds the same ones.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Names {
-    /// The source's name before any cutover.
-    pub original: String,
-    pub target: String,
-    /// The source's name after a rename cutover.
-    pub renamed_source: String,
-    pub source_snapshot: String,
-    pub encrypted_snapshot: String,
-}
-
-impl Names {
-    pub fn new(source: &DbInstance, resource_id: &str, target: Option<&str>) -> Result<Names> {
-        let current = source.db_instance_identifier().unwrap_or_default();
-        let original = tag_value(source.tag_list(), TAG_ORIGINAL_IDENTIFIER).unwrap_or(current).to_string();
-        let renamed_source = derived_identifier(&original, "-unencrypted");
-        let target = match target {
-            Some(t) => {
-                let t = t.to_ascii_lowercase();
-                if !is_valid_identifier(&t) {
-                    return Err(Error::invalid_parameter(
-                        "TargetInstanceIdentifier",
-                        format!("{t:?} is not a valid DB instance identifier (1-63 letters, digits, hyphens; starts with a letter)"),
-                    ));
-                }
-                if t == original || t == renamed_source {
-                    return Err(Error::invalid_parameter("TargetInstanceIdentifier", format!("{t} is the source's own name")));
-                }
-                t
-            }
-            None => derived_identifier(&original, "-encrypted"),
-        };
-        let id = resource_id.to_ascii_lowercase();
-        Ok(Names {
-            original,
-            target,
-            renamed_source,
-            source_snapshot: derived_identifier(&format!("atrest-{id}"), "-source"),
-            encrypted_snapshot: derived_identifier(&format!("atrest-{id}"), "-encrypted"),
-        })
-    }
-}
 
 /// Why this instance cannot be encrypted by copying it, in words for the operator.
 pub fn unsupported_reason(source: &DbInstance) -> Option<String> {
@@ -152,7 +117,7 @@ pub fn restore_request(
     tags.dedup_by(|a, b| a.key() == b.key());
     rds.restore_db_instance_from_db_snapshot()
         .db_instance_identifier(&names.target)
-        .db_snapshot_identifier(&names.encrypted_snapshot)
+        .set_db_snapshot_identifier(names.encrypted_snapshot.clone())
         .set_db_instance_class(source.db_instance_class().map(str::to_string))
         .set_port(source.endpoint().and_then(|e| e.port()).or(source.db_instance_port().filter(|p| *p > 0)))
         .set_multi_az(multi_az)
@@ -324,393 +289,25 @@ fn modify_changes(source: &DbInstance, target: &DbInstance) -> Vec<String> {
     changes
 }
 
-/// The worker. `default()` builds its RDS client from the invocation's SDK configuration;
-/// `with_client` uses the given one (tests use mocked clients where the stand-in is wrong).
-#[derive(Debug, Clone, Default)]
-pub struct RdsEncryptInstance {
-    rds: Option<aws_sdk_rds::Client>,
-}
-
-impl RdsEncryptInstance {
-    pub fn with_client(rds: aws_sdk_rds::Client) -> Self {
-        RdsEncryptInstance { rds: Some(rds) }
-    }
-
-    fn client(&self, ctx: &FixContext) -> aws_sdk_rds::Client {
-        self.rds.clone().unwrap_or_else(|| client(&ctx.sdk))
-    }
-}
-
-/// What a step decided, before it is turned into an outcome.
-enum Step {
-    /// A change was made (or would be, in a dry run); AWS is working on it.
-    Started(String),
-    /// Nothing to do yet; AWS is still working.
-    Waiting(String),
-}
-
-struct Run<'a> {
+/// One run over one source: what was read, for the writes and the messages.
+pub struct Run {
     rds: aws_sdk_rds::Client,
-    req: &'a FixRequest,
-    resource_id: &'a str,
-    key_arn: String,
-    names: Names,
+    resource_id: String,
     source: DbInstance,
+    /// Instances found where the target could be.
+    targets: Vec<DbInstance>,
 }
 
-impl Run<'_> {
-    fn source_id(&self) -> &str {
-        self.source.db_instance_identifier().unwrap_or_default()
-    }
-
-    fn ours(&self, tags: &[Tag]) -> bool {
-        tag_value(tags, TAG_SOURCE_RESOURCE_ID) == Some(self.resource_id)
-    }
-
-    /// The encrypted instance, whether still under its own name or already cut over.
-    async fn find_target(&self) -> Result<Option<DbInstance>> {
-        if let Some(found) = instance_by_id(&self.rds, &self.names.target).await? {
-            if self.ours(found.tag_list()) {
-                return Ok(Some(found));
-            }
-            return Err(Error::Unsupported(format!(
-                "an instance named {} already exists and was not made from {} by atrest; pass another TargetInstanceIdentifier. Nothing was changed",
-                self.names.target,
-                self.source_id()
-            )));
-        }
-        if self.source_id() != self.names.original
-            && let Some(found) = instance_by_id(&self.rds, &self.names.original).await?
-            && self.ours(found.tag_list())
-        {
-            return Ok(Some(found));
-        }
-        Ok(None)
-    }
-
-    /// Steps 1–3: snapshot, encrypted copy, restore.
-    async fn build_target(&self) -> Result<Step> {
-        let names = &self.names;
-        let source_id = self.source_id();
-        let encrypted = db_snapshot(&self.rds, &names.encrypted_snapshot).await?;
-        let intermediate = db_snapshot(&self.rds, &names.source_snapshot).await?;
-        if let Some(snap) = &encrypted {
-            self.check_snapshot_is_ours(snap)?;
-            if intermediate.is_none() {
-                // A finished earlier run whose instance was deleted since: restoring this old
-                // snapshot would silently drop every write made after it.
-                return Err(Error::Unsupported(format!(
-                    "encrypted snapshot {} from an earlier run (taken {}) exists, but its instance {} does not. \
-                     Restoring it would lose every write made since. Delete the snapshot to start again from fresh data, \
-                     or restore it yourself. Nothing was changed",
-                    names.encrypted_snapshot,
-                    snapshot_time(snap),
-                    names.target
-                )));
-            }
-            return match snapshot_progress(snap.status()) {
-                Progress::Ready => {
-                    let change = format!(
-                        "restore encrypted DB instance {} from snapshot {} with {}'s settings",
-                        names.target, names.encrypted_snapshot, source_id
-                    );
-                    if !self.req.dry_run {
-                        restore_request(&self.rds, &self.source, names, self.resource_id)
-                            .send()
-                            .await
-                            .map_err(|e| aws_error("rds:RestoreDBInstanceFromDBSnapshot", &names.target, e))?;
-                    }
-                    Ok(Step::Started(change))
-                }
-                Progress::Working => Ok(Step::Waiting(format!(
-                    "Copying {} to encrypted snapshot {} ({}).",
-                    names.source_snapshot,
-                    names.encrypted_snapshot,
-                    status_text(snap.status(), snap.percent_progress())
-                ))),
-                Progress::Broken => Err(broken_snapshot(&names.encrypted_snapshot, snap.status())),
-            };
-        }
-        if let Some(snap) = &intermediate {
-            self.check_snapshot_is_ours(snap)?;
-            return match snapshot_progress(snap.status()) {
-                Progress::Ready => {
-                    let change = format!(
-                        "copy snapshot {} to encrypted snapshot {} with KMS key {}",
-                        names.source_snapshot, names.encrypted_snapshot, self.key_arn
-                    );
-                    if !self.req.dry_run {
-                        self.rds
-                            .copy_db_snapshot()
-                            .source_db_snapshot_identifier(&names.source_snapshot)
-                            .target_db_snapshot_identifier(&names.encrypted_snapshot)
-                            .kms_key_id(&self.key_arn)
-                            // The intermediate snapshot carries the source's tags and atrest's markers.
-                            .copy_tags(true)
-                            .send()
-                            .await
-                            .map_err(|e| aws_error("rds:CopyDBSnapshot", &names.encrypted_snapshot, e))?;
-                    }
-                    Ok(Step::Started(change))
-                }
-                Progress::Working => Ok(Step::Waiting(format!(
-                    "Taking snapshot {} of {} ({}).",
-                    names.source_snapshot,
-                    source_id,
-                    status_text(snap.status(), snap.percent_progress())
-                ))),
-                Progress::Broken => Err(broken_snapshot(&names.source_snapshot, snap.status())),
-            };
-        }
-        let status = self.source.db_instance_status().unwrap_or_default();
-        match snapshot_readiness("instance", "CreateDBSnapshot", source_id, status) {
-            SnapshotReadiness::Ready => {}
-            SnapshotReadiness::Wait => {
-                return Ok(Step::Waiting(format!("Waiting for {source_id} to be available before its snapshot (now {status}).")));
-            }
-            SnapshotReadiness::Refuse(reason) => return Err(Error::Unsupported(reason)),
-        }
-        let change = format!("take manual snapshot {} of {}", names.source_snapshot, source_id);
-        if !self.req.dry_run {
-            let tags = carried_tags(
-                self.source.tag_list(),
-                vec![tag(TAG_ENCRYPTED_FROM, &names.original), tag(TAG_SOURCE_RESOURCE_ID, self.resource_id)],
-            );
-            self.rds
-                .create_db_snapshot()
-                .db_instance_identifier(source_id)
-                .db_snapshot_identifier(&names.source_snapshot)
-                .set_tags(Some(tags))
-                .send()
-                .await
-                .map_err(|e| aws_error("rds:CreateDBSnapshot", &names.source_snapshot, e))?;
-        }
-        Ok(Step::Started(change))
-    }
-
-    fn check_snapshot_is_ours(&self, snap: &DbSnapshot) -> Result<()> {
-        let id = snap.db_snapshot_identifier().unwrap_or("?");
-        if !self.ours(snap.tag_list()) {
-            return Err(Error::Unsupported(format!(
-                "snapshot {id} exists but was not made by atrest from {}; rename or delete it. Nothing was changed",
-                self.source_id()
-            )));
-        }
-        Ok(())
-    }
-
-    /// Step 4: settings a restore cannot set. Tagged when done so a setting RDS reports
-    /// differently from how it was asked never loops.
-    async fn settle(&self, target: &DbInstance) -> Result<Option<Step>> {
-        if tag_value(target.tag_list(), TAG_SETTINGS_APPLIED).is_some() {
-            return Ok(None);
-        }
-        let target_id = target.db_instance_identifier().unwrap_or_default();
-        let changes = post_restore_changes(&self.source, target);
-        if self.req.dry_run {
-            return Ok((!changes.is_empty()).then(|| Step::Started(format!("set on {target_id}: {}", changes.join(", ")))));
-        }
-        // Roles first: AddRoleToDBInstance needs the instance available, and the modify below
-        // leaves it `modifying`. A role added by an earlier, interrupted turn is not missing.
-        for (arn, feature) in missing_roles(&self.source, target) {
-            match self
-                .rds
-                .add_role_to_db_instance()
-                .db_instance_identifier(target_id)
-                .role_arn(&arn)
-                .set_feature_name(feature)
-                .send()
-                .await
-                .map_err(|e| aws_error("rds:AddRoleToDBInstance", target_id, e))
-            {
-                Err(e) if e.aws_code() == Some("DBInstanceRoleAlreadyExists") => {}
-                other => other.map(|_| ())?,
-            }
-        }
-        let managed_password = self.source.master_user_secret().is_some() && target.master_user_secret().is_none();
-        if !modify_changes(&self.source, target).is_empty() {
-            let s = &self.source;
-            let pi = s.performance_insights_enabled() == Some(true);
-            let interval = s.monitoring_interval().filter(|i| *i > 0);
-            self.rds
-                .modify_db_instance()
-                .db_instance_identifier(target_id)
-                .apply_immediately(true)
-                .set_enable_performance_insights(pi.then_some(true))
-                .set_performance_insights_kms_key_id(if pi { s.performance_insights_kms_key_id().map(str::to_string) } else { None })
-                .set_performance_insights_retention_period(if pi { s.performance_insights_retention_period() } else { None })
-                .set_monitoring_interval(interval)
-                .set_monitoring_role_arn(interval.and(s.monitoring_role_arn().map(str::to_string)))
-                .set_max_allocated_storage(s.max_allocated_storage())
-                .set_preferred_maintenance_window(s.preferred_maintenance_window().map(str::to_string))
-                .set_manage_master_user_password(managed_password.then_some(true))
-                .set_master_user_secret_kms_key_id(if managed_password {
-                    s.master_user_secret().and_then(|m| m.kms_key_id()).map(str::to_string)
-                } else {
-                    None
-                })
-                .send()
-                .await
-                .map_err(|e| aws_error("rds:ModifyDBInstance", target_id, e))?;
-        }
-        self.add_tags(target.db_instance_arn(), target_id, vec![tag(TAG_SETTINGS_APPLIED, "true")]).await?;
-        Ok((!changes.is_empty()).then(|| Step::Started(format!("set on {target_id}: {}", changes.join(", ")))))
-    }
-
-    async fn add_tags(&self, arn: Option<&str>, id: &str, tags: Vec<Tag>) -> Result<()> {
-        let arn = arn.ok_or_else(|| Error::Internal(format!("RDS returned {id} without an ARN")))?;
-        self.rds
-            .add_tags_to_resource()
-            .resource_name(arn)
-            .set_tags(Some(tags))
-            .send()
-            .await
-            .map_err(|e| aws_error("rds:AddTagsToResource", id, e))?;
-        Ok(())
-    }
-
-    /// Step 5: the source becomes `<name>-unencrypted`, then the target takes `<name>`.
-    async fn cutover(&self, target: &DbInstance) -> Result<Option<Step>> {
-        let names = &self.names;
-        let target_id = target.db_instance_identifier().unwrap_or_default();
-        if target_id == names.original {
-            return Ok(None);
-        }
-        let source_id = self.source_id();
-        let source_status = self.source.db_instance_status().unwrap_or_default();
-        if source_id == names.original {
-            if let Some(refusal) = rename_refusal(&self.source) {
-                return Err(Error::Unsupported(format!("{refusal}; the encrypted copy {target_id} is ready and kept")));
-            }
-            if let Some(reason) = rename_blocked_by_state("instance", source_id, source_status) {
-                return Err(Error::Unsupported(reason));
-            }
-            if source_status != "available" {
-                return Ok(Some(Step::Waiting(format!(
-                    "Waiting for {source_id} to be available before renaming it (now {source_status})."
-                ))));
-            }
-            // RDS reboots an instance it renames: said in the change line the email lists.
-            let change = format!("rename {} to {} (RDS reboots it for the rename)", names.original, names.renamed_source);
-            if !self.req.dry_run {
-                // Remember the original name first: a resumed run finds the source by its
-                // resource id whatever it is called, and needs to know what to give the target.
-                self.add_tags(self.source.db_instance_arn(), source_id, vec![tag(TAG_ORIGINAL_IDENTIFIER, &names.original)]).await?;
-                self.rds
-                    .modify_db_instance()
-                    .db_instance_identifier(source_id)
-                    .new_db_instance_identifier(&names.renamed_source)
-                    .apply_immediately(true)
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("rds:ModifyDBInstance", source_id, e))?;
-            }
-            return Ok(Some(Step::Started(change)));
-        }
-        if source_status == "renaming" {
-            return Ok(Some(Step::Waiting(format!("Waiting for {} to finish renaming to {source_id}.", names.original))));
-        }
-        if instance_by_id(&self.rds, &names.original).await?.is_some() {
-            return Err(Error::Unsupported(format!(
-                "the name {} was taken by another instance after the source was renamed {source_id}; the encrypted instance \
-                 keeps the name {target_id}. Point clients at {target_id}",
-                names.original
-            )));
-        }
-        let target_status = target.db_instance_status().unwrap_or_default();
-        if target_status != "available" {
-            return Ok(Some(Step::Waiting(format!("Waiting for {target_id} to be available before renaming it (now {target_status})."))));
-        }
-        let change = format!("rename {target_id} to {}", names.original);
-        if !self.req.dry_run {
-            self.rds
-                .modify_db_instance()
-                .db_instance_identifier(target_id)
-                .new_db_instance_identifier(&names.original)
-                .apply_immediately(true)
-                .send()
-                .await
-                .map_err(|e| aws_error("rds:ModifyDBInstance", target_id, e))?;
-        }
-        Ok(Some(Step::Started(change)))
-    }
-
-    /// Step 6: delete the intermediate snapshot (only it), mark the source.
-    async fn finish(&self, target: &DbInstance) -> Result<Vec<String>> {
-        let mut changes = Vec::new();
-        let target_id = target.db_instance_identifier().unwrap_or_default();
-        if let Some(snap) = db_snapshot(&self.rds, &self.names.source_snapshot).await? {
-            // Deleted only when it is the intermediate copy this fix made of this source.
-            if self.ours(snap.tag_list()) && snap.db_snapshot_identifier() == Some(self.names.source_snapshot.as_str()) {
-                changes.push(format!("delete intermediate snapshot {}", self.names.source_snapshot));
-                if !self.req.dry_run {
-                    self.rds
-                        .delete_db_snapshot()
-                        .db_snapshot_identifier(&self.names.source_snapshot)
-                        .send()
-                        .await
-                        .map_err(|e| aws_error("rds:DeleteDBSnapshot", &self.names.source_snapshot, e))?;
-                }
-            }
-        }
-        if tag_value(self.source.tag_list(), TAG_REPLACED_BY) != Some(target_id) {
-            changes.push(format!("tag {} {TAG_REPLACED_BY}={target_id}", self.source_id()));
-            if !self.req.dry_run {
-                self.add_tags(self.source.db_instance_arn(), self.source_id(), vec![tag(TAG_REPLACED_BY, target_id)]).await?;
-            }
-        }
-        Ok(changes)
-    }
-
-    fn success_message(&self, target: &DbInstance, cutover_asked: bool, writes_frozen: bool) -> String {
-        let names = &self.names;
-        let target_id = target.db_instance_identifier().unwrap_or_default();
-        let endpoint = endpoint_text(target);
-        let source_id = self.source_id();
-        let key = target.kms_key_id().unwrap_or(&self.key_arn);
-        if target_id == names.original {
-            return format!(
-                "DB instance {target_id} is now encrypted (KMS key {key}) and keeps its endpoint {endpoint}: the encrypted copy took \
-                 over the name, and the unencrypted original was renamed {source_id} (RDS rebooted it for the rename). \
-                 {source_id} is still running and was not otherwise changed (tagged {TAG_REPLACED_BY}={target_id}). Encrypted \
-                 snapshot {} is kept.{} Next: check the application against {target_id}, then delete {source_id} when satisfied.",
-                names.encrypted_snapshot,
-                not_carried_text(&self.source)
-            );
-        }
-        let mut message = format!(
-            "Encrypted copy {target_id} of DB instance {source_id} is available at {endpoint} (KMS key {key}), with {source_id}'s \
-             network, parameter/option groups, storage, backup, monitoring settings and tags. {source_id} is still running and \
-             was not changed (tagged {TAG_REPLACED_BY}={target_id}). Encrypted snapshot {} is kept. {target_id} holds the data \
-             as of its snapshot: writes made to {source_id} after the snapshot are not in it.{} ",
-            names.encrypted_snapshot,
-            not_carried_text(&self.source)
-        );
-        if cutover_asked && !writes_frozen {
-            message.push_str("The rename cutover was NOT done because WritesFrozen is not true. ");
-        }
-        message.push_str(&format!(
-            "Next: point clients at {endpoint}, then delete {source_id} when satisfied. To keep the old endpoint instead, stop \
-             writes to {source_id}, delete {target_id} and snapshot {}, and run this fix again with Cutover=rename and \
-             WritesFrozen=true (RDS reboots {source_id} when it is renamed).",
-            names.encrypted_snapshot
-        ));
-        message
+impl Run {
+    fn target(&self, o: &Observed) -> Option<&DbInstance> {
+        replace::found_target(&self.targets, o.target())
     }
 }
 
-fn snapshot_time(snap: &DbSnapshot) -> String {
-    snap.snapshot_create_time()
-        .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
-        .unwrap_or_else(|| "at an unknown time".into())
-}
-
-fn broken_snapshot(id: &str, status: Option<&str>) -> Error {
-    Error::Unsupported(format!(
-        "snapshot {id} is {}; delete it and run the fix again. Nothing else was changed",
-        status.unwrap_or("in an unknown state")
-    ))
-}
+/// The worker. Its RDS client comes from the invocation's context (`ctx.client`), where tests
+/// register mocked ones when the stand-in is wrong.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RdsEncryptInstance;
 
 #[async_trait]
 impl Fix for RdsEncryptInstance {
@@ -719,142 +316,58 @@ impl Fix for RdsEncryptInstance {
     }
 
     async fn reconcile(&self, ctx: &FixContext, req: &FixRequest) -> Result<FixOutcome> {
-        let resource_id = req.resource_id.as_str();
-        let rds = self.client(ctx);
-        let Some(source) = instance_by_resource_id(&rds, resource_id).await? else {
-            return Ok(FixOutcome::failed(
-                &SPEC,
-                req,
-                format!("No DB instance has the resource id {resource_id} (deleted since it was evaluated?). Nothing was changed."),
-            ));
-        };
-        let source_id = source.db_instance_identifier().unwrap_or_default().to_string();
-        if let Some(reason) = unsupported_reason(&source) {
-            return Ok(FixOutcome::failed(&SPEC, req, format!("{reason} Nothing was changed.")));
-        }
-        let key_arn = resolve_key(ctx, req).await?;
-        let names = Names::new(&source, resource_id, req.params.text("TargetInstanceIdentifier"))?;
-        let cutover_asked = req.params.text("Cutover") == Some("rename");
-        let writes_frozen = req.params.bool("WritesFrozen");
-        let run = Run { rds, req, resource_id, key_arn: key_arn.clone(), names, source };
-
-        let target = run.find_target().await?;
-        if target.is_none() && source_encrypted_with(ctx, &run.source, &key_arn).await? {
-            return Ok(FixOutcome::succeeded(
-                &SPEC,
-                req,
-                format!("DB instance {source_id} is already encrypted with KMS key {key_arn}; nothing was changed."),
-            ));
-        }
-        // Refused before any copy is made: building one for a cutover that cannot happen helps no one.
-        if target.is_none()
-            && cutover_asked
-            && writes_frozen
-            && source_id == run.names.original
-            && let Some(refusal) = rename_refusal(&run.source)
-        {
-            return Ok(FixOutcome::failed(&SPEC, req, format!("{}. Nothing was changed.", capitalised(&refusal))));
-        }
-        let Some(target) = target else {
-            return Ok(match run.build_target().await? {
-                Step::Started(change) if req.dry_run => dry_run_outcome(req, &run, change),
-                Step::Started(change) => {
-                    FixOutcome::in_progress(&SPEC, req, format!("Started: {change}. The next step follows when AWS is done."))
-                        .with_change(change)
-                }
-                Step::Waiting(message) => FixOutcome::in_progress(&SPEC, req, message),
-            });
-        };
-        if target.storage_encrypted() != Some(true) {
-            return Ok(FixOutcome::failed(
-                &SPEC,
-                req,
-                format!(
-                    "{} was restored from {} but reports unencrypted storage; it was left as it is for inspection.",
-                    target.db_instance_identifier().unwrap_or_default(),
-                    run.names.encrypted_snapshot
-                ),
-            ));
-        }
-        let target_id = target.db_instance_identifier().unwrap_or_default().to_string();
-        let status = target.db_instance_status().unwrap_or_default();
-        if is_broken_status(status) {
-            return Ok(FixOutcome::failed(&SPEC, req, format!("Encrypted instance {target_id} is {status}; it was left for inspection.")));
-        }
-        if status != "available" {
-            return Ok(FixOutcome::in_progress(
-                &SPEC,
-                req,
-                format!("Waiting for encrypted instance {target_id} to be available (now {}).", status_text(Some(status), None)),
-            ));
-        }
-        if let Some(step) = run.settle(&target).await? {
-            return Ok(step_outcome(req, &run, step));
-        }
-        if cutover_asked
-            && writes_frozen
-            && let Some(step) = run.cutover(&target).await?
-        {
-            return Ok(step_outcome(req, &run, step));
-        }
-        let changes = run.finish(&target).await?;
-        if req.dry_run {
-            let mut outcome = FixOutcome::succeeded(
-                &SPEC,
-                req,
-                format!(
-                    "Dry run: {target_id} exists; would finish with: {}. Nothing was changed.",
-                    if changes.is_empty() { "nothing".to_string() } else { changes.join("; ") }
-                ),
-            );
-            outcome.changes = changes;
-            return Ok(outcome);
-        }
-        let mut outcome = FixOutcome::succeeded(&SPEC, req, run.success_message(&target, cutover_asked, writes_frozen));
-        outcome.changes = changes;
-        Ok(outcome)
+        let rds = ctx.client(client);
+        let source = instance_by_resource_id(&rds, &req.resource_id).await?;
+        let mut run = source.map(|source| Run { rds, resource_id: req.resource_id.clone(), source, targets: Vec::new() });
+        replace::replace_by_copy(&SPEC, &replace::INSTANCE, ctx, req, run.as_mut().map(|r| r as &mut dyn Replace)).await
     }
 }
 
-fn capitalised(text: &str) -> String {
-    let mut chars = text.chars();
-    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
-}
-
-/// " Not carried over (do it by hand): …." or nothing.
-fn not_carried_text(source: &DbInstance) -> String {
-    let missing = not_carried(source);
-    if missing.is_empty() { String::new() } else { format!(" Not carried over, to do by hand: {}.", missing.join("; ")) }
-}
-
-fn step_outcome(req: &FixRequest, run: &Run<'_>, step: Step) -> FixOutcome {
-    match step {
-        Step::Started(change) if req.dry_run => dry_run_outcome(req, run, change),
-        Step::Started(change) => FixOutcome::in_progress(&SPEC, req, format!("Started: {change}.")).with_change(change),
-        Step::Waiting(message) => FixOutcome::in_progress(&SPEC, req, message),
-    }
-}
-
-fn dry_run_outcome(req: &FixRequest, run: &Run<'_>, next: String) -> FixOutcome {
-    FixOutcome::succeeded(
-        &SPEC,
-        req,
+impl replace::Report for Run {
+    fn dry_run_message(&self, o: &Observed, next: &str) -> String {
         format!(
             "Dry run: the next step would be to {next}; then encrypted instance {} would be restored with the source's settings \
              and the intermediate snapshot {} deleted. {} would not be stopped or deleted (a rename cutover renames it, and \
              RDS reboots a renamed instance).{} Nothing was changed.",
-            run.names.target,
-            run.names.source_snapshot,
-            run.source_id(),
-            not_carried_text(&run.source)
-        ),
-    )
-    .with_change(next)
-}
-
-async fn source_encrypted_with(ctx: &FixContext, source: &DbInstance, key_arn: &str) -> Result<bool> {
-    if source.storage_encrypted() != Some(true) {
-        return Ok(false);
+            o.names.target,
+            o.names.source_snapshot,
+            o.source.id,
+            replace::not_carried_text(&not_carried(&self.source))
+        )
     }
-    key_matches(ctx, source.kms_key_id(), key_arn).await
+
+    fn success_message(&self, o: &Observed) -> String {
+        let names = &o.names;
+        let target = self.target(o);
+        let target_id = target.and_then(|t| t.db_instance_identifier()).unwrap_or_default();
+        let endpoint = target.map(endpoint_text).unwrap_or_default();
+        let source_id = o.source.id.as_str();
+        let key = target.and_then(|t| t.kms_key_id()).unwrap_or(&o.settings.key_arn);
+        let encrypted_snapshot = names.encrypted_snapshot.as_deref().unwrap_or_default();
+        let not_carried = replace::not_carried_text(&not_carried(&self.source));
+        if target_id == names.original {
+            return format!(
+                "DB instance {target_id} is now encrypted (KMS key {key}) and keeps its endpoint {endpoint}: the encrypted copy took \
+                 over the name, and the unencrypted original was renamed {source_id} (RDS rebooted it for the rename). \
+                 {source_id} is still running and was not otherwise changed (tagged {TAG_REPLACED_BY}={target_id}). Encrypted \
+                 snapshot {encrypted_snapshot} is kept.{not_carried} Next: check the application against {target_id}, then delete \
+                 {source_id} when satisfied."
+            );
+        }
+        let mut message = format!(
+            "Encrypted copy {target_id} of DB instance {source_id} is available at {endpoint} (KMS key {key}), with {source_id}'s \
+             network, parameter/option groups, storage, backup, monitoring settings and tags. {source_id} is still running and \
+             was not changed (tagged {TAG_REPLACED_BY}={target_id}). Encrypted snapshot {encrypted_snapshot} is kept. {target_id} \
+             holds the data as of its snapshot: writes made to {source_id} after the snapshot are not in it.{not_carried} "
+        );
+        if o.settings.cutover_asked && !o.settings.writes_frozen {
+            message.push_str("The rename cutover was NOT done because WritesFrozen is not true. ");
+        }
+        message.push_str(&format!(
+            "Next: point clients at {endpoint}, then delete {source_id} when satisfied. To keep the old endpoint instead, stop \
+             writes to {source_id}, delete {target_id} and snapshot {encrypted_snapshot}, and run this fix again with \
+             Cutover=rename and WritesFrozen=true (RDS reboots {source_id} when it is renamed)."
+        ));
+        message
+    }
 }

@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    atrest::lambda::serve_fix(fix_rds_encrypt_instance::RdsEncryptInstance::default()).await
+    atrest::lambda::serve_fix(fix_rds_encrypt_instance::RdsEncryptInstance).await
 }

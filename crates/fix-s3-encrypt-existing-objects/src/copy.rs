@@ -7,7 +7,7 @@ use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format;
 
 use atrest::error::{Result, aws_error};
-use atrest::s3_objects::SkipReason;
+use atrest_s3::objects::SkipReason;
 use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective, ServerSideEncryption, StorageClass, TaggingDirective};
 

@@ -32,8 +32,8 @@ use atrest::clients;
 use atrest::error::{Result, aws_error};
 use atrest::kms::KMS_KEY_PARAM;
 use atrest::remediation::FixContext;
-use atrest::s3_objects::{Decision, ObjectState, Required, SkipReason, decide};
 use atrest::{Fix, FixOutcome, FixRequest, FixSpec, ParamKind, ParamSpec, async_trait};
+use atrest_s3::objects::{Decision, ObjectState, Required, SkipReason, decide};
 use aws_sdk_s3::types::Object;
 use futures::stream::{self, StreamExt};
 

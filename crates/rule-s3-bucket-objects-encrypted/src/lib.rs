@@ -14,9 +14,8 @@ use atrest::clients;
 use atrest::error::{Result, aws_error};
 use atrest::item::ConfigurationItem;
 use atrest::rule::TriggerKind;
-use atrest::s3_buckets::buckets_in_region;
-use atrest::s3_objects::{ObjectState, Required, is_compliant};
 use atrest::{ConfigRule, Discovered, ParamKind, ParamSpec, RuleContext, RuleSpec, Verdict, async_trait};
+use atrest_s3::objects::{ObjectState, Required, is_compliant};
 use futures::stream::{self, StreamExt};
 use serde_json::json;
 
@@ -174,10 +173,7 @@ impl ConfigRule for S3BucketObjectsEncrypted {
     }
 
     async fn discover(&self, ctx: &RuleContext) -> Result<Vec<Discovered>> {
-        let s3 = ctx.client(clients::s3);
-        let region = clients::region_name(&ctx.sdk);
-        let found = buckets_in_region(&s3, &region).await?;
-        Ok(found.into_iter().map(|name| Discovered::Id { resource_type: RESOURCE_TYPE.into(), resource_id: name }).collect())
+        atrest_s3::regional_buckets(ctx).await
     }
 
     async fn fetch_item(&self, _ctx: &RuleContext, _resource_type: &str, bucket: &str) -> Result<Option<ConfigurationItem>> {

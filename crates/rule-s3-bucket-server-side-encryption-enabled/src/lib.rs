@@ -9,18 +9,11 @@
 //! so a change is judged without calling AWS (except to resolve key aliases). Periodic sweeps
 //! list the buckets of the current region and read their state.
 
-use atrest::clients;
-use atrest::error::{Result, aws_error};
-use atrest::item::{ConfigurationItem, field, field_bool, field_str};
-use atrest::policy::{Policy, denies_unencrypted_uploads};
+use atrest::error::Result;
+use atrest::item::ConfigurationItem;
 use atrest::rule::TriggerKind;
-pub use atrest::s3_buckets::bucket_location;
-use atrest::s3_buckets::buckets_in_region;
 use atrest::{ConfigRule, Discovered, ParamKind, ParamSpec, RuleContext, RuleSpec, Verdict, async_trait};
-use serde_json::{Value, json};
-
-pub const RESOURCE_TYPE: &str = "AWS::S3::Bucket";
-pub const ALGORITHMS: &[&str] = &["AES256", "aws:kms", "aws:kms:dsse"];
+use atrest_s3::{ALGORITHMS, KMS_ALGORITHMS, RESOURCE_TYPE, Requirement};
 
 pub static SPEC: RuleSpec = RuleSpec {
     name: "s3-bucket-server-side-encryption-enabled",
@@ -45,49 +38,14 @@ pub static SPEC: RuleSpec = RuleSpec {
     fix: Some("s3-enable-default-encryption"),
 };
 
-/// The bucket's default encryption, as read from an item.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DefaultEncryption {
-    pub algorithm: String,
-    pub kms_key: Option<String>,
-    pub bucket_key: bool,
-}
-
-/// Reads `ServerSideEncryptionConfiguration` from an item (notification, history or live shape).
-pub fn default_encryption(item: &ConfigurationItem) -> Option<DefaultEncryption> {
-    let config = item.supplementary("ServerSideEncryptionConfiguration")?;
-    let rules = field(config, "rules")?.as_array()?;
-    rules.iter().find_map(|rule| {
-        let default = field(rule, "applyServerSideEncryptionByDefault")?;
-        Some(DefaultEncryption {
-            algorithm: field_str(default, "sseAlgorithm")?.to_string(),
-            kms_key: field_str(default, "kmsMasterKeyID").filter(|k| !k.is_empty()).map(str::to_string),
-            bucket_key: field_bool(rule, "bucketKeyEnabled").unwrap_or(false),
-        })
-    })
-}
-
-fn bucket_policy(item: &ConfigurationItem) -> Option<Policy> {
-    let entry = item.supplementary("BucketPolicy")?;
-    let text = match field(entry, "policyText")? {
-        Value::String(s) => s.clone(),
-        doc @ Value::Object(_) => doc.to_string(),
-        _ => return None,
-    };
-    Policy::parse(&text).ok()
-}
-
 /// Algorithms that satisfy a required minimum.
 fn acceptable(required: Option<&str>, keys_required: bool) -> &'static [&'static str] {
     match (required, keys_required) {
         (Some("aws:kms:dsse"), _) => &["aws:kms:dsse"],
-        (Some("aws:kms"), _) | (_, true) => &["aws:kms", "aws:kms:dsse"],
+        (Some("aws:kms"), _) | (_, true) => KMS_ALGORITHMS,
         _ => ALGORITHMS,
     }
 }
-
-/// S3 uses the AWS managed key when SSE-KMS names none.
-const AWS_MANAGED_S3_KEY: &str = "alias/aws/s3";
 
 pub struct S3BucketServerSideEncryptionEnabled;
 
@@ -107,116 +65,29 @@ impl ConfigRule for S3BucketServerSideEncryptionEnabled {
         let required = ctx.params.text("requiredAlgorithm");
         let keys = ctx.params.list("kmsKeyArns");
         let accepted = acceptable(required, !keys.is_empty());
-        let Some(enc) = default_encryption(item) else {
-            if keys.is_empty()
-                && let Some(policy) = bucket_policy(item)
-                && denies_unencrypted_uploads(&policy, &item.resource_id, accepted)
-            {
-                return Ok(Verdict::compliant("No default encryption, but the bucket policy denies unencrypted uploads."));
-            }
-            return Ok(Verdict::non_compliant("The bucket has no default encryption."));
-        };
-        if !accepted.contains(&enc.algorithm.as_str()) {
-            return Ok(Verdict::non_compliant(format!(
-                "Default encryption is {}, but {} is required.",
-                enc.algorithm,
-                accepted.join(" or ")
-            )));
-        }
-        if !keys.is_empty() {
-            let key = enc.kms_key.as_deref().unwrap_or(AWS_MANAGED_S3_KEY);
-            if !ctx.kms.is_one_of(key, keys).await? {
-                return Ok(Verdict::non_compliant(format!("Default encryption uses KMS key {key}, which is not in kmsKeyArns.")));
-            }
-        }
-        let with_key = enc.kms_key.map(|k| format!(" with key {k}")).unwrap_or_default();
-        Ok(Verdict::compliant(format!("Default encryption is {}{with_key}.", enc.algorithm)))
+        atrest_s3::judge_default_encryption(ctx, item, &Requirement { accepted, keys, policy_may_substitute: true }).await
     }
 
     async fn discover(&self, ctx: &RuleContext) -> Result<Vec<Discovered>> {
-        let s3 = ctx.client(clients::s3);
-        let region = clients::region_name(&ctx.sdk);
-        let found = buckets_in_region(&s3, &region).await?;
-        Ok(found.into_iter().map(|name| Discovered::Id { resource_type: RESOURCE_TYPE.into(), resource_id: name }).collect())
+        atrest_s3::regional_buckets(ctx).await
     }
 
     async fn fetch_item(&self, ctx: &RuleContext, _resource_type: &str, bucket: &str) -> Result<Option<ConfigurationItem>> {
-        let s3 = ctx.client(clients::s3);
-        let encryption = match s3.get_bucket_encryption().bucket(bucket).send().await {
-            Ok(out) => out.server_side_encryption_configuration().map(encryption_json),
-            Err(e) => {
-                let err = aws_error("s3:GetEncryptionConfiguration", bucket, e);
-                match err.aws_code() {
-                    Some("ServerSideEncryptionConfigurationNotFoundError") => None,
-                    Some("NoSuchBucket") => return Ok(None),
-                    _ => return Err(err),
-                }
-            }
-        };
-        let policy = match s3.get_bucket_policy().bucket(bucket).send().await {
-            Ok(out) => out.policy().map(str::to_string),
-            Err(e) => {
-                let err = aws_error("s3:GetBucketPolicy", bucket, e);
-                match err.aws_code() {
-                    Some("NoSuchBucketPolicy") => None,
-                    Some("NoSuchBucket") => return Ok(None),
-                    _ => return Err(err),
-                }
-            }
-        };
-        let tags = match s3.get_bucket_tagging().bucket(bucket).send().await {
-            Ok(out) => out.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect(),
-            Err(e) => {
-                let err = aws_error("s3:GetBucketTagging", bucket, e);
-                match err.aws_code() {
-                    Some("NoSuchTagSet") => Default::default(),
-                    Some("NoSuchBucket") => return Ok(None),
-                    _ => return Err(err),
-                }
-            }
-        };
-        let mut item = ConfigurationItem::live(RESOURCE_TYPE, bucket, json!({ "name": bucket }));
-        item.resource_name = Some(bucket.to_string());
-        item.arn = Some(format!("arn:aws:s3:::{bucket}"));
-        item.tags = tags;
-        if let Some(enc) = encryption {
-            item.supplementary_configuration.insert("ServerSideEncryptionConfiguration".into(), enc);
-        }
-        item.supplementary_configuration.insert("BucketPolicy".into(), json!({ "policyText": policy }));
-        Ok(Some(item))
+        atrest_s3::bucket_item(ctx, bucket).await
     }
-}
-
-/// Converts the API's encryption configuration into the item's shape.
-pub fn encryption_json(config: &aws_sdk_s3::types::ServerSideEncryptionConfiguration) -> Value {
-    let rules: Vec<Value> = config
-        .rules()
-        .iter()
-        .map(|rule| {
-            let default = rule
-                .apply_server_side_encryption_by_default()
-                .map(|d| json!({ "sseAlgorithm": d.sse_algorithm().as_str(), "kmsMasterKeyID": d.kms_master_key_id() }));
-            json!({ "applyServerSideEncryptionByDefault": default, "bucketKeyEnabled": rule.bucket_key_enabled().unwrap_or(false) })
-        })
-        .collect();
-    json!({ "rules": rules })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use atrest::Compliance;
+    use atrest_s3::testing::{KEY, OTHER_KEY as OTHER, item};
     use aws_config::{BehaviorVersion, Region, SdkConfig};
+    use serde_json::{Value, json};
 
     fn sdk() -> SdkConfig {
         // No endpoint is reachable: these tests must decide without calling AWS.
         SdkConfig::builder().behavior_version(BehaviorVersion::latest()).region(Region::new("us-east-1")).build()
-    }
-
-    fn item(supplementary: Value) -> ConfigurationItem {
-        let mut item = ConfigurationItem::live(RESOURCE_TYPE, "b", json!({"name": "b"}));
-        item.supplementary_configuration = supplementary.as_object().unwrap().clone();
-        item
     }
 
     fn sse(algorithm: &str, key: Option<&str>) -> Value {
@@ -228,9 +99,6 @@ mod tests {
         let ctx = RuleContext::new(&sdk(), SPEC.parse_params(&raw).unwrap());
         S3BucketServerSideEncryptionEnabled.judge(&ctx, item).await.unwrap()
     }
-
-    const KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
-    const OTHER: &str = "arn:aws:kms:us-east-1:123456789012:key/ffffffff-12ab-34cd-56ef-1234567890ab";
 
     #[tokio::test]
     async fn verdict_table() {
@@ -268,17 +136,5 @@ mod tests {
             assert_eq!(verdict.compliance, expected, "{name}: {}", verdict.annotation);
             assert!(!verdict.annotation.is_empty(), "{name}");
         }
-    }
-
-    #[test]
-    fn reads_the_history_shape_too() {
-        // GetResourceConfigHistory spells fields differently and nests JSON strings.
-        let it = item(
-            json!({"ServerSideEncryptionConfiguration": {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": KEY}, "BucketKeyEnabled": true}]}}),
-        );
-        assert_eq!(
-            default_encryption(&it),
-            Some(DefaultEncryption { algorithm: "aws:kms".into(), kms_key: Some(KEY.into()), bucket_key: true })
-        );
     }
 }
