@@ -10,7 +10,8 @@
 //! location ("not copied when using the x-amz-metadata-directive header": passed from
 //! `HeadObject`), the storage class (a copy is STANDARD unless told: passed) and the ACL (never
 //! copied: its grants are passed where ACLs are enabled). Objects over 5 GiB (CopyObject's limit)
-//! are copied by multipart `UploadPartCopy`, each part conditioned on the ETag `HeadObject` saw.
+//! are copied by multipart `UploadPartCopy` (from 1 GiB on, so no single request outlasts the
+//! SDK's 30 s attempt timeout), each part conditioned on the ETag `HeadObject` saw.
 //!
 //! Requests: one `ListObjectsV2` per 1000 objects; an object written on or after 2023-01-05 needs
 //! nothing more when any SSE will do (S3 encrypted it on write). Any other object: `HeadObject`
@@ -98,8 +99,10 @@ impl Default for S3EncryptExistingObjects {
         S3EncryptExistingObjects {
             budget: Duration::from_secs(200),
             hard_stop: Duration::from_secs(225),
-            multipart_threshold: COPY_OBJECT_LIMIT,
-            part_size: 512 * 1024 * 1024,
+            // Below CopyObject's 5 GiB limit: one CopyObject of several GiB can outlast the SDK's
+            // 30 s attempt timeout (atrest::clients); 256 MiB parts copy in seconds each.
+            multipart_threshold: 1024 * 1024 * 1024,
+            part_size: 256 * 1024 * 1024,
             page_size: 1000,
         }
     }
