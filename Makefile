@@ -33,7 +33,7 @@ LAMBDA_TARGET_DIR ?= $(HOME)/.cache/atrest/target-lambda
 export ATREST_VENV := $(VENV)
 WITH_MOTO := tests/moto/with-moto
 
-.PHONY: build template test test-rust test-template demo bench fuzz lint fmt clippy package deploy stackset stackset-args tools guard checkov-tools clean smoke smoke-args
+.PHONY: build template test test-rust test-template demo bench bench-s3 fuzz lint fmt clippy package deploy stackset stackset-args tools guard checkov-tools clean smoke smoke-args
 
 build:
 	cargo build --workspace --locked
@@ -153,6 +153,11 @@ clean:
 # runtime's own CPU work, and cold starts of real bootstraps against a local Runtime API
 # (built first with the bench profile, which cold_start.rs finds beside itself).
 BENCH_BOOTSTRAPS := -p rule-s3-bucket-server-side-encryption-enabled -p fix-s3-enable-default-encryption
+# Re-encrypting existing objects on the stand-in: `aws s3 cp --recursive --sse AES256` against
+# `atrest remediate s3-encrypt-existing-objects` (objects/s, requests per object). Needs `aws`.
+bench-s3:
+	N=$${N:-2000} benches/s3_reencrypt.sh
+
 bench:
 	cargo build --locked --profile bench $(BENCH_BOOTSTRAPS)
 	cargo bench --locked -p atrest-tests --bench runtime --bench cold_start

@@ -69,6 +69,18 @@ async fn non_compliant(sdk: &SdkConfig, rule: &str) -> Target {
             s3.put_bucket_policy().bucket(&bucket).policy(console_ssl_policy(&bucket).to_string()).send().await.unwrap();
             Target { resource_type: "AWS::S3::Bucket", resource_id: bucket.clone(), name: bucket }
         }
+        "S3BucketObjectsEncryptedRule" => {
+            // Deployed only with S3ObjectsRuleEnabled=true; its remediation is in the template
+            // all the same (under that condition), so it runs here.
+            let bucket = unique("console-objs");
+            let s3 = atrest::clients::s3(sdk);
+            s3.create_bucket().bucket(&bucket).send().await.unwrap();
+            for key in ["old/a.txt", "old/b c+d.txt"] {
+                s3.put_object().bucket(&bucket).key(key).body(key.as_bytes().to_vec().into()).send().await.unwrap();
+            }
+            atrest_testkit::make_legacy_objects(&bucket, None, "").await;
+            Target { resource_type: "AWS::S3::Bucket", resource_id: bucket.clone(), name: bucket }
+        }
         "EncryptedVolumesRule" => {
             // Detached: with the default EbsAllowInstanceStop=false an attached volume waits.
             let out = ec2(sdk).create_volume().availability_zone("us-east-1a").size(1).encrypted(false).send().await.unwrap();
@@ -139,6 +151,13 @@ async fn assert_fixed(sdk: &SdkConfig, rule: &str, target: &Target) {
         "S3BucketServerSideEncryptionEnabledRule" => {
             let enc = aws_sdk_s3::Client::new(sdk).get_bucket_encryption().bucket(name).send().await.expect("bucket encryption");
             assert!(!enc.server_side_encryption_configuration().unwrap().rules().is_empty());
+        }
+        "S3BucketObjectsEncryptedRule" => {
+            let s3 = atrest::clients::s3(sdk);
+            for key in ["old/a.txt", "old/b c+d.txt"] {
+                let head = s3.head_object().bucket(name).key(key).send().await.unwrap();
+                assert_eq!(head.server_side_encryption().map(|s| s.as_str()), Some("AES256"), "{key}");
+            }
         }
         "S3DefaultEncryptionKmsRule" => {
             // The same fix, configured by this rule's remediation for SSE-KMS.

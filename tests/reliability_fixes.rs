@@ -40,6 +40,7 @@ static SCENARIOS: &[&dyn FixScenario] = &[
     &RdsClusterScenario,
     &EbsDefaultScenario { name: "ebs-enable-default-encryption/keep-key", kms: false },
     &EbsDefaultScenario { name: "ebs-enable-default-encryption/customer-key", kms: true },
+    &ObjectsScenario,
 ];
 
 /// Scenarios too slow for every `cargo test` (hundreds of calls per run): `make test` (and so
@@ -164,6 +165,147 @@ async fn every_fix_resumes_after_a_kill_at_every_call() {
 
 /// Every bucket starts from SSE-S3, its base level since January 2023 (as the stand-in models
 /// it), so each run asks for SSE-KMS: with the AWS managed key (`kms: false`) or a customer key.
+/// s3-encrypt-existing-objects: a versioned bucket of pre-2023 unencrypted objects (so every
+/// copy leaves a version behind and copies can be counted), rewritten with SSE-S3.
+struct ObjectsScenario;
+
+/// (key, bytes, content type, metadata, tags, storage class) of one seeded object.
+type SeededObject = (String, Vec<u8>, Option<String>, BTreeMap<String, String>, BTreeSet<(String, String)>, Option<String>);
+
+struct ObjectsFixture {
+    bucket: String,
+    objects: Vec<SeededObject>,
+}
+
+#[atrest::async_trait]
+impl FixScenario for ObjectsScenario {
+    fn name(&self) -> &'static str {
+        "s3-encrypt-existing-objects/versioned-sse-s3"
+    }
+
+    fn fix(&self, _sdk: &SdkConfig) -> Arc<dyn Fix> {
+        Arc::new(fix_s3_encrypt_existing_objects::S3EncryptExistingObjects { page_size: 2, ..Default::default() })
+    }
+
+    async fn warm_up(&self, sdk: &SdkConfig) {
+        let _ = atrest::clients::s3(sdk).list_buckets().send().await;
+    }
+
+    async fn setup(&self, sdk: &SdkConfig) -> Box<dyn Fixture> {
+        let s3 = atrest::clients::s3(sdk);
+        let bucket = unique("rel-objs");
+        s3.create_bucket().bucket(&bucket).send().await.expect("CreateBucket");
+        s3.put_bucket_versioning()
+            .bucket(&bucket)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder().status(aws_sdk_s3::types::BucketVersioningStatus::Enabled).build(),
+            )
+            .send()
+            .await
+            .expect("PutBucketVersioning");
+        let objects = vec![
+            (
+                "data/report.csv".to_string(),
+                b"a,b\n1,2\n".to_vec(),
+                Some("text/csv".to_string()),
+                [("owner".to_string(), "finance".to_string())].into(),
+                [("class".to_string(), "pii".to_string())].into(),
+                Some("STANDARD_IA".to_string()),
+            ),
+            ("naïve/ünïcode key+1.bin".to_string(), (0..=255u8).collect(), None, BTreeMap::new(), BTreeSet::new(), None),
+            ("empty".to_string(), Vec::new(), None, BTreeMap::new(), [("keep".to_string(), "yes".to_string())].into(), None),
+        ];
+        for (key, bytes, content_type, metadata, tags, class) in &objects {
+            let tagging = tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+            s3.put_object()
+                .bucket(&bucket)
+                .key(key)
+                .body(ByteStream::from(bytes.clone()))
+                .set_content_type(content_type.clone())
+                .set_metadata(Some(metadata.clone().into_iter().collect()))
+                .tagging(tagging)
+                .set_storage_class(class.as_deref().map(aws_sdk_s3::types::StorageClass::from))
+                .send()
+                .await
+                .expect("PutObject");
+        }
+        atrest_testkit::make_legacy_objects(&bucket, None, "").await;
+        Box::new(ObjectsFixture { bucket, objects })
+    }
+}
+
+#[atrest::async_trait]
+impl Fixture for ObjectsFixture {
+    fn payload(&self) -> Value {
+        json!({"ResourceId": self.bucket, "ExecutionId": "00000000-0000-4000-8000-00000000feed", "Concurrency": "2"})
+    }
+
+    async fn violations(&self, sdk: &SdkConfig) -> Vec<String> {
+        let mut v = Vec::new();
+        let s3 = atrest::clients::s3(sdk);
+        let b = &self.bucket;
+        let mut versions: BTreeMap<String, usize> = BTreeMap::new();
+        match s3.list_object_versions().bucket(b).send().await {
+            Ok(out) => {
+                for version in out.versions() {
+                    *versions.entry(version.key().unwrap_or_default().to_string()).or_default() += 1;
+                }
+                if !out.delete_markers().is_empty() {
+                    v.push("a delete marker was written".into());
+                }
+            }
+            Err(e) => v.push(format!("ListObjectVersions: {e:?}")),
+        }
+        for (key, bytes, content_type, metadata, tags, class) in &self.objects {
+            // The original version and one encrypted copy; at most one more when the SDK resent a
+            // CopyObject whose answer was lost (the resend is harmless, and rare).
+            match versions.get(key) {
+                Some(2) | Some(3) => {}
+                other => v.push(format!("{key}: {other:?} versions, expected the original and one copy")),
+            }
+            let head = match s3.head_object().bucket(b).key(key).send().await {
+                Ok(head) => head,
+                Err(e) => {
+                    v.push(format!("{key}: HeadObject {e:?}"));
+                    continue;
+                }
+            };
+            if head.server_side_encryption().map(|s| s.as_str()) != Some("AES256") {
+                v.push(format!("{key}: encryption {:?}", head.server_side_encryption()));
+            }
+            // (The SDK sends application/octet-stream when a put names no type.)
+            if head.content_type().map(str::to_string) != content_type.clone().or(Some("application/octet-stream".into())) {
+                v.push(format!("{key}: content type {:?}", head.content_type()));
+            }
+            let got: BTreeMap<String, String> = head.metadata().cloned().unwrap_or_default().into_iter().collect();
+            if &got != metadata {
+                v.push(format!("{key}: metadata {got:?}"));
+            }
+            if head.storage_class().map(|c| c.as_str().to_string()) != *class {
+                v.push(format!("{key}: storage class {:?}", head.storage_class()));
+            }
+            match s3.get_object().bucket(b).key(key).send().await {
+                Ok(out) => match out.body.collect().await.map(|d| d.to_vec()) {
+                    Ok(data) if data == *bytes => {}
+                    _ => v.push(format!("{key}: bytes changed")),
+                },
+                Err(e) => v.push(format!("{key}: GetObject {e:?}")),
+            }
+            match s3.get_object_tagging().bucket(b).key(key).send().await {
+                Ok(out) => {
+                    let got: BTreeSet<(String, String)> =
+                        out.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect();
+                    if &got != tags {
+                        v.push(format!("{key}: tags {got:?}"));
+                    }
+                }
+                Err(e) => v.push(format!("{key}: GetObjectTagging {e:?}")),
+            }
+        }
+        v
+    }
+}
+
 struct S3Scenario {
     name: &'static str,
     kms: bool,

@@ -738,6 +738,17 @@ def _ext_automation_status(request, exec_id):
     return _json({"message": f"automation execution not found: {exec_id}"}, 404)
 
 
+def _ext_s3_legacy_object(request):
+    import atrest_moto_s3  # noqa: E402  (beside this file)
+    # Key= one object, or Prefix= every object under it ("" = the whole bucket).
+    bucket, key, prefix = request.args.get("Bucket", ""), request.args.get("Key"), request.args.get("Prefix")
+    with _LOCK:
+        changed = atrest_moto_s3.make_legacy_object(bucket, key, prefix)
+    if not changed and prefix is None:
+        return _json({"message": f"object not found: s3://{bucket}/{key}"}, 404)
+    return _json({"Bucket": bucket, "Objects": changed, "LastModified": str(atrest_moto_s3.LEGACY_LAST_MODIFIED)})
+
+
 class AtrestApp:
     """WSGI wrapper: /atrest-ext/* is ours, everything else goes to moto."""
 
@@ -755,6 +766,8 @@ class AtrestApp:
         parts = path.strip("/").split("/")
         if request.method == "GET" and parts == ["atrest-ext", "sns-messages"]:
             response = _ext_sns_messages(request)
+        elif request.method == "POST" and parts == ["atrest-ext", "s3-legacy-object"]:
+            response = _ext_s3_legacy_object(request)
         elif (request.method == "POST" and len(parts) == 4
               and parts[1] == "automation-executions" and parts[3] == "status"):
             response = _ext_automation_status(request, parts[2])

@@ -474,6 +474,71 @@ class S3BaseEncryption(Base):
         self.assertEqual(rules, sse_s3)
 
 
+class S3CopyObject(Base):
+    """atrest_moto_s3.py: CopyObject's documented If-Match and website-redirect behaviour, and
+    the legacy (pre-2023, unencrypted) object seeding endpoint."""
+
+    def setUp(self):
+        super().setUp()
+        self.s3 = boto3.client("s3", endpoint_url=ENDPOINT, region_name="us-east-1",
+                               aws_access_key_id="testing", aws_secret_access_key="testing",
+                               config=Config(retries={"total_max_attempts": 1}, s3={"addressing_style": "path"}))
+        self.bucket = "copy-" + uuid.uuid4().hex[:12]
+        self.s3.create_bucket(Bucket=self.bucket)
+        self.s3.put_object(Bucket=self.bucket, Key="a b+c", Body=b"data", WebsiteRedirectLocation="/other",
+                           Metadata={"m": "1"}, StorageClass="STANDARD_IA", Tagging="t=1")
+
+    def copy(self, **extra):
+        return self.s3.copy_object(Bucket=self.bucket, Key="a b+c", CopySource={"Bucket": self.bucket, "Key": "a b+c"},
+                                   ServerSideEncryption="AES256", **extra)
+
+    def test_copy_source_if_match(self):
+        etag = self.s3.head_object(Bucket=self.bucket, Key="a b+c")["ETag"]
+        with self.assertRaises(ClientError) as cm:
+            self.copy(CopySourceIfMatch='"0123456789abcdef0123456789abcdef"')
+        self.assertEqual(cm.exception.response["ResponseMetadata"]["HTTPStatusCode"], 412)
+        self.copy(CopySourceIfMatch=etag)
+
+    def test_website_redirect_is_not_copied_unless_given(self):
+        self.copy()
+        self.assertNotIn("WebsiteRedirectLocation", self.s3.head_object(Bucket=self.bucket, Key="a b+c"))
+        self.copy(WebsiteRedirectLocation="/kept")
+        self.assertEqual(self.s3.head_object(Bucket=self.bucket, Key="a b+c")["WebsiteRedirectLocation"], "/kept")
+
+    def test_copy_keeps_metadata_and_tags_and_resets_storage_class(self):
+        self.copy()
+        head = self.s3.head_object(Bucket=self.bucket, Key="a b+c")
+        self.assertEqual(head["Metadata"], {"m": "1"})
+        self.assertNotIn("StorageClass", head)  # STANDARD
+        self.assertEqual(self.s3.get_object_tagging(Bucket=self.bucket, Key="a b+c")["TagSet"], [{"Key": "t", "Value": "1"}])
+
+    def test_get_bucket_versioning_answers_versioning_configuration(self):
+        for expected in (None, "Enabled", "Suspended"):
+            if expected:
+                self.s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": expected})
+            with urllib.request.urlopen(f"{ENDPOINT}/{self.bucket}?versioning") as r:
+                body = r.read().decode()
+            self.assertIn("<VersioningConfiguration", body)
+            self.assertEqual(self.s3.get_bucket_versioning(Bucket=self.bucket).get("Status"), expected)
+
+    def test_legacy_object_endpoint(self):
+        self.assertEqual(self.s3.head_object(Bucket=self.bucket, Key="a b+c")["ServerSideEncryption"], "AES256")
+        path = f"/atrest-ext/s3-legacy-object?Bucket={self.bucket}&Key=a%20b%2Bc"
+        status, body = http("POST", path)
+        self.assertEqual(status, 200, body)
+        head = self.s3.head_object(Bucket=self.bucket, Key="a b+c")
+        self.assertNotIn("ServerSideEncryption", head)
+        self.assertEqual(head["LastModified"].year, 2022)
+        listed = self.s3.list_objects_v2(Bucket=self.bucket)["Contents"][0]
+        self.assertEqual(listed["LastModified"].year, 2022)
+        self.assertEqual(http("POST", f"/atrest-ext/s3-legacy-object?Bucket={self.bucket}&Key=nope")[0], 404)
+        self.s3.put_object(Bucket=self.bucket, Key="p/1", Body=b"1")
+        self.s3.put_object(Bucket=self.bucket, Key="q/2", Body=b"2")
+        self.assertEqual(http("POST", f"/atrest-ext/s3-legacy-object?Bucket={self.bucket}&Prefix=p/")[1]["Objects"], 1)
+        self.assertNotIn("ServerSideEncryption", self.s3.head_object(Bucket=self.bucket, Key="p/1"))
+        self.assertEqual(self.s3.head_object(Bucket=self.bucket, Key="q/2")["ServerSideEncryption"], "AES256")
+
+
 class EbsDefaultEncryption(Base):
     """atrest_moto_ec2.py: the account/Region settings for EBS encryption by default."""
 

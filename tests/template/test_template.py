@@ -54,6 +54,18 @@ def ref_target(value) -> str | None:
     return None
 
 
+def roster_targets(items) -> set:
+    """Logical ids in a roster list; an entry of a conditional block is `!If [c, x, AWS::NoValue]`."""
+    targets = set()
+    for item in _as_list(items):
+        if isinstance(item, dict) and "Fn::If" in item:
+            _, present, absent = item["Fn::If"]
+            assert absent == {"Ref": "AWS::NoValue"}, item
+            item = present
+        targets.add(ref_target(item))
+    return targets
+
+
 def sub_text(value) -> str:
     assert isinstance(value, dict) and "Fn::Sub" in value, f"expected !Sub, got {value!r}"
     sub = value["Fn::Sub"]
@@ -341,7 +353,7 @@ def test_automation_role_may_only_invoke_the_fix_workers():
     assert trust[0]["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
     statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
     assert [_as_list(s["Action"]) for s in statements] == [["lambda:InvokeFunction"]]
-    allowed = {ref_target(r) for r in _as_list(statements[0]["Resource"])}
+    allowed = roster_targets(statements[0]["Resource"])
     workers = {ref_target(steps_by_name(d)["Invoke"]["inputs"]["FunctionName"]) for d in documents().values()}
     assert allowed == workers
 
@@ -539,7 +551,7 @@ def test_alert_topic_is_encrypted_with_a_rotating_key_that_its_publishers_can_us
     assert key["EnableKeyRotation"] is True
     statements = {s["Sid"]: s for s in key["KeyPolicy"]["Statement"]}
     assert statements["EventBridgePublishesAlerts"]["Principal"] == {"Service": "events.amazonaws.com"}
-    fix_roles = {ref_target(p) for p in _as_list(statements["FixWorkersPublishAlerts"]["Principal"]["AWS"])}
+    fix_roles = roster_targets(statements["FixWorkersPublishAlerts"]["Principal"]["AWS"])
     workers = {ref_target(steps_by_name(d)["Invoke"]["inputs"]["FunctionName"]) for d in documents().values()}
     assert fix_roles == {ref_target(RESOURCES[w]["Properties"]["Role"]) for w in workers}
     for worker in workers:

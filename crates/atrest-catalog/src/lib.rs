@@ -27,6 +27,10 @@ const CORE_RULES: &[RuleEntry] = &[
         spec: &rule_s3_bucket_server_side_encryption_enabled::SPEC,
         build: || Arc::new(rule_s3_bucket_server_side_encryption_enabled::S3BucketServerSideEncryptionEnabled),
     },
+    RuleEntry {
+        spec: &rule_s3_bucket_objects_encrypted::SPEC,
+        build: || Arc::new(rule_s3_bucket_objects_encrypted::S3BucketObjectsEncrypted),
+    },
     RuleEntry { spec: &rule_s3_default_encryption_kms::SPEC, build: || Arc::new(rule_s3_default_encryption_kms::S3DefaultEncryptionKms) },
     RuleEntry {
         spec: &rule_s3_bucket_ssl_requests_only::SPEC,
@@ -42,6 +46,10 @@ const CORE_FIXES: &[FixEntry] = &[
     FixEntry {
         spec: &fix_s3_restrict_ssl_requests_only::SPEC,
         build: || Arc::new(fix_s3_restrict_ssl_requests_only::S3RestrictSslRequestsOnly),
+    },
+    FixEntry {
+        spec: &fix_s3_encrypt_existing_objects::SPEC,
+        build: || Arc::new(fix_s3_encrypt_existing_objects::S3EncryptExistingObjects::default()),
     },
 ];
 

@@ -4,6 +4,8 @@
 //! buckets, and the default-encryption judgement `s3-bucket-server-side-encryption-enabled` and
 //! `s3-default-encryption-kms` both make, each with its own requirement.
 
+pub mod objects;
+
 use atrest::clients;
 use atrest::error::{Result, aws_error};
 use atrest::item::{ConfigurationItem, field, field_bool, field_str};

@@ -25,6 +25,7 @@ impl Deploy {
             return Err(format!("{}: not a YAML mapping", path.display()));
         }
         const KNOWN: &[&str] = &[
+            "Condition",
             "Function",
             "ConfigRule",
             "Document",

@@ -183,9 +183,14 @@ fn rule_block(spec: &RuleSpec, d: &Deploy, condition: Option<&str>) -> Result<St
         }
     }
     let account_level = spec.resource_types == ["AWS::::Account"];
+    let periodic_only = !spec.triggers.contains(&TriggerKind::ConfigurationChange);
     let scope = if account_level {
         "# Periodic only and no Scope: the setting is not a recorded resource, so there is no\n\
          # configuration change to react to."
+            .to_string()
+    } else if periodic_only {
+        "# Periodic only and no Scope: what the rule judges (e.g. a bucket's objects) is not in\n\
+         # the configuration item, so a change notification has nothing to trigger."
             .to_string()
     } else {
         format!("Scope:\n  ComplianceResourceTypes: [{}]", spec.resource_types.join(", "))

@@ -198,6 +198,29 @@ pub async fn sns_messages(topic_arn: &str) -> Vec<(Option<String>, String)> {
         .collect()
 }
 
+/// Turns objects into ones stored before 2023 without encryption (no encryption attribute,
+/// LastModified 2022-12-01), through the stand-in's seeding endpoint: `Some(key)` one object,
+/// `None` every object under `prefix`. Returns how many objects changed.
+pub async fn make_legacy_objects(bucket: &str, key: Option<&str>, prefix: &str) -> u64 {
+    let which = match key {
+        Some(k) => format!("Key={}", query_encode(k)),
+        None => format!("Prefix={}", query_encode(prefix)),
+    };
+    let url = format!("{}/atrest-ext/s3-legacy-object?Bucket={}&{which}", endpoint(), query_encode(bucket));
+    let body = tokio::task::spawn_blocking(move || http_request("POST", &url, "")).await.expect("join");
+    let answer: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("s3-legacy-object is not JSON ({e}): {body}"));
+    answer["Objects"].as_u64().unwrap_or(0)
+}
+
+fn query_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn http_get(url: &str) -> String {
     http_request("GET", url, "")
 }
