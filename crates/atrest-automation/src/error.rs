@@ -13,7 +13,7 @@ pub enum Error {
     #[error("no remediation configuration in the template runs {worker}")]
     UnknownRemediation { worker: String },
     /// More than one remediation configuration runs this worker.
-    #[error("{} remediation configurations run {worker}: {}", remediations.len(), remediations.join(", "))]
+    #[error("{} remediation configurations run {worker} ({}): name the rule instead of the fix", remediations.len(), remediations.join(", "))]
     AmbiguousRemediation { worker: String, remediations: Vec<String> },
     /// SSM would refuse the run's parameters (unknown, missing, not allowed, not matching).
     #[error("{0}")]

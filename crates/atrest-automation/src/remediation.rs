@@ -90,6 +90,19 @@ impl Template {
 
     /// The remediation whose document invokes the worker `binary` (e.g. `fix-s3-enable-default-encryption`),
     /// with that document.
+    /// The remediation configuration of the rule with this logical id, and its document.
+    pub fn remediation_for_rule(&self, rule_logical_id: &str) -> Result<(Remediation, Document), Error> {
+        let remediation = self
+            .remediations()?
+            .into_iter()
+            .find(|r| r.rule_logical_id == rule_logical_id)
+            .ok_or_else(|| Error::Template(format!("no remediation configuration for the rule {rule_logical_id}")))?;
+        let document = self.document(&remediation.document_logical_id)?;
+        Ok((remediation, document))
+    }
+
+    /// The one remediation configuration whose document runs this worker (a fix that serves
+    /// several rules is ambiguous: ask by rule).
     pub fn remediation_for_worker(&self, binary: &str) -> Result<(Remediation, Document), Error> {
         let mut found = Vec::new();
         for r in self.remediations()? {
@@ -188,8 +201,14 @@ mod tests {
             // Each document runs exactly one worker, and that worker belongs to this remediation only.
             let workers = doc.invoked_workers();
             assert_eq!(workers.len(), 1, "{}: {workers:?}", doc.logical_id);
-            let (found, _) = t.remediation_for_worker(&workers[0]).unwrap();
+            let (found, _) = t.remediation_for_rule(&r.rule_logical_id).unwrap();
             assert_eq!(found.logical_id, r.logical_id);
+            match t.remediation_for_worker(&workers[0]) {
+                Ok((found, _)) => assert_eq!(found.logical_id, r.logical_id),
+                // A fix serving several rules (fix-s3-enable-default-encryption) is asked for by rule.
+                Err(Error::AmbiguousRemediation { remediations, .. }) => assert!(remediations.contains(&r.logical_id)),
+                Err(e) => panic!("{}: {e}", r.logical_id),
+            }
         }
     }
 
@@ -205,7 +224,7 @@ mod tests {
     fn the_stack_fills_pseudo_parameters_and_arns() {
         let stack = Stack { region: "eu-west-1".into(), account_id: "210987654321".into(), name: "prod".into() };
         let t = Template::embedded().unwrap().for_stack(stack);
-        let (_, doc) = t.remediation_for_worker("fix-s3-enable-default-encryption").unwrap();
+        let (_, doc) = t.remediation_for_rule("S3BucketServerSideEncryptionEnabledRule").unwrap();
         assert!(doc.functions.keys().all(|arn| arn.starts_with("arn:aws:lambda:eu-west-1:210987654321:function:")), "{:?}", doc.functions);
         let params = doc.parameters_for(&BTreeMap::from([("ResourceId".to_string(), vec!["my-bucket".to_string()])])).unwrap();
         assert!(params["AutomationAssumeRole"].starts_with("arn:aws:iam::210987654321:role/"), "{params:?}");

@@ -406,7 +406,7 @@ mod tests {
 
     async fn run_fix(doc: &Document, fix: Arc<dyn Fix>, options: RunOptions<'_>) -> Execution {
         let t = Template::embedded().unwrap();
-        let (remediation, _) = t.remediation_for_worker("fix-s3-enable-default-encryption").unwrap();
+        let (remediation, _) = t.remediation_for_rule("S3BucketServerSideEncryptionEnabledRule").unwrap();
         let params = doc.parameters_for(&remediation.execution_parameters("my-bucket")).unwrap();
         let sdk = offline_sdk();
         let runner = Arc::new(FixRunner::new(fix, &sdk, None));
@@ -415,7 +415,7 @@ mod tests {
     }
 
     fn s3_document() -> Document {
-        Template::embedded().unwrap().remediation_for_worker("fix-s3-enable-default-encryption").unwrap().1
+        Template::embedded().unwrap().remediation_for_rule("S3BucketServerSideEncryptionEnabledRule").unwrap().1
     }
 
     fn step_mut<'a>(content: &'a mut Json, name: &str) -> &'a mut Json {

@@ -263,11 +263,24 @@ pub async fn remediate(
     dry_run: bool,
     options: &RunOptions<'_>,
 ) -> anyhow::Result<RemediationReport> {
-    let fix = catalog::fix(fix_name).with_context(|| format!("unknown fix {fix_name}; known: {}", catalog::fix_names()))?;
-    let binary = format!("fix-{}", fix.spec().name);
     let stack = Stack { region: sdk.region().map(|r| r.to_string()).unwrap_or_else(|| Stack::default().region), ..Stack::default() };
     let template = Template::embedded().map_err(anyhow::Error::msg)?.for_stack(stack);
-    let (remediation, document) = template.remediation_for_worker(&binary).map_err(anyhow::Error::msg)?;
+    // A rule names one remediation configuration; a fix does unless it serves several rules.
+    let (fix, (remediation, document)) = match catalog::rule(fix_name) {
+        Some(rule) => {
+            let fix_of_rule = rule.spec().fix.and_then(catalog::fix).with_context(|| format!("the rule {fix_name} has no fix"))?;
+            let logical = format!("{}Rule", atrest_template::logical_id(rule.spec().name));
+            (fix_of_rule, template.remediation_for_rule(&logical).map_err(anyhow::Error::msg)?)
+        }
+        None => {
+            let fix = catalog::fix(fix_name).with_context(|| {
+                format!("unknown fix or rule {fix_name}; fixes: {}; rules: {}", catalog::fix_names(), catalog::rule_names())
+            })?;
+            let found = template.remediation_for_worker(&format!("fix-{}", fix.spec().name)).map_err(anyhow::Error::msg)?;
+            (fix, found)
+        }
+    };
+    let binary = format!("fix-{}", fix.spec().name);
 
     let mut given = remediation.execution_parameters(resource_id);
     for (k, v) in params {

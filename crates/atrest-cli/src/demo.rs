@@ -65,7 +65,8 @@ pub async fn run(sdk: &SdkConfig) -> anyhow::Result<bool> {
     for (bucket, (compliance, _)) in &before {
         if *compliance == Compliance::NonCompliant {
             eprintln!("Remediating {bucket} with {fix}...");
-            let outcome = remediate(sdk, fix, bucket, &fix_params, false, &options).await?.outcome;
+            // By rule: its remediation configuration (the fix may serve other rules too).
+            let outcome = remediate(sdk, RULE, bucket, &fix_params, false, &options).await?.outcome;
             let what = if outcome.changes.is_empty() { outcome.message.clone() } else { outcome.changes.join("; ") };
             results.insert(bucket.clone(), format!("{:?}: {what}", outcome.status));
         }

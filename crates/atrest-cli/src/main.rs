@@ -52,6 +52,8 @@ enum Command {
     /// with its remediation configuration's parameters, run here until the worker reports
     /// Succeeded or Failed.
     Remediate {
+        /// A fix, or a rule (needed when its fix serves several rules, e.g.
+        /// s3-default-encryption-kms for s3-enable-default-encryption with SSE-KMS).
         fix: String,
         /// The AWS Config resource id (bucket name, DbiResourceId, volume id, ...).
         #[arg(long)]

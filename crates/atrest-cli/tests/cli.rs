@@ -67,12 +67,13 @@ async fn scan_and_remediate_round_trip() {
     assert_eq!(mine(&before)["ComplianceType"], "NON_COMPLIANT");
     assert_eq!(mine(&before)["ConfigRuleName"], "s3-bucket-server-side-encryption-enabled");
 
-    let dry = atrest(&["remediate", "s3-enable-default-encryption", "--resource-id", &name, "--dry-run"]);
+    let dry = atrest(&["remediate", "s3-bucket-server-side-encryption-enabled", "--resource-id", &name, "--dry-run"]);
     assert!(dry.status.success());
     assert_eq!(stdout_json(&dry)["DryRun"], true);
     assert_eq!(mine(&stdout_json(&scan("json")))["ComplianceType"], "NON_COMPLIANT", "a dry run changes nothing");
 
-    let fix = atrest(&["remediate", "fix-s3-enable-default-encryption", "--resource-id", &name, "--param", "SSEAlgorithm=aws:kms"]);
+    let fix =
+        atrest(&["remediate", "rule-s3-bucket-server-side-encryption-enabled", "--resource-id", &name, "--param", "SSEAlgorithm=aws:kms"]);
     assert!(fix.status.success(), "{}", String::from_utf8_lossy(&fix.stdout));
     let report = stdout_json(&fix);
     assert_eq!(report["Status"], "Succeeded");
@@ -100,7 +101,7 @@ fn scan_rule_params_file_is_validated() {
 
 #[test]
 fn a_failed_fix_exits_non_zero_with_a_reason() {
-    let out = atrest(&["remediate", "s3-enable-default-encryption", "--resource-id", "bucket", "--param", "SSEAlgorithm=DES"]);
+    let out = atrest(&["remediate", "s3-bucket-server-side-encryption-enabled", "--resource-id", "bucket", "--param", "SSEAlgorithm=DES"]);
     assert_eq!(out.status.code(), Some(1));
     let v = stdout_json(&out);
     assert_eq!(v["Status"], "Failed");
@@ -112,13 +113,17 @@ fn a_failed_fix_exits_non_zero_with_a_reason() {
 
 #[test]
 fn remediate_refuses_what_the_document_does_not_declare() {
-    let out = atrest(&["remediate", "s3-enable-default-encryption", "--resource-id", "some-bucket", "--param", "Surprise=1"]);
+    let out = atrest(&["remediate", "s3-bucket-server-side-encryption-enabled", "--resource-id", "some-bucket", "--param", "Surprise=1"]);
     assert_eq!(out.status.code(), Some(1));
     let v = stdout_json(&out);
     assert!(v["Message"].as_str().unwrap().contains("Parameter \"Surprise\" is not defined in the document"), "{v}");
     let out = atrest(&["remediate", "no-such-fix", "--resource-id", "x"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown fix no-such-fix"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown fix or rule no-such-fix"));
+    // The S3 default-encryption fix serves two rules, each with its own remediation configuration.
+    let out = atrest(&["remediate", "s3-enable-default-encryption", "--resource-id", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("name the rule instead of the fix"), "{out:?}");
 }
 
 /// A fix that takes several turns, through the CLI: the template's RDS snapshot document loops
