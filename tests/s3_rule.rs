@@ -1,5 +1,7 @@
-//! The S3 rule end to end against the local stand-in, over HTTP, with the real SDK:
-//! Config event in → evaluation stored in Config.
+//! The S3 default-encryption rules end to end against the local stand-in, over HTTP, with the
+//! real SDK: Config event in → evaluation stored in Config. `s3-bucket-server-side-encryption-enabled`
+//! first, then `s3-default-encryption-kms` (same items and helpers; keys named by alias resolved
+//! with DescribeKey).
 
 use std::sync::Arc;
 
@@ -13,9 +15,11 @@ use aws_sdk_s3::types::{
 };
 use aws_smithy_types::DateTime;
 use rule_s3_bucket_server_side_encryption_enabled::S3BucketServerSideEncryptionEnabled;
+use rule_s3_default_encryption_kms::S3DefaultEncryptionKms;
 use serde_json::{Value, json};
 
 const DIR: &str = "s3-bucket-server-side-encryption-enabled";
+const KMS_DIR: &str = "s3-default-encryption-kms";
 
 fn runner(sdk: &SdkConfig) -> RuleRunner {
     RuleRunner::new(Arc::new(S3BucketServerSideEncryptionEnabled), sdk)
@@ -229,4 +233,53 @@ async fn bad_input_gets_a_customer_error_and_posts_nothing() {
     assert!(invoke(&sdk, no_token).await["customerErrorMessage"].as_str().unwrap().contains("resultToken"));
     assert!(invoke(&sdk, json!({"invokingEvent": 17})).await["customerErrorCode"] == "MalformedEvent");
     assert!(results_in_config(&sdk, &rule).await.is_empty());
+}
+
+// ---- s3-default-encryption-kms
+
+async fn invoke_kms(sdk: &SdkConfig, event: Value) -> Value {
+    RuleRunner::new(Arc::new(S3DefaultEncryptionKms), sdk).handle_lambda(event).await.expect("the handler answers")
+}
+
+#[tokio::test]
+async fn kms_rule_sse_s3_and_no_default_are_non_compliant_from_the_item_alone() {
+    let sdk = sdk().await;
+    let rule = unique("kms-rule-change");
+    let (plain, sse_s3) = (unique("plain"), unique("sse-s3"));
+    // No bucket exists for these names: the verdict must come from the item alone.
+    invoke_kms(&sdk, adapt_event(load_event(&format!("{KMS_DIR}/change-unencrypted.json")), &rule, rename_item(&plain))).await;
+    invoke_kms(&sdk, adapt_event(load_event(&format!("{KMS_DIR}/change-sse-s3.json")), &rule, rename_item(&sse_s3))).await;
+    assert!(result_for(&sdk, &rule, &plain).await.unwrap().annotation.unwrap().contains("no default encryption"));
+    let r = result_for(&sdk, &rule, &sse_s3).await.unwrap();
+    assert_eq!(r.compliance, "NON_COMPLIANT");
+    assert!(r.annotation.unwrap().contains("Default encryption is AES256, but aws:kms or aws:kms:dsse is required"));
+}
+
+#[tokio::test]
+async fn kms_rule_sweep_checks_kms_keys_named_in_any_spelling() {
+    let sdk = sdk().await;
+    let kms = atrest::clients::kms(&sdk);
+    let key = kms.create_key().send().await.unwrap().key_metadata.unwrap();
+    let alias = format!("alias/{}", unique("approved"));
+    kms.create_alias().alias_name(&alias).target_key_id(key.key_id()).send().await.unwrap();
+    let other = kms.create_key().send().await.unwrap().key_metadata.unwrap();
+
+    let (approved, unapproved, sse_s3) = (unique("kms-approved"), unique("kms-other"), unique("kms-sse-s3"));
+    for b in [&approved, &unapproved, &sse_s3] {
+        create_bucket(&sdk, b).await;
+    }
+    // The bucket names the key by ARN; the rule's list names it by alias.
+    encrypt(&sdk, &approved, ServerSideEncryption::AwsKms, key.arn()).await;
+    encrypt(&sdk, &unapproved, ServerSideEncryption::AwsKms, other.arn()).await;
+
+    let rule = unique("kms-rule-sweep");
+    let mut sweep = adapt_event(load_event(&format!("{KMS_DIR}/scheduled.json")), &rule, |_| {});
+    sweep["ruleParameters"] = json!(json!({ "kmsKeyArns": alias }).to_string());
+    invoke_kms(&sdk, sweep).await;
+    assert_eq!(result_for(&sdk, &rule, &approved).await.unwrap().compliance, "COMPLIANT");
+    let r = result_for(&sdk, &rule, &unapproved).await.unwrap();
+    assert_eq!(r.compliance, "NON_COMPLIANT");
+    assert!(r.annotation.unwrap().contains("not in kmsKeyArns"));
+    // Every bucket has SSE-S3 as its base level (the stand-in does as AWS does): not KMS.
+    assert_eq!(result_for(&sdk, &rule, &sse_s3).await.unwrap().compliance, "NON_COMPLIANT");
 }
