@@ -686,6 +686,8 @@ def _patch():
     atrest_moto_ec2.patch()
     import atrest_moto_s3  # noqa: E402  (SSE-S3 as every bucket's base encryption, see its docstring)
     atrest_moto_s3.patch()
+    import atrest_moto_dynamodb  # noqa: E402  (UpdateTable SSESpecification, see its docstring)
+    atrest_moto_dynamodb.patch()
 
 
 # --------------------------------------------------------------------------- /atrest-ext endpoints

@@ -539,6 +539,46 @@ class S3CopyObject(Base):
         self.assertEqual(self.s3.head_object(Bucket=self.bucket, Key="q/2")["ServerSideEncryption"], "AES256")
 
 
+class DynamoDbTableEncryption(Base):
+    """atrest_moto_dynamodb.py: UpdateTable SSESpecification changes the table's encryption."""
+
+    def setUp(self):
+        super().setUp()
+        self.ddb = client("dynamodb")
+        self.kms = client("kms")
+        self.table = "t-" + uuid.uuid4().hex[:12]
+        self.ddb.create_table(TableName=self.table, BillingMode="PAY_PER_REQUEST",
+                              AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                              KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+
+    def sse(self):
+        return self.ddb.describe_table(TableName=self.table)["Table"].get("SSEDescription")
+
+    def test_aws_managed_key_then_a_customer_key_by_alias_then_back_to_the_aws_owned_key(self):
+        self.assertIsNone(self.sse(), "a new table uses the AWS owned key")
+        out = self.ddb.update_table(TableName=self.table, SSESpecification={"Enabled": True, "SSEType": "KMS"})
+        managed = self.kms.describe_key(KeyId="alias/aws/dynamodb")["KeyMetadata"]["Arn"]
+        self.assertEqual(out["TableDescription"]["SSEDescription"]["KMSMasterKeyArn"], managed)
+        self.assertEqual(self.sse(), {"Status": "ENABLED", "SSEType": "KMS", "KMSMasterKeyArn": managed})
+        key = self.kms.create_key()["KeyMetadata"]
+        self.kms.create_alias(AliasName="alias/ddb-test", TargetKeyId=key["KeyId"])
+        self.ddb.update_table(TableName=self.table, SSESpecification={"Enabled": True, "SSEType": "KMS",
+                                                                      "KMSMasterKeyId": "alias/ddb-test"})
+        self.assertEqual(self.sse()["KMSMasterKeyArn"], key["Arn"], "reported as the key ARN, whatever named it")
+        self.ddb.update_table(TableName=self.table, SSESpecification={"Enabled": False})
+        self.assertIsNone(self.sse())
+
+    def test_errors_and_other_updates_still_work(self):
+        self.assertError("ValidationException", self.ddb.update_table, TableName=self.table,
+                         SSESpecification={"Enabled": True, "KMSMasterKeyId": "alias/no-such-key"})
+        self.assertIsNone(self.sse(), "a refused update changes nothing")
+        self.assertError("ResourceNotFoundException", self.ddb.update_table, TableName="no-such-table",
+                         SSESpecification={"Enabled": True})
+        self.ddb.update_table(TableName=self.table, DeletionProtectionEnabled=True)
+        self.assertTrue(self.ddb.describe_table(TableName=self.table)["Table"]["DeletionProtectionEnabled"])
+        self.assertIsNone(self.sse())
+
+
 class EbsDefaultEncryption(Base):
     """atrest_moto_ec2.py: the account/Region settings for EBS encryption by default."""
 
