@@ -71,6 +71,14 @@ const MORE_RULES: &[RuleEntry] = &[
         build: || Arc::new(rule_rds_cluster_encrypted_at_rest::RdsClusterEncryptedAtRest),
     },
     RuleEntry { spec: &rule_rds_snapshot_encrypted::SPEC, build: || Arc::new(rule_rds_snapshot_encrypted::RdsSnapshotEncrypted) },
+    RuleEntry {
+        spec: &rule_dynamodb_table_encrypted_kms::SPEC,
+        build: || Arc::new(rule_dynamodb_table_encrypted_kms::DynamodbTableEncryptedKms),
+    },
+    RuleEntry {
+        spec: &rule_cmk_backing_key_rotation_enabled::SPEC,
+        build: || Arc::new(rule_cmk_backing_key_rotation_enabled::CmkBackingKeyRotationEnabled),
+    },
 ];
 
 #[cfg(feature = "all")]
@@ -83,6 +91,8 @@ const MORE_FIXES: &[FixEntry] = &[
     FixEntry { spec: &fix_rds_encrypt_instance::SPEC, build: || Arc::new(fix_rds_encrypt_instance::RdsEncryptInstance) },
     FixEntry { spec: &fix_rds_encrypt_cluster::SPEC, build: || Arc::new(fix_rds_encrypt_cluster::RdsEncryptCluster) },
     FixEntry { spec: &fix_rds_encrypt_snapshot::SPEC, build: || Arc::new(fix_rds_encrypt_snapshot::RdsEncryptSnapshot) },
+    FixEntry { spec: &fix_dynamodb_encrypt_table::SPEC, build: || Arc::new(fix_dynamodb_encrypt_table::DynamodbEncryptTable) },
+    FixEntry { spec: &fix_kms_enable_key_rotation::SPEC, build: || Arc::new(fix_kms_enable_key_rotation::KmsEnableKeyRotation) },
 ];
 
 #[cfg(not(feature = "all"))]
