@@ -688,6 +688,8 @@ def _patch():
     atrest_moto_s3.patch()
     import atrest_moto_dynamodb  # noqa: E402  (UpdateTable SSESpecification, see its docstring)
     atrest_moto_dynamodb.patch()
+    import atrest_moto_kms_rotation  # noqa: E402  (KMS rotation period and refusals, see its docstring)
+    atrest_moto_kms_rotation.patch()
 
 
 # --------------------------------------------------------------------------- /atrest-ext endpoints

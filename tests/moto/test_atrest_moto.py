@@ -579,6 +579,43 @@ class DynamoDbTableEncryption(Base):
         self.assertIsNone(self.sse())
 
 
+class KmsKeyRotation(Base):
+    """atrest_moto_kms_rotation.py: the rotation period and the keys KMS refuses to rotate."""
+
+    def setUp(self):
+        super().setUp()
+        self.kms = client("kms")
+        self.key = self.kms.create_key()["KeyMetadata"]
+
+    def test_period_default_custom_and_disable(self):
+        status = self.kms.get_key_rotation_status(KeyId=self.key["KeyId"])
+        self.assertEqual((status["KeyRotationEnabled"], status["KeyId"]), (False, self.key["Arn"]))
+        self.assertNotIn("RotationPeriodInDays", status)
+        self.kms.enable_key_rotation(KeyId=self.key["KeyId"])
+        status = self.kms.get_key_rotation_status(KeyId=self.key["KeyId"])
+        self.assertEqual((status["KeyRotationEnabled"], status["RotationPeriodInDays"]), (True, 365))
+        self.assertGreater(status["NextRotationDate"].timestamp(), time.time() + 364 * 86400)
+        self.kms.enable_key_rotation(KeyId=self.key["Arn"], RotationPeriodInDays=90)
+        self.assertEqual(self.kms.get_key_rotation_status(KeyId=self.key["KeyId"])["RotationPeriodInDays"], 90)
+        self.kms.disable_key_rotation(KeyId=self.key["KeyId"])
+        status = self.kms.get_key_rotation_status(KeyId=self.key["KeyId"])
+        self.assertEqual(status["KeyRotationEnabled"], False)
+        self.assertNotIn("RotationPeriodInDays", status)
+
+    def test_what_kms_refuses(self):
+        no_validation = client("kms", validate=False)
+        for days in (89, 2561):
+            self.assertError("ValidationException", no_validation.enable_key_rotation, KeyId=self.key["KeyId"],
+                             RotationPeriodInDays=days)
+        rsa = self.kms.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+        self.assertError("UnsupportedOperationException", self.kms.enable_key_rotation, KeyId=rsa)
+        self.kms.disable_key(KeyId=self.key["KeyId"])
+        self.assertError("KMSInvalidStateException", self.kms.enable_key_rotation, KeyId=self.key["KeyId"])
+        self.assertFalse(self.kms.get_key_rotation_status(KeyId=self.key["KeyId"])["KeyRotationEnabled"])
+        self.assertError("NotFoundException", self.kms.get_key_rotation_status,
+                         KeyId="11111111-2222-3333-4444-555555555555")
+
+
 class EbsDefaultEncryption(Base):
     """atrest_moto_ec2.py: the account/Region settings for EBS encryption by default."""
 

@@ -71,6 +71,11 @@ const MORE_RULES: &[RuleEntry] = &[
         build: || Arc::new(rule_rds_cluster_encrypted_at_rest::RdsClusterEncryptedAtRest),
     },
     RuleEntry { spec: &rule_rds_snapshot_encrypted::SPEC, build: || Arc::new(rule_rds_snapshot_encrypted::RdsSnapshotEncrypted) },
+    RuleEntry { spec: &rule_kinesis_stream_encrypted::SPEC, build: || Arc::new(rule_kinesis_stream_encrypted::KinesisStreamEncrypted) },
+    RuleEntry {
+        spec: &rule_kinesis_firehose_delivery_stream_encrypted::SPEC,
+        build: || Arc::new(rule_kinesis_firehose_delivery_stream_encrypted::KinesisFirehoseDeliveryStreamEncrypted),
+    },
     RuleEntry {
         spec: &rule_dynamodb_table_encrypted_kms::SPEC,
         build: || Arc::new(rule_dynamodb_table_encrypted_kms::DynamodbTableEncryptedKms),
@@ -91,6 +96,11 @@ const MORE_FIXES: &[FixEntry] = &[
     FixEntry { spec: &fix_rds_encrypt_instance::SPEC, build: || Arc::new(fix_rds_encrypt_instance::RdsEncryptInstance) },
     FixEntry { spec: &fix_rds_encrypt_cluster::SPEC, build: || Arc::new(fix_rds_encrypt_cluster::RdsEncryptCluster) },
     FixEntry { spec: &fix_rds_encrypt_snapshot::SPEC, build: || Arc::new(fix_rds_encrypt_snapshot::RdsEncryptSnapshot) },
+    FixEntry { spec: &fix_kinesis_encrypt_stream::SPEC, build: || Arc::new(fix_kinesis_encrypt_stream::KinesisEncryptStream) },
+    FixEntry {
+        spec: &fix_firehose_encrypt_delivery_stream::SPEC,
+        build: || Arc::new(fix_firehose_encrypt_delivery_stream::FirehoseEncryptDeliveryStream),
+    },
     FixEntry { spec: &fix_dynamodb_encrypt_table::SPEC, build: || Arc::new(fix_dynamodb_encrypt_table::DynamodbEncryptTable) },
     FixEntry { spec: &fix_kms_enable_key_rotation::SPEC, build: || Arc::new(fix_kms_enable_key_rotation::KmsEnableKeyRotation) },
 ];
