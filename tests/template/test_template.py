@@ -219,6 +219,8 @@ QUICK_FIXES = {
     "S3DefaultEncryptionKmsRemediation",
     "S3BucketSslRequestsOnlyRemediation",
     "Ec2EbsEncryptionByDefaultRemediation",
+    "KinesisStreamEncryptedRemediation",
+    "KinesisFirehoseDeliveryStreamEncryptedRemediation",
 }
 
 
@@ -538,6 +540,9 @@ def test_star_resources_only_where_the_action_has_no_resource_level_permissions(
         # Auto Scaling's Describe* actions have no resource-level permissions either.
         "autoscaling:DescribeAutoScalingInstances",
         "autoscaling:DescribeAutoScalingGroups",
+        # Listing Kinesis data streams and Firehose delivery streams: no resource-level permissions.
+        "kinesis:ListStreams",
+        "firehose:ListDeliveryStreams",
     }
     for name, statement in _iam_statements():
         if statement.get("Resource") == "*":
