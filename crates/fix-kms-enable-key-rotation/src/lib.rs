@@ -156,4 +156,52 @@ mod tests {
             assert_eq!(plan(reason.map(str::to_string), status.as_ref(), wanted), expected, "{name}");
         }
     }
+
+    /// What moto cannot show: it reports AWS managed keys as CUSTOMER and has no multi-Region
+    /// replicas. Both are refused from DescribeKey alone: no status read, no EnableKeyRotation.
+    #[tokio::test]
+    async fn aws_managed_keys_and_replicas_are_refused_without_a_write() {
+        use aws_sdk_kms::operation::describe_key::DescribeKeyOutput;
+        use aws_sdk_kms::types::{
+            KeyManagerType, KeyMetadata, KeySpec, KeyState, MultiRegionConfiguration, MultiRegionKeyType, OriginType,
+        };
+        use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+        const KEY_ID: &str = "1234abcd-12ab-34cd-56ef-1234567890ab";
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        let metadata = |manager: KeyManagerType, replica: bool| {
+            let mut meta = KeyMetadata::builder()
+                .key_id(KEY_ID)
+                .arn(format!("arn:aws:kms:us-east-1:123456789012:key/{KEY_ID}"))
+                .key_manager(manager)
+                .key_spec(KeySpec::SymmetricDefault)
+                .origin(OriginType::AwsKms)
+                .key_state(KeyState::Enabled)
+                .build()
+                .unwrap();
+            if replica {
+                meta.multi_region_configuration =
+                    Some(MultiRegionConfiguration::builder().multi_region_key_type(MultiRegionKeyType::Replica).build());
+            }
+            meta
+        };
+        for (name, meta, says) in [
+            ("AWS managed", metadata(KeyManagerType::Aws, false), "AWS managed key"),
+            ("replica", metadata(KeyManagerType::Customer, true), "multi-Region replica"),
+        ] {
+            let describe = mock!(aws_sdk_kms::Client::describe_key)
+                .then_output(move || DescribeKeyOutput::builder().key_metadata(meta.clone()).build());
+            let status = mock!(aws_sdk_kms::Client::get_key_rotation_status).then_output(|| panic!("no status read"));
+            let enable = mock!(aws_sdk_kms::Client::enable_key_rotation).then_output(|| panic!("no EnableKeyRotation"));
+            let client = mock_client!(aws_sdk_kms, RuleMode::MatchAny, [&describe, &status, &enable]);
+            let runner = atrest::FixRunner::new(std::sync::Arc::new(KmsEnableKeyRotation), &sdk, None).with_client(client);
+            let outcome = runner.step(&serde_json::json!({"ResourceId": KEY_ID, "RotationPeriodInDays": "180"})).await;
+            assert_eq!(outcome.status, atrest::FixStatus::Failed, "{name}");
+            assert!(outcome.message.starts_with("Nothing was changed") && outcome.message.contains(says), "{name}: {}", outcome.message);
+            assert_eq!((status.num_calls(), enable.num_calls()), (0, 0), "{name}");
+        }
+    }
 }
