@@ -280,6 +280,15 @@ async fn several_list_pages_and_a_multipart_copy() {
     assert_eq!(after, before, "multipart copy kept every property");
 }
 
+/// How many objects a turn's message says it examined.
+fn examined_this_turn(message: &str) -> usize {
+    let after = ["This turn over ", "this last one ", "Every one of the "]
+        .iter()
+        .find_map(|lead| message.split_once(lead).map(|(_, rest)| rest))
+        .unwrap_or_else(|| panic!("no count of objects in {message}"));
+    after.split(' ').next().unwrap().parse().unwrap_or_else(|_| panic!("no count of objects in {message}"))
+}
+
 #[tokio::test]
 async fn a_run_stopped_by_its_budget_resumes_and_copies_each_object_once() {
     let sdk = sdk().await;
@@ -295,13 +304,29 @@ async fn a_run_stopped_by_its_budget_resumes_and_copies_each_object_once() {
     let runner = FixRunner::new(Arc::new(worker()), &sdk, None);
     let first = runner.step_request(&req).await;
     assert_eq!(first.status, FixStatus::InProgress, "{}", first.message);
-    assert!(first.message.contains("Continuation point: key \"data/"), "{}", first.message);
+    assert!(first.message.contains("Every key up to \"data/"), "{}", first.message);
     assert!(first.message.contains("Versioning is enabled"), "{}", first.message);
     let copied_first = versions(&sdk, &bucket).await.values().filter(|n| **n == 2).count();
     assert!(copied_first > 0 && copied_first < keys.len(), "first turn copied {copied_first}");
+    // The continuation point is the last key the turn finished, in key order.
+    assert_eq!(first.resume, Some(format!("after:{}", keys[copied_first - 1])), "{}", first.message);
 
-    let outcome = drive(&sdk, worker(), &req).await;
+    // The turns that follow, as the document runs them: each starts where the last one stopped,
+    // so every object is examined once over the whole run.
+    let mut examined = examined_this_turn(&first.message);
+    let mut last = first;
+    let outcome = loop {
+        let mut next = req.clone();
+        next.resume = last.resume.as_deref().and_then(|r| r.strip_prefix("after:")).map(str::to_string);
+        let outcome = runner.step_request(&next).await;
+        examined += examined_this_turn(&outcome.message);
+        if outcome.status != FixStatus::InProgress {
+            break outcome;
+        }
+        last = outcome;
+    };
     assert_eq!(outcome.status, FixStatus::Succeeded, "{}", outcome.message);
+    assert_eq!(examined, keys.len(), "each object examined once across turns");
     let counts = versions(&sdk, &bucket).await;
     assert_eq!(counts.len(), keys.len());
     for key in &keys {

@@ -221,6 +221,8 @@ QUICK_FIXES = {
     "Ec2EbsEncryptionByDefaultRemediation",
     "KinesisStreamEncryptedRemediation",
     "KinesisFirehoseDeliveryStreamEncryptedRemediation",
+    "DynamodbTableEncryptedKmsRemediation",
+    "CmkBackingKeyRotationEnabledRemediation",
 }
 
 
@@ -268,7 +270,19 @@ def test_documents_are_the_reconciler_loop():
         assert content["assumeRole"] == "{{ AutomationAssumeRole }}", name
         assert content["outputs"] == ["Answer.Status", "Answer.Message"], name
         steps = steps_by_name(document)
-        assert list(steps) == ["Invoke", "Answer", "Decide", "Wait", "Succeeded", "Fail"], name
+        # A resumable document (a long fix: its worker hands each turn a continuation point)
+        # keeps that point in a runbook variable between turns.
+        resumable = "variables" in content
+        if resumable:
+            assert list(steps) == ["Invoke", "Answer", "Decide", "Wait", "Remember", "Succeeded", "Fail"], name
+            assert content["variables"] == {
+                "Resume": {"type": "String", "default": "start", "description": content["variables"]["Resume"]["description"]}
+            }, name
+            remember = steps["Remember"]
+            assert remember["action"] == "aws:updateVariable" and remember["nextStep"] == "Invoke", name
+            assert remember["inputs"] == {"Name": "variable:Resume", "Value": "{{ Answer.Resume }}"}, name
+        else:
+            assert list(steps) == ["Invoke", "Answer", "Decide", "Wait", "Succeeded", "Fail"], name
 
         invoke = steps["Invoke"]
         assert invoke["action"] == "aws:invokeLambdaFunction", name
@@ -280,7 +294,9 @@ def test_documents_are_the_reconciler_loop():
         assert payload["ExecutionId"] == "{{ automation:EXECUTION_ID }}", name
         for key, value in payload.items():
             assert isinstance(value, str), f"{name}: InputPayload.{key} must be a string"
-            if key != "ExecutionId":
+            if key == "Resume":
+                assert resumable and value == "{{ variable:Resume }}", name
+            elif key != "ExecutionId":
                 assert value == "{{ %s }}" % key and key in content["parameters"], f"{name}.{key}"
         # Payload is a string: the Answer step parses it (see test_documents_use_only_documented_outputs).
         assert "outputs" not in invoke, name
@@ -290,7 +306,7 @@ def test_documents_are_the_reconciler_loop():
         assert {o["Name"]: o["Selector"] for o in answer["outputs"]} == {
             "Status": "$.Payload.Status",
             "Message": "$.Payload.Message",
-        }, name
+        } | ({"Resume": "$.Payload.Resume"} if resumable else {}), name
 
         decide = steps["Decide"]
         assert decide["action"] == "aws:branch", name
@@ -299,7 +315,8 @@ def test_documents_are_the_reconciler_loop():
         assert routes == {"Succeeded": "Succeeded", "InProgress": "Wait"}, name
         assert set(routes) | {"Failed"} == WORKER_STATUSES, name
         assert decide["inputs"]["Default"] == "Fail", name
-        assert steps["Wait"]["action"] == "aws:sleep" and steps["Wait"]["nextStep"] == "Invoke", name
+        assert steps["Wait"]["action"] == "aws:sleep", name
+        assert steps["Wait"]["nextStep"] == ("Remember" if resumable else "Invoke"), name
         assert steps["Succeeded"]["isEnd"] is True, name
         assert steps["Fail"]["action"] == "aws:executeScript" and steps["Fail"]["isEnd"] is True, name
         assert steps["Fail"]["inputs"]["Runtime"] == "python3.11", name
@@ -332,6 +349,10 @@ def test_documents_use_only_documented_outputs():
             else:
                 assert not declared, (name, step["name"])
                 available[step["name"]] = set()
+        # aws:updateVariable (no outputs) sets a declared runbook variable; {{ variable:X }}
+        # reads one.
+        for variable in re.findall(r"\{\{\s*variable:(\w+)\s*\}\}", json.dumps(content["mainSteps"])):
+            assert variable in content.get("variables", {}), f"{name}: no runbook variable {variable}"
         references = re.findall(r"\{\{\s*(\w+)\.(\w+)\s*\}\}", json.dumps(content["mainSteps"]))
         references += [tuple(o.split(".")) for o in content["outputs"]]
         for step, output in references:
@@ -370,6 +391,8 @@ def _resolve(text: str, params: dict, outputs: dict) -> str:
         key = match.group(1).strip()
         if key == "automation:EXECUTION_ID":
             return "11111111-2222-3333-4444-555555555555"
+        if key.startswith("variable:"):
+            return outputs["variable:"][key.removeprefix("variable:")]
         if "." in key:
             step, name = key.split(".", 1)
             return str(outputs[step][name])
@@ -397,7 +420,9 @@ def run_document(document: dict, answers: list[dict], params: dict | None = None
     params = {k: v.get("default") for k, v in content["parameters"].items()} | (params or {})
     steps = content["mainSteps"]
     index = {s["name"]: i for i, s in enumerate(steps)}
-    outputs: dict = {}
+    # Runbook variables start at their defaults; aws:updateVariable replaces a String (1-512
+    # characters) and fails the step otherwise.
+    outputs: dict = {"variable:": {k: v["default"] for k, v in content.get("variables", {}).items()}}
     requests: list = []
     trace: list = []
     answers = list(answers)
@@ -424,6 +449,11 @@ def run_document(document: dict, answers: list[dict], params: dict | None = None
                     break
         elif action == "aws:sleep":
             pass
+        elif action == "aws:updateVariable":
+            variable = step["inputs"]["Name"].removeprefix("variable:")
+            value = _resolve(step["inputs"]["Value"], params, outputs)
+            assert variable in outputs["variable:"] and 1 <= len(value) <= 512, (variable, value)
+            outputs["variable:"][variable] = value
         elif action == "aws:executeScript":
             scope: dict = {}
             exec(step["inputs"]["Script"], scope)  # noqa: S102 - our own template's script
@@ -453,6 +483,25 @@ def _answer(status: str, message: str = "", **extra) -> dict:
     } | extra
 
 
+def test_a_resumable_document_hands_each_turn_the_point_the_last_one_reached():
+    resumable = {name: d for name, d in documents().items() if "variables" in d["Properties"]["Content"]}
+    assert set(resumable) == {"S3EncryptExistingObjectsDocument"}
+    for name, document in resumable.items():
+        outcome, requests, trace = run_document(
+            document,
+            [
+                _answer("InProgress", "first keys", Resume="after:data/0100"),
+                # Not a point a variable can hold (over 512 characters): from the start again.
+                _answer("InProgress", "odd", Resume="after:" + "k" * 600),
+                _answer("InProgress", "more", Resume="after:data/0200"),
+                _answer("Succeeded", "done"),
+            ],
+        )
+        assert outcome == "Success", (name, outcome)
+        assert [r["Resume"] for r in requests] == ["start", "after:data/0100", "start", "after:data/0200"], name
+        assert trace[:6] == ["Invoke", "Answer", "Decide", "Wait", "Remember", "Invoke"], trace
+
+
 def test_loop_repeats_while_in_progress_and_succeeds():
     for name, document in documents().items():
         outcome, requests, trace = run_document(
@@ -461,7 +510,9 @@ def test_loop_repeats_while_in_progress_and_succeeds():
             {"ResourceId": "my-bucket"},
         )
         assert outcome == "Success", name
-        assert trace == ["Invoke", "Answer", "Decide", "Wait"] * 2 + ["Invoke", "Answer", "Decide", "Succeeded"], name
+        turn = ["Invoke", "Answer", "Decide", "Wait"] + (["Remember"] if "variables" in document["Properties"]["Content"] else [])
+        assert trace == turn * 2 + ["Invoke", "Answer", "Decide", "Succeeded"], name
+        # Every turn asks for the same thing (a worker that hands on no continuation point).
         assert len(requests) == 3 and all(r == requests[0] for r in requests), name
         assert requests[0]["ResourceId"] == "my-bucket", name
         assert all(isinstance(v, str) for v in requests[0].values()), name

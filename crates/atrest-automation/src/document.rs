@@ -19,6 +19,11 @@ pub(crate) const INVOKE_LAMBDA: &str = "aws:invokeLambdaFunction";
 pub(crate) const EXECUTE_SCRIPT: &str = "aws:executeScript";
 pub(crate) const BRANCH: &str = "aws:branch";
 pub(crate) const SLEEP: &str = "aws:sleep";
+pub(crate) const UPDATE_VARIABLE: &str = "aws:updateVariable";
+/// How a runbook variable is named in `{{ }}` and in `aws:updateVariable`'s `Name`.
+pub(crate) const VARIABLE_PREFIX: &str = "variable:";
+/// "String lengths can be a minimum length of 1 and a maximum length of 512" (aws:updateVariable).
+pub(crate) const VARIABLE_STRING_CHARS: std::ops::RangeInclusive<usize> = 1..=512;
 
 /// One Automation document's content, resolved (placeholder ARNs for `!GetAtt`).
 #[derive(Debug, Clone)]
@@ -79,7 +84,8 @@ impl Document {
     fn check_content(&self) -> Result<(), String> {
         let c = &self.content;
         let top = c.as_object().ok_or("the content is not a map")?;
-        only_keys("the document", top, &["schemaVersion", "description", "assumeRole", "parameters", "outputs", "mainSteps"])?;
+        only_keys("the document", top, &["schemaVersion", "description", "assumeRole", "variables", "parameters", "outputs", "mainSteps"])?;
+        let variables = self.variables()?;
         if c["schemaVersion"].as_str() != Some("0.3") {
             return Err("Automation documents here use schemaVersion 0.3".into());
         }
@@ -234,6 +240,20 @@ impl Document {
                         parse_sleep_duration(duration).map_err(|e| format!("{name}: {e}"))?;
                     }
                 }
+                UPDATE_VARIABLE => {
+                    only_keys(&format!("step {name} inputs"), inputs, &["Name", "Value"])?;
+                    let variable = inputs
+                        .get("Name")
+                        .and_then(Json::as_str)
+                        .and_then(|n| n.strip_prefix(VARIABLE_PREFIX))
+                        .ok_or_else(|| format!("{name}: Name must be variable:<name>"))?;
+                    if !variables.contains_key(variable) {
+                        return Err(format!("{name}: no runbook variable {variable}"));
+                    }
+                    if !inputs.get("Value").is_some_and(Json::is_string) {
+                        return Err(format!("{name}: only String variables are modelled, so Value must be a string"));
+                    }
+                }
                 other => return Err(format!("{name}: action {other} is not modelled")),
             }
             if action != INVOKE_LAMBDA && action != EXECUTE_SCRIPT && !declared.is_empty() {
@@ -245,6 +265,7 @@ impl Document {
         let known = |var: &str| -> bool {
             match var.split_once('.') {
                 _ if var == "automation:EXECUTION_ID" => true,
+                _ if var.starts_with(VARIABLE_PREFIX) => variables.contains_key(&var[VARIABLE_PREFIX.len()..]),
                 Some((step, output)) => available.get(step).is_some_and(|o| o.iter().any(|x| x == output)),
                 None => parameters.contains_key(var),
             }
@@ -272,6 +293,29 @@ impl Document {
             }
         }
         Ok(())
+    }
+}
+
+impl Document {
+    /// The runbook variables and their defaults. Only String variables are modelled, with the
+    /// documented length of 1 to 512 characters.
+    pub(crate) fn variables(&self) -> Result<BTreeMap<String, String>, String> {
+        let mut out = BTreeMap::new();
+        let Some(declared) = self.content.get("variables") else { return Ok(out) };
+        let declared = declared.as_object().ok_or("variables is not a map")?;
+        for (name, decl) in declared {
+            let decl = decl.as_object().ok_or_else(|| format!("variable {name} is not a map"))?;
+            only_keys(&format!("variable {name}"), decl, &["type", "default", "description"])?;
+            if decl.get("type").and_then(Json::as_str) != Some("String") {
+                return Err(format!("variable {name}: only String variables are modelled"));
+            }
+            let default = decl.get("default").and_then(Json::as_str).ok_or_else(|| format!("variable {name}: a String default"))?;
+            if !VARIABLE_STRING_CHARS.contains(&default.chars().count()) {
+                return Err(format!("variable {name}: a String variable holds 1 to 512 characters"));
+            }
+            out.insert(name.clone(), default.to_string());
+        }
+        Ok(out)
     }
 }
 

@@ -8,7 +8,10 @@ use std::time::Duration;
 use serde_json::{Value as Json, json};
 
 use crate::Error;
-use crate::document::{BRANCH, DOCUMENT_VARIABLE, Document, EXECUTE_SCRIPT, INVOKE_LAMBDA, SLEEP, declared_output};
+use crate::document::{
+    BRANCH, DOCUMENT_VARIABLE, Document, EXECUTE_SCRIPT, INVOKE_LAMBDA, SLEEP, UPDATE_VARIABLE, VARIABLE_PREFIX, VARIABLE_STRING_CHARS,
+    declared_output,
+};
 use crate::scripts::known_script;
 
 /// A run never executes more document steps than this per worker turn allowed, so a loop bug
@@ -178,6 +181,7 @@ impl Document {
         outputs: &mut BTreeMap<String, String>,
     ) -> Result<(), String> {
         let steps = self.steps()?;
+        let mut variables = self.variables()?;
         let index_of = |name: &str| steps.iter().position(|s| s["name"].as_str() == Some(name)).ok_or(format!("no step named {name}"));
         let mut at = 0usize;
         let mut turns = 0usize;
@@ -191,7 +195,9 @@ impl Document {
             ex.steps.push(name.to_string());
             let action = step["action"].as_str().ok_or_else(|| format!("step {name} has no action"))?;
             let inputs = &step["inputs"];
-            let vars = |text: &str, outputs: &BTreeMap<String, String>| substitute(text, parameters, execution_id, outputs);
+            let vars = |text: &str, outputs: &BTreeMap<String, String>, variables: &BTreeMap<String, String>| {
+                substitute(text, parameters, execution_id, outputs, variables)
+            };
             let declared = step["outputs"].as_array().map(Vec::as_slice).unwrap_or_default();
             let mut branch_to = None;
             match action {
@@ -206,7 +212,7 @@ impl Document {
                         ));
                     }
                     turns += 1;
-                    let request = substitute_json(&inputs["InputPayload"], &|s| vars(s, outputs))?;
+                    let request = substitute_json(&inputs["InputPayload"], &|s| vars(s, outputs, &variables))?;
                     // Lambda answers a function that panics (or times out) with its error object
                     // and FunctionError set; the step itself succeeds.
                     let payload = match CatchUnwind(Box::pin(runner.step(&request))).await {
@@ -229,7 +235,8 @@ impl Document {
                 }
                 BRANCH => {
                     for choice in inputs["Choices"].as_array().ok_or_else(|| format!("{name}: no Choices"))? {
-                        let variable = vars(choice["Variable"].as_str().ok_or_else(|| format!("{name}: choice Variable"))?, outputs)?;
+                        let variable =
+                            vars(choice["Variable"].as_str().ok_or_else(|| format!("{name}: choice Variable"))?, outputs, &variables)?;
                         let expected = choice["StringEquals"].as_str().ok_or_else(|| format!("{name}: choice StringEquals"))?;
                         if variable == expected {
                             branch_to = Some(choice["NextStep"].as_str().ok_or_else(|| format!("{name}: choice NextStep"))?.to_string());
@@ -245,7 +252,7 @@ impl Document {
                 }
                 SLEEP => {
                     let documented = inputs["Duration"].as_str().ok_or_else(|| format!("{name}: aws:sleep needs Duration"))?;
-                    let documented = parse_sleep_duration(&vars(documented, outputs)?).map_err(|e| format!("{name}: {e}"))?;
+                    let documented = parse_sleep_duration(&vars(documented, outputs, &variables)?).map_err(|e| format!("{name}: {e}"))?;
                     let wait = match options.sleep {
                         Sleep::AsDocumented => documented,
                         Sleep::Fixed(d) => d,
@@ -259,7 +266,7 @@ impl Document {
                     let handler = inputs["Handler"].as_str().unwrap_or_default();
                     let script = inputs["Script"].as_str().unwrap_or_default();
                     let run = known_script(handler, script).ok_or_else(|| format!("{name}: unknown script for handler {handler}"))?;
-                    let events = substitute_json(&inputs["InputPayload"], &|s| vars(s, outputs))?;
+                    let events = substitute_json(&inputs["InputPayload"], &|s| vars(s, outputs, &variables))?;
                     // A raised exception fails the step; onFailure Abort fails the run with it.
                     let returned = run(&events)?;
                     for o in declared {
@@ -269,6 +276,18 @@ impl Document {
                             format!("{name}.{out_name}: {selector} selects no string in what {handler} returned: {returned}")
                         })?;
                         outputs.insert(format!("{name}.{out_name}"), value.to_string());
+                    }
+                }
+                UPDATE_VARIABLE => {
+                    let variable = inputs["Name"].as_str().and_then(|n| n.strip_prefix(VARIABLE_PREFIX)).unwrap_or_default();
+                    let value = vars(inputs["Value"].as_str().unwrap_or_default(), outputs, &variables)?;
+                    // The step fails on a value the variable cannot hold, as SSM documents.
+                    if !VARIABLE_STRING_CHARS.contains(&value.chars().count()) {
+                        return Err(format!("{name}: variable {variable} holds 1 to 512 characters, not {}", value.chars().count()));
+                    }
+                    match variables.get_mut(variable) {
+                        Some(slot) => *slot = value,
+                        None => return Err(format!("{name}: no runbook variable {variable}")),
                     }
                 }
                 other => return Err(format!("{name}: unsupported action {other}")),
@@ -312,19 +331,21 @@ impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
     }
 }
 
-/// Replaces `{{ Param }}`, `{{ automation:EXECUTION_ID }}` and `{{ Step.Output }}`. An unknown
-/// variable is an error (SSM refuses such documents).
+/// Replaces `{{ Param }}`, `{{ automation:EXECUTION_ID }}`, `{{ variable:Name }}` and
+/// `{{ Step.Output }}`. An unknown variable is an error (SSM refuses such documents).
 fn substitute(
     text: &str,
     parameters: &BTreeMap<String, String>,
     execution_id: &str,
     outputs: &BTreeMap<String, String>,
+    variables: &BTreeMap<String, String>,
 ) -> Result<String, String> {
     let mut err = None;
     let out = DOCUMENT_VARIABLE.replace_all(text, |c: &regex::Captures| {
         let var = &c[1];
         let value = match var {
             "automation:EXECUTION_ID" => Some(execution_id.to_string()),
+            _ if var.starts_with(VARIABLE_PREFIX) => variables.get(&var[VARIABLE_PREFIX.len()..]).cloned(),
             _ if var.contains('.') => outputs.get(var).cloned(),
             _ => parameters.get(var).cloned(),
         };
@@ -544,6 +565,73 @@ mod tests {
         assert_eq!(ex.outputs.get("Answer.Message").map(String::as_str), Some("done"));
         assert_eq!(ex.steps.iter().filter(|s| *s == "Invoke").count(), 4, "{:?}", ex.steps);
         assert_eq!(&ex.steps[..4], ["Invoke", "Answer", "Decide", "Wait"], "the Answer step reads each turn's Payload");
+    }
+
+    /// A long worker: each turn hands on how far it got, and records where it was asked to start.
+    struct Resuming {
+        started_from: std::sync::Mutex<Vec<Option<String>>>,
+    }
+
+    #[atrest::async_trait]
+    impl Fix for Resuming {
+        fn spec(&self) -> &'static FixSpec {
+            &fix_s3_encrypt_existing_objects::SPEC
+        }
+        async fn reconcile(&self, _ctx: &FixContext, req: &FixRequest) -> atrest::Result<FixOutcome> {
+            let mut seen = self.started_from.lock().unwrap();
+            seen.push(req.resume.clone());
+            Ok(match seen.len() {
+                1 => FixOutcome::in_progress(self.spec(), req, "first keys done").with_resume("data/0100"),
+                // A turn that made no progress (throttled) hands on where it was asked to start.
+                2 => FixOutcome::in_progress(self.spec(), req, "throttled").with_resume("data/0100"),
+                3 => FixOutcome::in_progress(self.spec(), req, "more done").with_resume(&"k".repeat(600)),
+                _ => FixOutcome::succeeded(self.spec(), req, "done"),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_resumable_document_hands_each_turn_the_point_the_last_one_reached() {
+        let t = Template::embedded().unwrap();
+        let (remediation, doc) = t.remediation_for_rule("S3BucketObjectsEncryptedRule").unwrap();
+        doc.check().unwrap();
+        let params = doc.parameters_for(&remediation.execution_parameters("my-bucket")).unwrap();
+        let fix = Arc::new(Resuming { started_from: Default::default() });
+        let runner = Arc::new(FixRunner::new(fix.clone(), &offline_sdk(), None));
+        let worker = |binary: &str| (binary == "fix-s3-encrypt-existing-objects").then(|| runner.clone());
+        let ex = doc.run(&params, "exec-1", &worker, &RunOptions::immediate()).await;
+        assert!(ex.succeeded(), "{ex:?}");
+        let long: String = "k".repeat(atrest::remediation::RESUME_MAX_CHARS);
+        assert_eq!(
+            *fix.started_from.lock().unwrap(),
+            [None, Some("data/0100".to_string()), Some("data/0100".to_string()), Some(long)],
+            "the first turn starts from the first key, each later one where the last stopped"
+        );
+        assert_eq!(&ex.steps[..6], ["Invoke", "Answer", "Decide", "Wait", "Remember", "Invoke"], "{:?}", ex.steps);
+        // Documents of short fixes carry nothing across turns.
+        let (_, short) = t.remediation_for_rule("S3BucketServerSideEncryptionEnabledRule").unwrap();
+        assert!(short.content.get("variables").is_none());
+        assert!(!short.content.to_string().contains("aws:updateVariable") && !short.content.to_string().contains("{{ variable:"));
+    }
+
+    #[tokio::test]
+    async fn variables_the_runner_cannot_hold_are_refused() {
+        let t = Template::embedded().unwrap();
+        let (_, doc) = t.remediation_for_rule("S3BucketObjectsEncryptedRule").unwrap();
+        type Breakage = fn(&mut Json);
+        let cases: [(&str, Breakage); 4] = [
+            ("a non-String variable", |c| c["variables"]["Resume"]["type"] = json!("StringList")),
+            ("an empty default", |c| c["variables"]["Resume"]["default"] = json!("")),
+            ("an undeclared variable", |c| step_mut(c, "Remember")["inputs"]["Name"] = json!("variable:Other")),
+            ("a reference to an undeclared variable", |c| {
+                step_mut(c, "Invoke")["inputs"]["InputPayload"]["Resume"] = json!("{{ variable:Other }}")
+            }),
+        ];
+        for (what, change) in cases {
+            let mut broken = doc.clone();
+            change(&mut broken.content);
+            assert!(broken.check().is_err(), "{what} should be refused");
+        }
     }
 
     #[tokio::test]

@@ -12,6 +12,13 @@ def text(value):
     return value if isinstance(value, str) else ""
 
 
+def resume_point(answer):
+    # Where a long worker's next turn starts ("start": from the beginning). Only a
+    # resumable document keeps it, in a runbook variable: a string of 1-512 characters.
+    value = answer.get("Resume")
+    return value if isinstance(value, str) and 1 <= len(value) <= 512 else "start"
+
+
 def read_answer(events, context):
     # Payload is a string: the JSON of what the worker returned, or Lambda's error object
     # (errorType, errorMessage) when the function crashed or timed out.
@@ -21,18 +28,19 @@ def read_answer(events, context):
     except ValueError:
         answer = None
     if not isinstance(answer, dict):
-        return {"Status": "Unreadable", "Message": "The worker's answer is not a JSON object: " + payload[:500]}
+        return {"Status": "Unreadable", "Message": "The worker's answer is not a JSON object: " + payload[:500], "Resume": "start"}
     if "errorType" in answer or "errorMessage" in answer:
         return {
             "Status": "WorkerError",
             "Message": "The worker stopped with an error before answering ({}): {}".format(
                 text(answer.get("errorType")) or "no error type", text(answer.get("errorMessage")) or "no message"),
+            "Resume": "start",
         }
     status = answer.get("Status")
     message = text(answer.get("Message"))
     if status not in STATUSES:
-        return {"Status": "Unreadable", "Message": "The worker's answer has no known Status. " + message}
-    return {"Status": status, "Message": message}"#;
+        return {"Status": "Unreadable", "Message": "The worker's answer has no known Status. " + message, "Resume": "start"}
+    return {"Status": status, "Message": message, "Resume": resume_point(answer)}"#;
 
 /// The `fail` script of every document's Fail step, exactly as in template.yaml.
 pub const FAIL_SCRIPT: &str = r#"def fail(events, context):
@@ -77,6 +85,9 @@ fn string_or_empty(v: Option<&Json>) -> &str {
     v.and_then(Json::as_str).unwrap_or("")
 }
 
+/// The `Resume` of an answer that hands on no continuation point (`atrest::remediation::RESUME_FROM_START`).
+const FROM_START: &str = "start";
+
 fn read_answer(events: &Json) -> Result<Json, String> {
     let payload = string_or_empty(events.get("Payload"));
     // Python's json.loads and serde_json agree on every RFC 8259 text, which is all Lambda
@@ -85,7 +96,9 @@ fn read_answer(events: &Json) -> Result<Json, String> {
         Ok(Json::Object(answer)) => answer,
         _ => {
             let head: String = payload.chars().take(500).collect();
-            return Ok(json!({"Status": "Unreadable", "Message": format!("The worker's answer is not a JSON object: {head}")}));
+            return Ok(
+                json!({"Status": "Unreadable", "Message": format!("The worker's answer is not a JSON object: {head}"), "Resume": FROM_START}),
+            );
         }
     };
     if answer.contains_key("errorType") || answer.contains_key("errorMessage") {
@@ -95,12 +108,19 @@ fn read_answer(events: &Json) -> Result<Json, String> {
             or(string_or_empty(answer.get("errorType")), "no error type"),
             or(string_or_empty(answer.get("errorMessage")), "no message")
         );
-        return Ok(json!({"Status": "WorkerError", "Message": message}));
+        return Ok(json!({"Status": "WorkerError", "Message": message, "Resume": FROM_START}));
     }
     let message = string_or_empty(answer.get("Message"));
+    // Python's len() counts code points, as chars() does.
+    let resume = match answer.get("Resume").and_then(Json::as_str) {
+        Some(point) if (1..=512).contains(&point.chars().count()) => point,
+        _ => FROM_START,
+    };
     Ok(match answer.get("Status").and_then(Json::as_str) {
-        Some(status @ ("InProgress" | "Succeeded" | "Failed")) => json!({"Status": status, "Message": message}),
-        _ => json!({"Status": "Unreadable", "Message": format!("The worker's answer has no known Status. {message}")}),
+        Some(status @ ("InProgress" | "Succeeded" | "Failed")) => json!({"Status": status, "Message": message, "Resume": resume}),
+        _ => {
+            json!({"Status": "Unreadable", "Message": format!("The worker's answer has no known Status. {message}"), "Resume": FROM_START})
+        }
     })
 }
 

@@ -88,6 +88,16 @@ fn events_for(handler: &str) -> Vec<Json> {
                 "not json".into(),
                 "{\"Status\": \"InProgress\"".into(),
                 "é".repeat(700),
+                // The continuation point of a long worker: kept when a variable can hold it.
+                r#"{"Status": "InProgress", "Message": "m", "Resume": "after:data/0042"}"#.into(),
+                r#"{"Status": "Succeeded", "Message": "m", "Resume": "after:ünï"}"#.into(),
+                r#"{"Status": "InProgress", "Message": "m", "Resume": ""}"#.into(),
+                r#"{"Status": "InProgress", "Message": "m", "Resume": 42}"#.into(),
+                r#"{"Status": "InProgress", "Message": "m", "Resume": null}"#.into(),
+                json!({"Status": "InProgress", "Message": "m", "Resume": "é".repeat(512)}).to_string(),
+                json!({"Status": "InProgress", "Message": "m", "Resume": "é".repeat(513)}).to_string(),
+                r#"{"Status": "Done", "Resume": "after:x"}"#.into(),
+                r#"{"errorType": "Panic", "Resume": "after:x"}"#.into(),
             ]
             .into_iter()
             .map(|p| json!({"Payload": p}))
@@ -136,7 +146,9 @@ fn the_rust_semantics_of_every_script_agree_with_python() {
 fn the_answer_of_a_worker_is_read_into_status_and_message() {
     let run = known_script("read_answer", atrest_automation::READ_ANSWER_SCRIPT).unwrap();
     let read = |payload: &str| run(&json!({"Payload": payload})).unwrap();
-    assert_eq!(read(&answer("InProgress", "waiting")), json!({"Status": "InProgress", "Message": "waiting"}));
+    assert_eq!(read(&answer("InProgress", "waiting")), json!({"Status": "InProgress", "Message": "waiting", "Resume": "start"}));
+    let resumable = json!({"Status": "InProgress", "Message": "m", "Resume": "after:k"}).to_string();
+    assert_eq!(read(&resumable)["Resume"], "after:k");
     assert_eq!(read(r#"{"errorType": "Panic", "errorMessage": "boom"}"#)["Status"], "WorkerError");
     assert_eq!(read("garbage")["Status"], "Unreadable");
 }

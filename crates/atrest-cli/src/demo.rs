@@ -66,7 +66,7 @@ pub async fn run(sdk: &SdkConfig) -> anyhow::Result<bool> {
         if *compliance == Compliance::NonCompliant {
             eprintln!("Remediating {bucket} with {fix}...");
             // By rule: its remediation configuration (the fix may serve other rules too).
-            let outcome = remediate(sdk, RULE, bucket, &fix_params, false, &options).await?.outcome;
+            let outcome = remediate(sdk, RULE, bucket, &fix_params, false, &options, None).await?.outcome;
             let what = if outcome.changes.is_empty() { outcome.message.clone() } else { outcome.changes.join("; ") };
             results.insert(bucket.clone(), format!("{:?}: {what}", outcome.status));
         }

@@ -133,7 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             let progress = commands::RemediationProgress::on_stderr(&fix, &resource_id);
             let on_progress = |p: Progress<'_>| progress.show(p);
             let options = RunOptions { max_turns, sleep, on_progress: Some(&on_progress) };
-            let report = commands::remediate(&sdk, &fix, &resource_id, &params, dry_run, &options).await;
+            let report = commands::remediate(&sdk, &fix, &resource_id, &params, dry_run, &options, Some(progress.work())).await;
             progress.finish();
             let report = report?;
             print_json(&report)?;

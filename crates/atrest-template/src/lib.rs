@@ -19,6 +19,7 @@ mod render;
 
 use std::path::{Path, PathBuf};
 
+use atrest::remediation::RESUME_KEY;
 use atrest::{FixSpec, ParamKind, ParamSpec, RuleSpec, TriggerKind};
 use atrest_catalog::{fix_entries, rule_entries};
 
@@ -242,6 +243,15 @@ fn fix_block(spec: &FixSpec, d: &Deploy, condition: Option<&str>) -> Result<Stri
         parameters.push(document_parameter(p, pattern_of(p)));
         payload.push(format!("{}: \"{{{{ {} }}}}\"", p.name, p.name));
     }
+    let resumable = match d.text(&["Document", "Resumable"]).as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(d.error(&format!("Document.Resumable is true or false, not {other:?}"))),
+    };
+    let resume = if resumable { Resume::carried() } else { Resume::none() };
+    if resumable {
+        payload.push(format!("{RESUME_KEY}: \"{{{{ variable:{RESUME_KEY} }}}}\""));
+    }
     Fill::new(FIX)
         .text("F", &logical_id(spec.name))
         .block("condition", &condition_line(condition))
@@ -253,9 +263,51 @@ fn fix_block(spec: &FixSpec, d: &Deploy, condition: Option<&str>) -> Result<Stri
         .text("resource_id_pattern", &yaml_str(&d.required_text(&["Document", "ResourceId", "allowedPattern"])?))
         .block("document_parameters", &parameters.join("\n"))
         .block("payload", &payload.join("\n"))
+        .block("variables", resume.variables)
+        .block("answer_outputs", resume.answer_outputs)
+        .text("after_wait", resume.after_wait)
+        .block("remember_step", resume.remember_step)
         .block("policies", &d.required_raw(&["Policies"])?)
         .block("resources", &d.raw(&["Resources"]).unwrap_or_default())
         .finish(&d.origin())
+}
+
+/// What a resumable document (deploy.yaml `Document.Resumable: true`) adds to the loop: a
+/// runbook variable that carries the worker's continuation point from one turn to the next
+/// (Answer reads it from the worker's answer, `Remember` stores it with `aws:updateVariable`
+/// before the next Invoke passes it on). Its default says "start from the beginning".
+struct Resume {
+    variables: &'static str,
+    answer_outputs: &'static str,
+    after_wait: &'static str,
+    remember_step: &'static str,
+}
+
+impl Resume {
+    fn none() -> Resume {
+        Resume { variables: "", answer_outputs: "", after_wait: "Invoke", remember_step: "" }
+    }
+    fn carried() -> Resume {
+        Resume {
+            variables: "# Where the next turn starts: the worker's continuation point, carried across turns.
+variables:
+  Resume:
+    type: String
+    default: start
+    description: The continuation point the last turn handed on (start, or after:<point>).",
+            answer_outputs: "- Name: Resume
+  Selector: $.Payload.Resume
+  Type: String",
+            after_wait: "Remember",
+            remember_step: "- name: Remember
+  action: aws:updateVariable
+  description: Keep the continuation point the last turn handed on, for the next turn.
+  inputs:
+    Name: variable:Resume
+    Value: \"{{ Answer.Resume }}\"
+  nextStep: Invoke",
+        }
+    }
 }
 
 /// The remediation configuration that ties a rule to its fix's document. Its settings come from

@@ -19,6 +19,7 @@ pub mod lambda;
 pub mod overrides;
 pub mod params;
 pub mod policy;
+pub mod progress;
 pub mod remediation;
 pub mod rule;
 pub mod s3;

@@ -53,7 +53,18 @@ pub struct FixSpec {
 }
 
 /// Payload keys every fix accepts besides its own parameters.
-pub const RESERVED_KEYS: &[&str] = &["ResourceId", "DryRun", "ExecutionId", "AutomationAssumeRole"];
+pub const RESERVED_KEYS: &[&str] = &["ResourceId", "DryRun", "ExecutionId", "AutomationAssumeRole", RESUME_KEY];
+
+/// The payload key (and answer field) that carries a long fix's continuation point from one
+/// turn to the next. A resumable document holds it in a runbook variable (`aws:updateVariable`),
+/// whose strings are 1 to 512 characters, so "no continuation point" is spelled
+/// [`RESUME_FROM_START`] and a point is `after:<text>` (see [`FixOutcome::with_resume`]).
+pub const RESUME_KEY: &str = "Resume";
+/// The variable's value before any turn has answered: start from the beginning.
+pub const RESUME_FROM_START: &str = "start";
+const RESUME_AFTER: &str = "after:";
+/// The longest continuation text a turn hands on (the variable's 512 less `after:`).
+pub const RESUME_MAX_CHARS: usize = 512 - RESUME_AFTER.len();
 
 /// One request to a fix, decoded from the SSM payload (a flat map of strings) or the CLI.
 #[derive(Debug, Clone)]
@@ -61,6 +72,9 @@ pub struct FixRequest {
     pub resource_id: String,
     pub dry_run: bool,
     pub execution_id: Option<String>,
+    /// Where an earlier turn of this execution stopped (only fixes whose document is resumable
+    /// receive one). A hint: the fix must be correct without it, as after a crash.
+    pub resume: Option<String>,
     pub params: Params,
 }
 
@@ -86,7 +100,21 @@ impl FixRequest {
         };
         let raw: BTreeMap<String, Value> =
             map.iter().filter(|(k, _)| !RESERVED_KEYS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
-        Ok(FixRequest { resource_id, dry_run, execution_id: text("ExecutionId")?, params: Params::parse(spec.parameters, &raw)? })
+        let resume = match map.get(RESUME_KEY) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s == RESUME_FROM_START => None,
+            Some(Value::String(s)) => match s.strip_prefix(RESUME_AFTER) {
+                Some(point) => Some(point.to_string()),
+                None => {
+                    return Err(Error::invalid_parameter(
+                        RESUME_KEY,
+                        format!("expected {RESUME_FROM_START:?} or \"after:<point>\", got {s:?}"),
+                    ));
+                }
+            },
+            Some(other) => return Err(Error::invalid_parameter(RESUME_KEY, format!("expected a string, got {other}"))),
+        };
+        Ok(FixRequest { resource_id, dry_run, execution_id: text("ExecutionId")?, resume, params: Params::parse(spec.parameters, &raw)? })
     }
 }
 
@@ -108,6 +136,10 @@ pub struct FixOutcome {
     pub changes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub execution_id: Option<String>,
+    /// The continuation point the next turn starts from, as the document's variable holds it
+    /// (`after:<point>`); absent when there is none.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub resume: Option<String>,
 }
 
 impl FixOutcome {
@@ -121,6 +153,7 @@ impl FixOutcome {
             dry_run: req.dry_run,
             changes: Vec::new(),
             execution_id: req.execution_id.clone(),
+            resume: None,
         }
     }
     pub fn succeeded(spec: &FixSpec, req: &FixRequest, message: impl Into<String>) -> Self {
@@ -134,6 +167,14 @@ impl FixOutcome {
     }
     pub fn with_change(mut self, change: impl Into<String>) -> Self {
         self.changes.push(change.into());
+        self
+    }
+    /// Hands the next turn its continuation point. A point longer than a runbook variable holds
+    /// is cut to its first [`RESUME_MAX_CHARS`] characters: a fix that resumes *after* a prefix
+    /// of where it stopped re-examines a little and never skips anything.
+    pub fn with_resume(mut self, point: &str) -> Self {
+        let point: String = point.chars().take(RESUME_MAX_CHARS).collect();
+        self.resume = (!point.is_empty()).then(|| format!("{RESUME_AFTER}{point}"));
         self
     }
     pub fn with_resource_type(mut self, resource_type: &str) -> Self {
@@ -176,6 +217,12 @@ impl FixContext {
     /// `ctx.client(aws_sdk_ec2::Client::new)`.
     pub fn client<C: Clone + 'static>(&self, build: impl FnOnce(&SdkConfig) -> C) -> C {
         self.overrides.client(&self.sdk, build)
+    }
+
+    /// Where a long fix counts what it has done while a turn runs (a progress bar in `atrest
+    /// remediate`); counts into nothing when nobody watches.
+    pub fn progress(&self) -> crate::progress::WorkProgress {
+        self.overrides.get().unwrap_or_default()
     }
 }
 
@@ -220,6 +267,12 @@ impl FixRunner {
         self
     }
 
+    /// Lets a watcher see what the fix counts while a turn runs (`FixContext::progress`).
+    pub fn with_progress(mut self, progress: crate::progress::WorkProgress) -> Self {
+        self.overrides = self.overrides.with(progress);
+        self
+    }
+
     pub fn spec(&self) -> &'static FixSpec {
         self.fix.spec()
     }
@@ -242,6 +295,7 @@ impl FixRunner {
                     dry_run: false,
                     changes: Vec::new(),
                     execution_id: payload.get("ExecutionId").and_then(Value::as_str).map(str::to_string),
+                    resume: None,
                 };
                 self.publish(&outcome).await;
                 return outcome;
@@ -259,7 +313,12 @@ impl FixRunner {
             Ok(outcome) => outcome,
             Err(e) if e.class() == ErrorClass::Transient => {
                 tracing::warn!(error = %e, "transient failure; the next step will retry");
-                FixOutcome::in_progress(spec, req, format!("Waiting to retry after a temporary AWS error: {e}"))
+                let outcome = FixOutcome::in_progress(spec, req, format!("Waiting to retry after a temporary AWS error: {e}"));
+                // The next turn picks up where this one was asked to, not from the start.
+                match &req.resume {
+                    Some(point) => outcome.with_resume(point),
+                    None => outcome,
+                }
             }
             Err(e) => FixOutcome::failed(spec, req, failure_message(&e)),
         };
@@ -273,17 +332,20 @@ impl FixRunner {
     /// The SSM document's loop, locally: step until terminal or `max_steps`.
     pub async fn drive(&self, req: &FixRequest, options: &DriveOptions) -> FixOutcome {
         let mut last = None;
+        let mut req = req.clone();
         for step in 0..options.max_steps.max(1) {
             if step > 0 {
                 tokio::time::sleep(options.pause).await;
             }
-            let outcome = self.step_request(req).await;
+            let outcome = self.step_request(&req).await;
             if outcome.status.is_terminal() {
                 return outcome;
             }
+            // As a resumable document's variable does: each turn starts where the last one said.
+            req.resume = outcome.resume.as_deref().and_then(|r| r.strip_prefix(RESUME_AFTER)).map(str::to_string);
             last = Some(outcome);
         }
-        let mut outcome = last.unwrap_or_else(|| FixOutcome::in_progress(self.spec(), req, ""));
+        let mut outcome = last.unwrap_or_else(|| FixOutcome::in_progress(self.spec(), &req, ""));
         outcome.status = FixStatus::Failed;
         outcome.message = format!("Gave up after {} steps; last state: {}", options.max_steps, outcome.message);
         outcome
@@ -304,5 +366,34 @@ fn failure_message(error: &Error) -> String {
     match error {
         Error::AccessDenied { .. } => format!("Nothing more was changed: {error}."),
         _ => format!("The fix stopped: {error}."),
+    }
+}
+
+#[cfg(test)]
+mod resume_tests {
+    use super::*;
+    use serde_json::json;
+
+    static SPEC: FixSpec = FixSpec { name: "t", description: "", resource_types: &["AWS::S3::Bucket"], parameters: &[], disruptive: false };
+
+    #[test]
+    fn the_continuation_point_travels_as_the_document_variable_holds_it() {
+        let decode = |resume: Value| FixRequest::decode(&SPEC, &json!({"ResourceId": "b", "Resume": resume}));
+        assert_eq!(decode(json!("start")).unwrap().resume, None);
+        assert_eq!(decode(Value::Null).unwrap().resume, None);
+        assert_eq!(decode(json!("after:data/0042")).unwrap().resume.as_deref(), Some("data/0042"));
+        assert_eq!(decode(json!("after:start")).unwrap().resume.as_deref(), Some("start"));
+        assert!(decode(json!("data/0042")).is_err());
+        assert!(decode(json!(42)).is_err());
+        let req = decode(json!("start")).unwrap();
+        let outcome = FixOutcome::in_progress(&SPEC, &req, "").with_resume("data/0042");
+        assert_eq!(outcome.resume.as_deref(), Some("after:data/0042"));
+        assert_eq!(serde_json::to_value(&outcome).unwrap()["Resume"], json!("after:data/0042"));
+        // Cut to what a runbook variable holds: a prefix sorts before the key it starts.
+        let long = "é".repeat(700);
+        let cut = FixOutcome::in_progress(&SPEC, &req, "").with_resume(&long).resume.unwrap();
+        assert_eq!(cut.chars().count(), 512);
+        assert!(long.starts_with(cut.strip_prefix("after:").unwrap()));
+        assert_eq!(FixOutcome::in_progress(&SPEC, &req, "").with_resume("").resume, None);
     }
 }

@@ -231,7 +231,7 @@ impl Copy<'_> {
             }
             Ok(None) => {
                 self.abort(&upload_id).await;
-                Ok(ObjectResult::NotReached(self.key.to_string()))
+                Ok(ObjectResult::NotReached)
             }
             Err(outcome) => {
                 self.abort(&upload_id).await;

@@ -154,8 +154,8 @@ enum ObjectResult {
     /// checked again next turn.
     Changed,
     Failed(String),
-    /// Not started: the turn's budget was spent (the key, to say where the next turn picks up).
-    NotReached(String),
+    /// Not started: the turn's budget was spent.
+    NotReached,
 }
 
 /// The counts a turn reports.
@@ -173,12 +173,22 @@ struct Tally {
     failed: u64,
     failures: Vec<String>,
     not_reached: u64,
-    /// The first key (in key order) this turn did not reach.
-    resume_at: Option<String>,
+    /// The last key, in listing order, before the first object this turn did not finish (not
+    /// reached, changed meanwhile or failed): where the next turn starts listing.
+    resume_after: Option<String>,
+    /// An object was left unfinished: `resume_after` no longer moves.
+    unfinished_seen: bool,
 }
 
 impl Tally {
-    fn add(&mut self, result: ObjectResult) {
+    /// Counts one object's result; `key` is its key, results come in listing order.
+    fn add(&mut self, key: String, result: ObjectResult) {
+        let finished = !matches!(result, ObjectResult::NotReached | ObjectResult::Changed | ObjectResult::Failed(_));
+        if !finished {
+            self.unfinished_seen = true;
+        } else if !self.unfinished_seen && !key.is_empty() {
+            self.resume_after = Some(key);
+        }
         match result {
             ObjectResult::CompliantByDate => self.compliant_by_date += 1,
             ObjectResult::Compliant => self.compliant += 1,
@@ -196,12 +206,7 @@ impl Tally {
                     self.failures.push(message);
                 }
             }
-            ObjectResult::NotReached(key) => {
-                self.not_reached += 1;
-                if self.resume_at.as_ref().is_none_or(|k| key < *k) {
-                    self.resume_at = Some(key);
-                }
-            }
+            ObjectResult::NotReached => self.not_reached += 1,
         }
     }
 
@@ -289,7 +294,7 @@ impl S3EncryptExistingObjects {
     ) -> ObjectResult {
         let Some(key) = object.key() else { return ObjectResult::Gone };
         if started.elapsed() >= self.budget {
-            return ObjectResult::NotReached(key.to_string());
+            return ObjectResult::NotReached;
         }
         if required.met_by_listing(object.last_modified()) {
             return ObjectResult::CompliantByDate;
@@ -366,6 +371,7 @@ impl S3EncryptExistingObjects {
         bucket: &str,
         prefix: Option<&str>,
         token: Option<String>,
+        start_after: Option<&str>,
         requests: &Requests,
     ) -> Result<aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output> {
         requests.add(1);
@@ -374,6 +380,8 @@ impl S3EncryptExistingObjects {
             .set_prefix(prefix.map(str::to_string))
             .max_keys(self.page_size)
             .set_continuation_token(token)
+            // Ignored by S3 once a continuation token is given: only the turn's first page.
+            .set_start_after(start_after.map(str::to_string))
             .send()
             .await
             .map_err(|e| aws_error("s3:ListBucket", bucket, e))
@@ -395,6 +403,8 @@ impl Fix for S3EncryptExistingObjects {
         let concurrency = req.params.integer("Concurrency").unwrap_or(16).clamp(1, 64) as usize;
         let s3 = ctx.client(clients::s3);
         let requests = Requests::default();
+        let progress = ctx.progress();
+        progress.counting("objects", "copied");
 
         requests.add(1);
         let versioning = match s3.get_bucket_versioning().bucket(name).send().await {
@@ -414,29 +424,49 @@ impl Fix for S3EncryptExistingObjects {
         let (acls_enabled, owner_id) = self.acl_settings(&s3, name, &requests).await?;
         let bucket = Bucket { name, acls_enabled, owner_id };
 
-        let mut tally = Tally::default();
-        let mut page = self.list_page(&s3, name, prefix, None, &requests).await?;
+        // Where the last turn said the work stands (the document's Resume variable): every key up
+        // to it is done. Without one (first turn, or a run started again) from the first key.
+        let mut tally = Tally { resume_after: req.resume.clone(), ..Tally::default() };
+        let mut page = self.list_page(&s3, name, prefix, None, req.resume.as_deref(), &requests).await?;
         let mut stopped = false;
         loop {
             let objects = page.contents().to_vec();
             tally.listed += objects.len() as u64;
             let next_token = page.next_continuation_token().filter(|_| page.is_truncated() == Some(true)).map(str::to_string);
+            // In listing order (still `concurrency` at once), so the turn knows the last key
+            // before the first one it did not finish.
             let work = stream::iter(objects)
-                .map(|object| self.encrypt_object(ctx, &s3, &bucket, &target, &required, object, req.dry_run, started, &requests))
-                .buffer_unordered(concurrency)
+                .map(|object| {
+                    let key = object.key().unwrap_or_default().to_string();
+                    let result = self.encrypt_object(ctx, &s3, &bucket, &target, &required, object, req.dry_run, started, &requests);
+                    let progress = &progress;
+                    async move {
+                        let result = result.await;
+                        match result {
+                            ObjectResult::NotReached => {}
+                            ObjectResult::Copied { .. } => {
+                                progress.examined();
+                                progress.changed();
+                            }
+                            _ => progress.examined(),
+                        }
+                        (key, result)
+                    }
+                })
+                .buffered(concurrency)
                 .collect::<Vec<_>>();
             // The next page is fetched while this one is worked on.
             let next = async {
                 match &next_token {
                     Some(token) if started.elapsed() < self.budget => {
-                        Some(self.list_page(&s3, name, prefix, Some(token.clone()), &requests).await)
+                        Some(self.list_page(&s3, name, prefix, Some(token.clone()), None, &requests).await)
                     }
                     _ => None,
                 }
             };
             let (results, next) = tokio::join!(work, next);
-            for result in results {
-                tally.add(result);
+            for (key, result) in results {
+                tally.add(key, result);
             }
             if tally.not_reached > 0 || (next_token.is_some() && started.elapsed() >= self.budget) {
                 stopped = true;
@@ -466,9 +496,11 @@ impl Fix for S3EncryptExistingObjects {
         };
         let cost = format!(" {} S3 requests this turn.", requests.get());
         let counts = tally.summary(req.dry_run);
-        let resume = match &tally.resume_at {
-            Some(key) => format!(" Continuation point: key {:?}; keys before it are done.", key.chars().take(200).collect::<String>()),
-            None => String::new(),
+        let resume = match &tally.resume_after {
+            Some(key) => {
+                format!(" Every key up to {:?} is done; the next turn lists from there.", key.chars().take(200).collect::<String>())
+            }
+            None => " The next turn lists from the first key.".to_string(),
         };
         let examined = tally.listed - tally.not_reached;
 
@@ -488,13 +520,17 @@ impl Fix for S3EncryptExistingObjects {
 
         let mut outcome = if stopped || tally.changed > 0 {
             let why = if stopped { "stopped at this turn's time budget" } else { "some objects changed while being copied" };
-            FixOutcome::in_progress(
+            let in_progress = FixOutcome::in_progress(
                 &SPEC,
                 req,
                 format!(
-                    "This turn over {examined} {scope}: {counts}; {why}.{resume} The next turn lists the bucket again and copies only what is still not encrypted with {wanted} (what this turn copied is recognised without being copied again).{versions_note}{cost}"
+                    "This turn over {examined} {scope}: {counts}; {why}.{resume} It copies only what is still not encrypted with {wanted} (were the run started again from the first key, what was copied is recognised and not copied twice).{versions_note}{cost}"
                 ),
-            )
+            );
+            match &tally.resume_after {
+                Some(key) => in_progress.with_resume(key),
+                None => in_progress,
+            }
         } else if tally.failed > 0 {
             FixOutcome::failed(
                 &SPEC,
@@ -505,6 +541,10 @@ impl Fix for S3EncryptExistingObjects {
                 ),
             )
         } else {
+            let every = match &req.resume {
+                None => format!("Every one of the {examined}"),
+                Some(_) => format!("Earlier turns did the first keys and this last one {examined} more: every one of the"),
+            };
             let skipped_note = if tally.skipped_total() > 0 {
                 " Skipped objects were left unchanged: restore archived ones first; SSE-C, Object Lock and other-account objects need their owners."
             } else {
@@ -514,7 +554,7 @@ impl Fix for S3EncryptExistingObjects {
                 &SPEC,
                 req,
                 format!(
-                    "Every one of the {examined} {scope} is now encrypted as required ({wanted}) or accounted for: {counts}. Metadata, tags, storage class and ACLs were kept.{skipped_note}{versions_note}{cost}"
+                    "{every} {scope} is now encrypted as required ({wanted}) or accounted for: {counts}. Metadata, tags, storage class and ACLs were kept.{skipped_note}{versions_note}{cost}"
                 ),
             )
         };
@@ -542,7 +582,7 @@ mod tests {
             ObjectResult::Skipped(SkipReason::CustomerKey),
             ObjectResult::Failed("boom".into()),
         ] {
-            tally.add(result);
+            tally.add(String::new(), result);
         }
         let text = tally.summary(false);
         assert!(text.starts_with("copied 2 (1 by multipart copy), 2 already encrypted as required (1 of them"), "{text}");
@@ -559,7 +599,7 @@ mod tests {
     #[test]
     fn dry_run_summary_says_would() {
         let mut tally = Tally::default();
-        tally.add(ObjectResult::WouldCopy);
+        tally.add("k".into(), ObjectResult::WouldCopy);
         assert!(tally.summary(true).starts_with("would copy 1,"));
     }
 

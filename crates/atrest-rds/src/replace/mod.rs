@@ -220,7 +220,7 @@ mod tests {
     }
 
     fn request(dry_run: bool) -> FixRequest {
-        FixRequest { resource_id: "db-ABC".into(), dry_run, execution_id: None, params: Params::default() }
+        FixRequest { resource_id: "db-ABC".into(), dry_run, execution_id: None, resume: None, params: Params::default() }
     }
 
     fn start() -> Turn {

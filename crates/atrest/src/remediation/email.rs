@@ -99,6 +99,7 @@ mod tests {
             dry_run: false,
             changes: vec![],
             execution_id: None,
+            resume: None,
         };
         let alert = fix_outcome_alert(&TWO_KINDS, &outcome, "eu-west-1");
         assert_eq!(alert.subject, "[atrest] fixed: RDS DB cluster snapshot orders-nightly");
