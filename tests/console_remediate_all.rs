@@ -134,6 +134,37 @@ async fn non_compliant(sdk: &SdkConfig, rule: &str) -> Target {
             rds(sdk).create_db_snapshot().db_instance_identifier(&db).db_snapshot_identifier(&snap).send().await.unwrap();
             Target { resource_type: "AWS::RDS::DBSnapshot", resource_id: snap.clone(), name: snap }
         }
+        "KinesisStreamEncryptedRule" => {
+            let stream = unique("console-stream");
+            aws_sdk_kinesis::Client::new(sdk).create_stream().stream_name(&stream).shard_count(1).send().await.unwrap();
+            Target { resource_type: "AWS::Kinesis::Stream", resource_id: stream.clone(), name: stream }
+        }
+        "KinesisFirehoseDeliveryStreamEncryptedRule" => {
+            // A Direct PUT delivery stream without server-side encryption. Every field of the S3
+            // description is given: moto echoes the request where AWS fills in defaults.
+            use aws_sdk_firehose::types::{
+                BufferingHints, CompressionFormat, DeliveryStreamType, EncryptionConfiguration, ExtendedS3DestinationConfiguration,
+                NoEncryptionConfig,
+            };
+            let stream = unique("console-delivery");
+            let destination = ExtendedS3DestinationConfiguration::builder()
+                .role_arn("arn:aws:iam::123456789012:role/firehose-delivery")
+                .bucket_arn("arn:aws:s3:::atrest-firehose-landing")
+                .compression_format(CompressionFormat::Uncompressed)
+                .buffering_hints(BufferingHints::builder().size_in_mbs(5).interval_in_seconds(300).build())
+                .encryption_configuration(EncryptionConfiguration::builder().no_encryption_config(NoEncryptionConfig::NoEncryption).build())
+                .build()
+                .unwrap();
+            aws_sdk_firehose::Client::new(sdk)
+                .create_delivery_stream()
+                .delivery_stream_name(&stream)
+                .delivery_stream_type(DeliveryStreamType::DirectPut)
+                .extended_s3_destination_configuration(destination)
+                .send()
+                .await
+                .unwrap();
+            Target { resource_type: "AWS::KinesisFirehose::DeliveryStream", resource_id: stream.clone(), name: stream }
+        }
         other => panic!("no non-compliant resource for {other}: add one to tests/console_remediate_all.rs"),
     }
 }
@@ -200,6 +231,20 @@ async fn assert_fixed(sdk: &SdkConfig, rule: &str, target: &Target) {
         "RdsSnapshotEncryptedRule" => {
             let out = rds(sdk).describe_db_snapshots().db_snapshot_identifier(format!("{name}-encrypted")).send().await.unwrap();
             assert_eq!(out.db_snapshots()[0].encrypted(), Some(true));
+        }
+        "KinesisStreamEncryptedRule" => {
+            let out = aws_sdk_kinesis::Client::new(sdk).describe_stream_summary().stream_name(name).send().await.unwrap();
+            let summary = out.stream_description_summary().unwrap();
+            assert_eq!(summary.encryption_type().map(|t| t.as_str()), Some("KMS"));
+            // The stack default: the AWS managed key.
+            assert_eq!(summary.key_id(), Some("alias/aws/kinesis"));
+        }
+        "KinesisFirehoseDeliveryStreamEncryptedRule" => {
+            let out = aws_sdk_firehose::Client::new(sdk).describe_delivery_stream().delivery_stream_name(name).send().await.unwrap();
+            let sse = out.delivery_stream_description().unwrap().delivery_stream_encryption_configuration().expect("SSE configuration");
+            assert_eq!(sse.status().map(|s| s.as_str()), Some("ENABLED"));
+            // The stack default: an AWS owned key.
+            assert_eq!(sse.key_type().map(|t| t.as_str()), Some("AWS_OWNED_CMK"));
         }
         other => panic!("no check for {other}"),
     }

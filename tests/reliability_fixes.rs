@@ -7,6 +7,8 @@
 //! A fix joins by adding one line to `SCENARIOS` (and a `FixScenario` + `Fixture` below).
 //! Run with `--nocapture` to print the per-scenario table RELIABILITY.md reports.
 
+#[path = "kinesis_support/mod.rs"]
+mod kinesis_support;
 #[path = "ebs_support/mod.rs"]
 mod ebs_support;
 #[path = "rds_support/mod.rs"]
@@ -41,6 +43,10 @@ static SCENARIOS: &[&dyn FixScenario] = &[
     &EbsDefaultScenario { name: "ebs-enable-default-encryption/keep-key", kms: false },
     &EbsDefaultScenario { name: "ebs-enable-default-encryption/customer-key", kms: true },
     &ObjectsScenario,
+    &kinesis_support::KinesisScenario { name: "kinesis-encrypt-stream/aws-managed-key", customer_key: false },
+    &kinesis_support::KinesisScenario { name: "kinesis-encrypt-stream/customer-key-alias", customer_key: true },
+    &kinesis_support::FirehoseScenario { name: "firehose-encrypt-delivery-stream/aws-owned-key", customer_key: false },
+    &kinesis_support::FirehoseScenario { name: "firehose-encrypt-delivery-stream/customer-key-alias", customer_key: true },
 ];
 
 /// Scenarios too slow for every `cargo test` (hundreds of calls per run): `make test` (and so
