@@ -134,6 +134,37 @@ async fn non_compliant(sdk: &SdkConfig, rule: &str) -> Target {
             rds(sdk).create_db_snapshot().db_instance_identifier(&db).db_snapshot_identifier(&snap).send().await.unwrap();
             Target { resource_type: "AWS::RDS::DBSnapshot", resource_id: snap.clone(), name: snap }
         }
+        "DynamodbTableEncryptedKmsRule" => {
+            // On DynamoDB's default, the AWS owned key.
+            let table = unique("console-table");
+            aws_sdk_dynamodb::Client::new(sdk)
+                .create_table()
+                .table_name(&table)
+                .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+                .attribute_definitions(
+                    aws_sdk_dynamodb::types::AttributeDefinition::builder()
+                        .attribute_name("pk")
+                        .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+                        .build()
+                        .unwrap(),
+                )
+                .key_schema(
+                    aws_sdk_dynamodb::types::KeySchemaElement::builder()
+                        .attribute_name("pk")
+                        .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
+                        .build()
+                        .unwrap(),
+                )
+                .send()
+                .await
+                .unwrap();
+            Target { resource_type: "AWS::DynamoDB::Table", resource_id: table.clone(), name: table }
+        }
+        "CmkBackingKeyRotationEnabledRule" => {
+            // A customer managed symmetric key, rotation off (KMS's default).
+            let key = atrest::clients::kms(sdk).create_key().send().await.unwrap().key_metadata().unwrap().key_id().to_string();
+            Target { resource_type: "AWS::KMS::Key", resource_id: key.clone(), name: key }
+        }
         "KinesisStreamEncryptedRule" => {
             let stream = unique("console-stream");
             aws_sdk_kinesis::Client::new(sdk).create_stream().stream_name(&stream).shard_count(1).send().await.unwrap();
@@ -231,6 +262,16 @@ async fn assert_fixed(sdk: &SdkConfig, rule: &str, target: &Target) {
         "RdsSnapshotEncryptedRule" => {
             let out = rds(sdk).describe_db_snapshots().db_snapshot_identifier(format!("{name}-encrypted")).send().await.unwrap();
             assert_eq!(out.db_snapshots()[0].encrypted(), Some(true));
+        }
+        "DynamodbTableEncryptedKmsRule" => {
+            let out = aws_sdk_dynamodb::Client::new(sdk).describe_table().table_name(name).send().await.unwrap();
+            let sse = out.table().and_then(|t| t.sse_description()).expect("SSEDescription");
+            assert_eq!(sse.status().map(|s| s.as_str()), Some("ENABLED"));
+            assert!(sse.kms_master_key_arn().is_some_and(|k| k.starts_with("arn:aws:kms:")), "{sse:?}");
+        }
+        "CmkBackingKeyRotationEnabledRule" => {
+            let out = atrest::clients::kms(sdk).get_key_rotation_status().key_id(name).send().await.unwrap();
+            assert!(out.key_rotation_enabled(), "{out:?}");
         }
         "KinesisStreamEncryptedRule" => {
             let out = aws_sdk_kinesis::Client::new(sdk).describe_stream_summary().stream_name(name).send().await.unwrap();

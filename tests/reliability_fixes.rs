@@ -7,6 +7,8 @@
 //! A fix joins by adding one line to `SCENARIOS` (and a `FixScenario` + `Fixture` below).
 //! Run with `--nocapture` to print the per-scenario table RELIABILITY.md reports.
 
+#[path = "dynamodb_kms_support/mod.rs"]
+mod dynamodb_kms_support;
 #[path = "kinesis_support/mod.rs"]
 mod kinesis_support;
 #[path = "ebs_support/mod.rs"]
@@ -47,6 +49,9 @@ static SCENARIOS: &[&dyn FixScenario] = &[
     &kinesis_support::KinesisScenario { name: "kinesis-encrypt-stream/customer-key-alias", customer_key: true },
     &kinesis_support::FirehoseScenario { name: "firehose-encrypt-delivery-stream/aws-owned-key", customer_key: false },
     &kinesis_support::FirehoseScenario { name: "firehose-encrypt-delivery-stream/customer-key-alias", customer_key: true },
+    &dynamodb_kms_support::DynamoDbScenario { name: "dynamodb-encrypt-table/aws-managed-key", kms: false },
+    &dynamodb_kms_support::DynamoDbScenario { name: "dynamodb-encrypt-table/customer-key-alias", kms: true },
+    &dynamodb_kms_support::KmsRotationScenario,
 ];
 
 /// Scenarios too slow for every `cargo test` (hundreds of calls per run): `make test` (and so
