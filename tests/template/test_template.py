@@ -594,6 +594,9 @@ def test_star_resources_only_where_the_action_has_no_resource_level_permissions(
         # Listing Kinesis data streams and Firehose delivery streams: no resource-level permissions.
         "kinesis:ListStreams",
         "firehose:ListDeliveryStreams",
+        # Listing DynamoDB tables and KMS keys: no resource-level permissions.
+        "dynamodb:ListTables",
+        "kms:ListKeys",
     }
     for name, statement in _iam_statements():
         if statement.get("Resource") == "*":
