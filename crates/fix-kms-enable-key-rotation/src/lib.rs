@@ -142,9 +142,12 @@ mod tests {
         RotationStatus { enabled, period_days: days, next_rotation: None }
     }
 
+    /// (case, why rotation does not apply, status now, period asked, expected plan)
+    type Case = (&'static str, Option<&'static str>, Option<RotationStatus>, Option<i32>, Plan);
+
     #[test]
     fn plan_table() {
-        let cases: Vec<(&str, Option<&str>, Option<RotationStatus>, Option<i32>, Plan)> = vec![
+        let cases: Vec<Case> = vec![
             ("off, no period asked", None, Some(status(false, None)), None, Plan::Enable { period_days: None }),
             ("off, period asked", None, Some(status(false, None)), Some(90), Plan::Enable { period_days: Some(90) }),
             ("on, no period asked: any period will do", None, Some(status(true, Some(730))), None, Plan::Done),
