@@ -171,19 +171,12 @@ async fn non_compliant(sdk: &SdkConfig, rule: &str) -> Target {
             Target { resource_type: "AWS::Kinesis::Stream", resource_id: stream.clone(), name: stream }
         }
         "KinesisFirehoseDeliveryStreamEncryptedRule" => {
-            // A Direct PUT delivery stream without server-side encryption. Every field of the S3
-            // description is given: moto echoes the request where AWS fills in defaults.
-            use aws_sdk_firehose::types::{
-                BufferingHints, CompressionFormat, DeliveryStreamType, EncryptionConfiguration, ExtendedS3DestinationConfiguration,
-                NoEncryptionConfig,
-            };
+            // A Direct PUT delivery stream without server-side encryption.
+            use aws_sdk_firehose::types::{DeliveryStreamType, ExtendedS3DestinationConfiguration};
             let stream = unique("console-delivery");
             let destination = ExtendedS3DestinationConfiguration::builder()
                 .role_arn("arn:aws:iam::123456789012:role/firehose-delivery")
                 .bucket_arn("arn:aws:s3:::atrest-firehose-landing")
-                .compression_format(CompressionFormat::Uncompressed)
-                .buffering_hints(BufferingHints::builder().size_in_mbs(5).interval_in_seconds(300).build())
-                .encryption_configuration(EncryptionConfiguration::builder().no_encryption_config(NoEncryptionConfig::NoEncryption).build())
                 .build()
                 .unwrap();
             aws_sdk_firehose::Client::new(sdk)

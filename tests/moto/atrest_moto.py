@@ -690,6 +690,8 @@ def _patch():
     atrest_moto_dynamodb.patch()
     import atrest_moto_kms_rotation  # noqa: E402  (KMS rotation period and refusals, see its docstring)
     atrest_moto_kms_rotation.patch()
+    import atrest_moto_firehose  # noqa: E402  (Firehose: SSE for Direct PUT only, S3 description defaults)
+    atrest_moto_firehose.patch()
 
 
 # --------------------------------------------------------------------------- /atrest-ext endpoints

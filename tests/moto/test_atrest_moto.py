@@ -852,6 +852,53 @@ class ParentPid(unittest.TestCase):
         self.fail("server outlived its --parent-pid")
 
 
+class FirehoseCorrections(Base):
+    """atrest_moto_firehose.py: SSE for Direct PUT streams only; the S3 description's defaults."""
+
+    def setUp(self):
+        super().setUp()
+        self.firehose = client("firehose")
+        self.kinesis = client("kinesis")
+        self.s3_destination = {"RoleARN": "arn:aws:iam::123456789012:role/firehose", "BucketARN": "arn:aws:s3:::landing"}
+
+    def test_only_a_direct_put_stream_takes_server_side_encryption(self):
+        self.kinesis.create_stream(StreamName="source", ShardCount=1)
+        source_arn = self.kinesis.describe_stream_summary(StreamName="source")["StreamDescriptionSummary"]["StreamARN"]
+        self.firehose.create_delivery_stream(
+            DeliveryStreamName="fed", DeliveryStreamType="KinesisStreamAsSource",
+            KinesisStreamSourceConfiguration={"KinesisStreamARN": source_arn, "RoleARN": self.s3_destination["RoleARN"]},
+            ExtendedS3DestinationConfiguration=self.s3_destination)
+        self.firehose.create_delivery_stream(DeliveryStreamName="direct", DeliveryStreamType="DirectPut",
+                                             ExtendedS3DestinationConfiguration=self.s3_destination)
+        message = self.assertError("InvalidArgumentException", self.firehose.start_delivery_stream_encryption,
+                                   DeliveryStreamName="fed",
+                                   DeliveryStreamEncryptionConfigurationInput={"KeyType": "AWS_OWNED_CMK"})
+        self.assertIn("DirectPut", message)
+        fed = self.firehose.describe_delivery_stream(DeliveryStreamName="fed")["DeliveryStreamDescription"]
+        self.assertNotIn("DeliveryStreamEncryptionConfiguration", fed, "a refused change changes nothing")
+        self.firehose.start_delivery_stream_encryption(DeliveryStreamName="direct",
+                                                       DeliveryStreamEncryptionConfigurationInput={"KeyType": "AWS_OWNED_CMK"})
+        direct = self.firehose.describe_delivery_stream(DeliveryStreamName="direct")["DeliveryStreamDescription"]
+        self.assertEqual(direct["DeliveryStreamEncryptionConfiguration"]["Status"], "ENABLED")
+        self.assertError("ResourceNotFoundException", self.firehose.start_delivery_stream_encryption,
+                         DeliveryStreamName="no-such-stream",
+                         DeliveryStreamEncryptionConfigurationInput={"KeyType": "AWS_OWNED_CMK"})
+
+    def test_the_s3_description_carries_the_documented_defaults_and_keeps_given_values(self):
+        self.firehose.create_delivery_stream(DeliveryStreamName="defaults", ExtendedS3DestinationConfiguration=self.s3_destination)
+        self.firehose.create_delivery_stream(
+            DeliveryStreamName="given", S3DestinationConfiguration=dict(self.s3_destination, CompressionFormat="GZIP",
+                                                                        BufferingHints={"SizeInMBs": 64, "IntervalInSeconds": 60}))
+        d = self.firehose.describe_delivery_stream(DeliveryStreamName="defaults")["DeliveryStreamDescription"]["Destinations"][0]
+        for description in (d["ExtendedS3DestinationDescription"], d["S3DestinationDescription"]):
+            self.assertEqual(description["CompressionFormat"], "UNCOMPRESSED")
+            self.assertEqual(description["BufferingHints"], {"SizeInMBs": 5, "IntervalInSeconds": 300})
+            self.assertEqual(description["EncryptionConfiguration"], {"NoEncryptionConfig": "NoEncryption"})
+        g = self.firehose.describe_delivery_stream(DeliveryStreamName="given")["DeliveryStreamDescription"]["Destinations"][0]
+        self.assertEqual(g["S3DestinationDescription"]["CompressionFormat"], "GZIP")
+        self.assertEqual(g["S3DestinationDescription"]["BufferingHints"], {"SizeInMBs": 64, "IntervalInSeconds": 60})
+
+
 if __name__ == "__main__":
     result = unittest.main(exit=False, verbosity=2).result
     failed = len(result.failures) + len(result.errors)
