@@ -146,8 +146,7 @@ impl FixScenario for FirehoseScenario {
 
     async fn setup(&self, sdk: &SdkConfig) -> Box<dyn Fixture> {
         let stream = unique("rel-delivery");
-        // Every field of the S3 description is given: moto echoes the request where AWS fills
-        // in defaults.
+        // What the user had, checked to survive: a prefix, GZIP, buffering hints.
         let destination = ExtendedS3DestinationConfiguration::builder()
             .role_arn("arn:aws:iam::123456789012:role/firehose-delivery")
             .bucket_arn(BUCKET_ARN)
