@@ -148,7 +148,9 @@ fn managed_alias_by_name_or_arn() {
 }
 
 fn metadata(manager: KeyManagerType) -> DescribeKeyOutput {
-    DescribeKeyOutput::builder().key_metadata(KeyMetadata::builder().key_id("1234").arn(KEY_ARN).key_manager(manager).build().unwrap()).build()
+    DescribeKeyOutput::builder()
+        .key_metadata(KeyMetadata::builder().key_id("1234").arn(KEY_ARN).key_manager(manager).build().unwrap())
+        .build()
 }
 
 const EVENTS_PUBLISH: &str =
@@ -190,7 +192,9 @@ async fn an_aws_managed_key_by_arn_is_refused_from_describe_key() {
     let resolver = KeyResolver::new(kms.clone());
     let switch = Switch {
         resource: "queue orders",
-        resource_policy: Some(r#"{"Statement":[{"Effect":"Allow","Principal":{"Service":"s3.amazonaws.com"},"Action":"sqs:SendMessage","Resource":"*"}]}"#),
+        resource_policy: Some(
+            r#"{"Statement":[{"Effect":"Allow","Principal":{"Service":"s3.amazonaws.com"},"Action":"sqs:SendMessage","Resource":"*"}]}"#,
+        ),
         publish_action: SQS_SEND_ACTION,
         key: KEY_ARN,
         managed_alias: SQS_MANAGED_KEY,
