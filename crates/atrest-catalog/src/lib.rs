@@ -36,6 +36,8 @@ const CORE_RULES: &[RuleEntry] = &[
         spec: &rule_s3_bucket_ssl_requests_only::SPEC,
         build: || Arc::new(rule_s3_bucket_ssl_requests_only::S3BucketSslRequestsOnly),
     },
+    // SNS needs no SDK beyond atrest's own (alerts): in the core set, fuzzed with S3.
+    RuleEntry { spec: &rule_sns_encrypted_kms::SPEC, build: || Arc::new(rule_sns_encrypted_kms::SnsEncryptedKms) },
 ];
 
 const CORE_FIXES: &[FixEntry] = &[
@@ -51,6 +53,7 @@ const CORE_FIXES: &[FixEntry] = &[
         spec: &fix_s3_encrypt_existing_objects::SPEC,
         build: || Arc::new(fix_s3_encrypt_existing_objects::S3EncryptExistingObjects::default()),
     },
+    FixEntry { spec: &fix_sns_encrypt_topic::SPEC, build: || Arc::new(fix_sns_encrypt_topic::SnsEncryptTopic) },
 ];
 
 /// The rest, behind the `all` feature (default on; see Cargo.toml).
@@ -84,6 +87,7 @@ const MORE_RULES: &[RuleEntry] = &[
         spec: &rule_cmk_backing_key_rotation_enabled::SPEC,
         build: || Arc::new(rule_cmk_backing_key_rotation_enabled::CmkBackingKeyRotationEnabled),
     },
+    RuleEntry { spec: &rule_sqs_queue_encrypted::SPEC, build: || Arc::new(rule_sqs_queue_encrypted::SqsQueueEncrypted) },
 ];
 
 #[cfg(feature = "all")]
@@ -103,6 +107,7 @@ const MORE_FIXES: &[FixEntry] = &[
     },
     FixEntry { spec: &fix_dynamodb_encrypt_table::SPEC, build: || Arc::new(fix_dynamodb_encrypt_table::DynamodbEncryptTable) },
     FixEntry { spec: &fix_kms_enable_key_rotation::SPEC, build: || Arc::new(fix_kms_enable_key_rotation::KmsEnableKeyRotation) },
+    FixEntry { spec: &fix_sqs_encrypt_queue::SPEC, build: || Arc::new(fix_sqs_encrypt_queue::SqsEncryptQueue) },
 ];
 
 #[cfg(not(feature = "all"))]
