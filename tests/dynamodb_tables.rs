@@ -100,6 +100,23 @@ async fn change_events_are_judged_from_the_item_alone() {
 }
 
 #[tokio::test]
+async fn an_oversized_item_is_read_live() {
+    // The stand-in's Config keeps no history for DynamoDB tables (as for any resource Config has
+    // not recorded): the runtime falls back to the rule's DescribeTable.
+    let sdk = sdk().await;
+    let rule = unique("rule-ddb-oversized");
+    let table = create_table(&sdk, "ddb-oversized", None, &[]).await;
+    let event = adapt_event(load_event(&format!("{DIR}/oversized.json")), &rule, |invoking| {
+        invoking["configurationItemSummary"]["resourceId"] = json!(table);
+        invoking["configurationItemSummary"]["resourceName"] = json!(table);
+    });
+    RuleRunner::new(Arc::new(DynamodbTableEncryptedKms), &sdk).handle_lambda(event).await.unwrap();
+    let stored = result_for(&sdk, &rule, &table).await.expect("stored");
+    assert_eq!(stored.compliance, "NON_COMPLIANT", "{stored:?}");
+    assert!(stored.annotation.unwrap().contains("AWS owned key"));
+}
+
+#[tokio::test]
 async fn a_sweep_judges_every_table_live_and_honours_the_exemption_tag() {
     let sdk = sdk().await;
     let (alias, key_arn) = customer_key(&sdk).await;
@@ -118,7 +135,7 @@ async fn a_sweep_judges_every_table_live_and_honours_the_exemption_tag() {
     assert_eq!(verdict(&report, &exempt).map(|v| v.0), Some(Compliance::NotApplicable));
     assert_eq!(verdict(&report, &encrypted).map(|v| v.0), Some(Compliance::Compliant));
 
-    // The approved key named by alias: resolved once with DescribeKey, then compared as ARNs.
+    // The approved key named by alias: resolved with DescribeKey, then compared as ARNs.
     let report = runner.sweep(rule_params(json!({"kmsKeyArns": alias})), DateTime::from_secs(0), None).await.unwrap();
     assert_eq!(verdict(&report, &encrypted).map(|v| v.0), Some(Compliance::Compliant));
     let report = runner.sweep(rule_params(json!({"kmsKeyArns": "alias/aws/dynamodb"})), DateTime::from_secs(0), None).await.unwrap();
@@ -159,7 +176,7 @@ async fn the_fix_moves_a_table_to_the_aws_managed_key_converges_and_keeps_the_da
 
     let again = fix.step(&payload(&table, "", false)).await;
     assert_eq!(again.status, FixStatus::Succeeded);
-    assert!(again.changes.is_empty() && again.message.contains("already encrypted"), "{again:?}");
+    assert!(again.changes.is_empty() && again.message.contains("nothing more to change"), "{again:?}");
 
     // The data and the tags are untouched; the rule now judges the table compliant.
     let item =
@@ -228,4 +245,40 @@ async fn bad_keys_and_missing_tables_fail_clearly_and_change_nothing() {
     let missing = fix.step(&payload(&unique("no-such-table"), "", false)).await;
     assert_eq!(missing.status, FixStatus::Failed);
     assert!(missing.message.contains("does not exist"), "{}", missing.message);
+}
+
+/// What a sweep costs, counted at the wire (through the clean fault proxy, in a Region no other
+/// test uses): ListTables once per 100 tables, then DescribeTable and ListTagsOfResource per table.
+#[tokio::test]
+async fn a_sweep_costs_two_calls_per_table() {
+    use atrest_testkit::faults::{FaultPlan, FaultProxy};
+    const REGION: &str = "me-central-1";
+    let direct = sdk().await.to_builder().region(aws_config::Region::new(REGION)).build();
+    let (_, key_arn) = customer_key(&direct).await;
+    let kms = SseSpecification::builder().enabled(true).sse_type(SseType::Kms).kms_master_key_id(&key_arn).build();
+    let tables = [
+        create_table(&direct, "ddb-count", None, &[]).await,
+        create_table(&direct, "ddb-count", Some(kms.clone()), &[]).await,
+        create_table(&direct, "ddb-count", Some(kms), &[("team", "a")]).await,
+    ];
+    let proxy = FaultProxy::start(&atrest_testkit::endpoint(), FaultPlan::clean()).await;
+    let through_proxy = atrest_testkit::sdk_at(&proxy.endpoint(), std::time::Duration::from_secs(10))
+        .await
+        .to_builder()
+        .region(aws_config::Region::new(REGION))
+        .build();
+    let report = RuleRunner::new(Arc::new(DynamodbTableEncryptedKms), &through_proxy)
+        .sweep(rule_params(json!({"kmsKeyArns": key_arn})), DateTime::from_secs(0), None)
+        .await
+        .unwrap();
+    let verdicts: Vec<Compliance> =
+        tables.iter().map(|t| report.evaluations.iter().find(|e| &e.compliance_resource_id == t).unwrap().compliance_type).collect();
+    assert_eq!(verdicts, [Compliance::NonCompliant, Compliance::Compliant, Compliance::Compliant]);
+    let mut calls = std::collections::BTreeMap::new();
+    for exchange in proxy.log() {
+        *calls.entry(exchange.operation).or_insert(0) += 1;
+    }
+    let expected: std::collections::BTreeMap<String, i32> =
+        [("ListTables", 1), ("DescribeTable", 3), ("ListTagsOfResource", 3)].map(|(k, v)| (k.to_string(), v)).into();
+    assert_eq!(calls, expected);
 }

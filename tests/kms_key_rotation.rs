@@ -160,3 +160,38 @@ async fn keys_rotation_does_not_apply_to_are_refused_with_the_reason_and_nothing
     let too_short = step(key(&sdk, None, &[]).await, "30").await;
     assert!(too_short.status == FixStatus::Failed && too_short.message.contains("RotationPeriodInDays"), "{too_short:?}");
 }
+
+/// What a sweep costs, counted at the wire (through the clean fault proxy, in a Region no other
+/// test uses): ListKeys once per 1000 keys, DescribeKey per key, and only for a key rotation
+/// applies to, ListResourceTags and GetKeyRotationStatus.
+#[tokio::test]
+async fn a_sweep_costs_one_describe_per_key_and_two_more_calls_per_rotatable_key() {
+    use atrest_testkit::faults::{FaultPlan, FaultProxy};
+    const REGION: &str = "ca-west-1";
+    let direct = sdk().await.to_builder().region(aws_config::Region::new(REGION)).build();
+    let rotatable = key(&direct, None, &[]).await;
+    let rsa = key(&direct, Some((KeySpec::Rsa2048, KeyUsageType::SignVerify)), &[]).await;
+    let disabled = key(&direct, None, &[]).await;
+    kms(&direct).disable_key().key_id(&disabled).send().await.unwrap();
+
+    let proxy = FaultProxy::start(&atrest_testkit::endpoint(), FaultPlan::clean()).await;
+    let through_proxy = atrest_testkit::sdk_at(&proxy.endpoint(), std::time::Duration::from_secs(10))
+        .await
+        .to_builder()
+        .region(aws_config::Region::new(REGION))
+        .build();
+    let params = Params::parse(&rule_cmk_backing_key_rotation_enabled::SPEC.all_parameters(), &Default::default()).unwrap();
+    let report =
+        RuleRunner::new(Arc::new(CmkBackingKeyRotationEnabled), &through_proxy).sweep(params, DateTime::from_secs(0), None).await.unwrap();
+    assert_eq!(report.evaluations.len(), 3, "{:?}", report.evaluations);
+    assert_eq!(verdict(&report, &rotatable).map(|v| v.0), Some(Compliance::NonCompliant));
+    assert_eq!(verdict(&report, &rsa).map(|v| v.0), Some(Compliance::NotApplicable));
+    assert_eq!(verdict(&report, &disabled).map(|v| v.0), Some(Compliance::NotApplicable));
+    let mut calls = std::collections::BTreeMap::new();
+    for exchange in proxy.log() {
+        *calls.entry(exchange.operation).or_insert(0) += 1;
+    }
+    let expected: std::collections::BTreeMap<String, i32> =
+        [("ListKeys", 1), ("DescribeKey", 3), ("ListResourceTags", 1), ("GetKeyRotationStatus", 1)].map(|(k, v)| (k.to_string(), v)).into();
+    assert_eq!(calls, expected);
+}

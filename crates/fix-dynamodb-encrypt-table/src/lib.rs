@@ -188,7 +188,7 @@ impl Fix for DynamodbEncryptTable {
                     &SPEC,
                     req,
                     format!(
-                        "Table {table} is already encrypted with {}; nothing was changed.{}",
+                        "Table {table} is encrypted with {} (DynamoDB reports it ENABLED); nothing more to change.{}",
                         observed.encryption(),
                         replica_note(&observed)
                     ),
