@@ -324,3 +324,69 @@ async fn firehose_a_kinesis_fed_stream_is_never_asked_to_encrypt() {
     assert!(outcome.message.contains("clickstream") && outcome.message.contains("kinesis-encrypt-stream"), "{}", outcome.message);
     assert_eq!(start.num_calls(), 0);
 }
+
+/// A data stream's description as DescribeStreamSummary answers for `name`.
+fn named_stream(name: &str, key: Option<&str>) -> DescribeStreamSummaryOutput {
+    let mut out = stream(StreamStatus::Active, key);
+    if let Some(summary) = out.stream_description_summary.as_mut() {
+        summary.stream_name = name.to_string();
+        summary.stream_arn = format!("arn:aws:kinesis:us-east-1:123456789012:stream/{name}");
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_kinesis_sweep_pages_the_list_and_reads_each_stream_once() {
+    use aws_sdk_kinesis::operation::list_streams::ListStreamsOutput;
+    // Two pages (AWS's token on the first), three streams, one of them encrypted.
+    let list = mock!(aws_sdk_kinesis::Client::list_streams)
+        .sequence()
+        .output(|| ListStreamsOutput::builder().stream_names("a").stream_names("b").has_more_streams(true).next_token("t").build().unwrap())
+        .output(|| ListStreamsOutput::builder().stream_names("c").has_more_streams(false).build().unwrap())
+        .build();
+    let describe = mock!(aws_sdk_kinesis::Client::describe_stream_summary).then_compute_output(|r| {
+        named_stream(r.stream_name().unwrap_or_default(), (r.stream_name() == Some("b")).then_some("alias/aws/kinesis"))
+    });
+    let client = mock_client!(aws_sdk_kinesis, RuleMode::MatchAny, [&list, &describe]);
+    let runner = atrest::RuleRunner::new(Arc::new(rule_kinesis_stream_encrypted::KinesisStreamEncrypted), &sdk()).with_client(client);
+    let params = rule_kinesis_stream_encrypted::SPEC.parse_params(&Default::default()).unwrap();
+    let report = runner.sweep(params, aws_smithy_types::DateTime::from_secs(0), None).await.unwrap();
+    let verdicts: Vec<(&str, &str)> =
+        report.evaluations.iter().map(|e| (e.compliance_resource_id.as_str(), e.compliance_type.as_str())).collect();
+    assert_eq!(verdicts, [("a", "NON_COMPLIANT"), ("b", "COMPLIANT"), ("c", "NON_COMPLIANT")]);
+    assert_eq!((list.num_calls(), describe.num_calls()), (2, 3), "one list call per page, one describe per stream");
+}
+
+#[tokio::test]
+async fn a_firehose_sweep_reads_each_delivery_stream_once_and_a_kinesis_source_once() {
+    use aws_sdk_firehose::operation::list_delivery_streams::ListDeliveryStreamsOutput;
+    let list = mock!(aws_sdk_firehose::Client::list_delivery_streams).then_output(|| {
+        ListDeliveryStreamsOutput::builder()
+            .delivery_stream_names("direct")
+            .delivery_stream_names("fed")
+            .has_more_delivery_streams(false)
+            .build()
+            .unwrap()
+    });
+    let describe = mock!(aws_sdk_firehose::Client::describe_delivery_stream).then_compute_output(|r| {
+        let name = r.delivery_stream_name().unwrap_or_default().to_string();
+        let kind = if name == "fed" { DeliveryStreamType::KinesisStreamAsSource } else { DeliveryStreamType::DirectPut };
+        let mut out = delivery_stream(kind, Some(DeliveryStreamEncryptionStatus::Enabled), None, None);
+        if let Some(d) = out.delivery_stream_description.as_mut() {
+            d.delivery_stream_name = name;
+        }
+        out
+    });
+    let firehose = mock_client!(aws_sdk_firehose, RuleMode::MatchAny, [&list, &describe]);
+    let source = mock!(aws_sdk_kinesis::Client::describe_stream_summary).then_output(|| stream(StreamStatus::Active, None));
+    let kinesis = mock_client!(aws_sdk_kinesis, RuleMode::MatchAny, [&source]);
+    let rule = rule_kinesis_firehose_delivery_stream_encrypted::KinesisFirehoseDeliveryStreamEncrypted;
+    let runner = atrest::RuleRunner::new(Arc::new(rule), &sdk()).with_client(firehose).with_client(kinesis);
+    let params = rule_kinesis_firehose_delivery_stream_encrypted::SPEC.parse_params(&Default::default()).unwrap();
+    let report = runner.sweep(params, aws_smithy_types::DateTime::from_secs(0), None).await.unwrap();
+    let verdicts: Vec<(&str, &str)> =
+        report.evaluations.iter().map(|e| (e.compliance_resource_id.as_str(), e.compliance_type.as_str())).collect();
+    // The Kinesis-fed stream is judged by its unencrypted source, whatever its own SSE says.
+    assert_eq!(verdicts, [("direct", "COMPLIANT"), ("fed", "NON_COMPLIANT")]);
+    assert_eq!((list.num_calls(), describe.num_calls(), source.num_calls()), (1, 2, 1));
+}
