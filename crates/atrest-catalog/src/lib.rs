@@ -38,6 +38,11 @@ const CORE_RULES: &[RuleEntry] = &[
     },
     // SNS needs no SDK beyond atrest's own (alerts): in the core set, fuzzed with S3.
     RuleEntry { spec: &rule_sns_encrypted_kms::SPEC, build: || Arc::new(rule_sns_encrypted_kms::SnsEncryptedKms) },
+    // KMS key rotation needs no SDK beyond atrest's own (aws-sdk-kms): in the core set too.
+    RuleEntry {
+        spec: &rule_cmk_backing_key_rotation_enabled::SPEC,
+        build: || Arc::new(rule_cmk_backing_key_rotation_enabled::CmkBackingKeyRotationEnabled),
+    },
 ];
 
 const CORE_FIXES: &[FixEntry] = &[
@@ -54,6 +59,7 @@ const CORE_FIXES: &[FixEntry] = &[
         build: || Arc::new(fix_s3_encrypt_existing_objects::S3EncryptExistingObjects::default()),
     },
     FixEntry { spec: &fix_sns_encrypt_topic::SPEC, build: || Arc::new(fix_sns_encrypt_topic::SnsEncryptTopic) },
+    FixEntry { spec: &fix_kms_enable_key_rotation::SPEC, build: || Arc::new(fix_kms_enable_key_rotation::KmsEnableKeyRotation) },
 ];
 
 /// The rest, behind the `all` feature (default on; see Cargo.toml).
@@ -83,10 +89,6 @@ const MORE_RULES: &[RuleEntry] = &[
         spec: &rule_dynamodb_table_encrypted_kms::SPEC,
         build: || Arc::new(rule_dynamodb_table_encrypted_kms::DynamodbTableEncryptedKms),
     },
-    RuleEntry {
-        spec: &rule_cmk_backing_key_rotation_enabled::SPEC,
-        build: || Arc::new(rule_cmk_backing_key_rotation_enabled::CmkBackingKeyRotationEnabled),
-    },
     RuleEntry { spec: &rule_sqs_queue_encrypted::SPEC, build: || Arc::new(rule_sqs_queue_encrypted::SqsQueueEncrypted) },
 ];
 
@@ -106,7 +108,6 @@ const MORE_FIXES: &[FixEntry] = &[
         build: || Arc::new(fix_firehose_encrypt_delivery_stream::FirehoseEncryptDeliveryStream),
     },
     FixEntry { spec: &fix_dynamodb_encrypt_table::SPEC, build: || Arc::new(fix_dynamodb_encrypt_table::DynamodbEncryptTable) },
-    FixEntry { spec: &fix_kms_enable_key_rotation::SPEC, build: || Arc::new(fix_kms_enable_key_rotation::KmsEnableKeyRotation) },
     FixEntry { spec: &fix_sqs_encrypt_queue::SPEC, build: || Arc::new(fix_sqs_encrypt_queue::SqsEncryptQueue) },
 ];
 
