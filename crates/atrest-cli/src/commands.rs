@@ -101,12 +101,17 @@ pub struct RuleEvaluation {
 /// Rule parameters per rule name: `{"<rule>": {"<param>": value}}`.
 pub type RuleParams = BTreeMap<String, BTreeMap<String, Value>>;
 
-pub async fn sweep(sdk: &SdkConfig, rule_names: &[String], params_file: Option<&Path>) -> anyhow::Result<(Vec<RuleEvaluation>, bool)> {
-    let overrides: RuleParams = match params_file {
+/// The `--rule-params` file: {"<rule>": {"<param>": value}}; none given, no overrides.
+pub fn read_rule_params(params_file: Option<&Path>) -> anyhow::Result<RuleParams> {
+    Ok(match params_file {
         Some(path) => serde_json::from_str(&std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)
             .with_context(|| format!("{}: expected {{\"<rule>\": {{\"<param>\": value}}}}", path.display()))?,
         None => BTreeMap::new(),
-    };
+    })
+}
+
+pub async fn sweep(sdk: &SdkConfig, rule_names: &[String], params_file: Option<&Path>) -> anyhow::Result<(Vec<RuleEvaluation>, bool)> {
+    let overrides = read_rule_params(params_file)?;
     sweep_with_params(sdk, rule_names, &overrides)
         .await
         .with_context(|| params_file.map(|p| p.display().to_string()).unwrap_or_else(|| "sweep".into()))

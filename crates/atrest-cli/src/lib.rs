@@ -4,5 +4,6 @@
 pub use atrest_catalog as catalog;
 pub mod commands;
 pub mod demo;
+pub mod fix_all;
 pub mod output;
 pub mod smoke;

@@ -73,6 +73,32 @@ enum Command {
         #[arg(long, default_value_t = 720)]
         max_turns: usize,
     },
+    /// Find and fix: sweep (every rule, or the named ones), then remediate every NON_COMPLIANT
+    /// resource the way `remediate` does, many at a time. Disruptive fixes run only when named
+    /// with --include. The JSON report goes to stdout, a table to stderr; exit 1 when a fix
+    /// failed or was left unfinished.
+    Fix {
+        #[arg(long = "rule")]
+        rules: Vec<String>,
+        /// JSON file {"<rule>": {"<param>": value}}, the values the template passes.
+        #[arg(long)]
+        rule_params: Option<PathBuf>,
+        /// A disruptive fix to run too (repeatable), e.g. --include rds-encrypt-instance.
+        #[arg(long = "include")]
+        include: Vec<String>,
+        /// Show what every fix would do and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Remediations in flight at once.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+        concurrency: u16,
+        /// Seconds between a fix's turns [default: the document's own wait, 30 s].
+        #[arg(long)]
+        pause_seconds: Option<u64>,
+        /// Turns per remediation before it is left for a rerun.
+        #[arg(long, default_value_t = 720)]
+        max_turns: usize,
+    },
     /// Seed an unencrypted estate on the local stand-in, scan, remediate, scan again.
     Demo,
     /// Write template.yaml from crates/atrest-template/skeleton and every rule's and fix's
@@ -136,6 +162,37 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             let report = commands::remediate(&sdk, &fix, &resource_id, &params, dry_run, &options, Some(progress.work())).await;
             progress.finish();
             let report = report?;
+            print_json(&report)?;
+            Ok(report.succeeded())
+        }
+        Command::Fix { rules, rule_params, include, dry_run, concurrency, pause_seconds, max_turns } => {
+            let sleep = match pause_seconds {
+                Some(seconds) => Sleep::Fixed(std::time::Duration::from_secs(seconds)),
+                None => Sleep::AsDocumented,
+            };
+            let options = atrest_cli::fix_all::FixAllOptions {
+                rules,
+                rule_params: commands::read_rule_params(rule_params.as_deref())?,
+                include,
+                dry_run,
+                concurrency: usize::from(concurrency),
+                sleep,
+                max_turns,
+            };
+            // Ctrl-C: no new fix starts; running turns finish (a second Ctrl-C ends the process).
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let on_interrupt = stop.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    on_interrupt.store(true, std::sync::atomic::Ordering::SeqCst);
+                    eprintln!("\nInterrupted: no new fix starts; the running ones finish their turn. Ctrl-C again to quit now.");
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        std::process::exit(130);
+                    }
+                }
+            });
+            let report = atrest_cli::fix_all::find_and_fix(&sdk, &options, &stop).await?;
+            atrest_cli::fix_all::print_table(&report);
             print_json(&report)?;
             Ok(report.succeeded())
         }

@@ -2,7 +2,8 @@
 //! something, against the local stand-in.
 
 use atrest_testkit::{events_dir, unique};
-use common::{atrest, stdout_json};
+use aws_config::Region;
+use common::{atrest, atrest_in, stdout_json};
 use serde_json::Value;
 
 mod common;
@@ -157,4 +158,139 @@ async fn remediate_loops_through_the_document_until_the_fix_is_done() {
     assert_eq!(copy.db_snapshots()[0].encrypted(), Some(true));
     let source = rds.describe_db_snapshots().db_snapshot_identifier(&snapshot).send().await.unwrap();
     assert_eq!(source.db_snapshots().len(), 1, "the source is kept (DeleteSource defaults to false)");
+}
+
+// ---- `atrest fix` over a mixed estate, in a region of its own so no other test's resources are
+// swept: every non-disruptive finding fixed, the disruptive ones untouched unless named, a dry
+// run that changes nothing, and one failing fix that does not stop the others.
+
+const FIX_REGION: &str = "ca-central-1";
+const BUCKETS: usize = 90;
+const VOLUMES: usize = 10;
+
+async fn fix_region_sdk() -> aws_config::SdkConfig {
+    atrest_testkit::sdk().await.into_builder().region(Region::new(FIX_REGION)).build()
+}
+
+/// 90 buckets with only the SSE-S3 every bucket has (one of them a static website), 10
+/// unencrypted volumes and EBS encryption by default off: 101 resources NON_COMPLIANT.
+async fn seed(prefix: &str) -> Vec<String> {
+    let sdk = fix_region_sdk().await;
+    let s3 = atrest::clients::s3(&sdk);
+    let mut buckets = Vec::new();
+    for i in 0..BUCKETS {
+        let bucket = format!("{prefix}-{i:03}");
+        s3.create_bucket()
+            .bucket(&bucket)
+            .create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(FIX_REGION))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        buckets.push(bucket);
+    }
+    s3.put_bucket_website()
+        .bucket(&buckets[0])
+        .website_configuration(
+            aws_sdk_s3::types::WebsiteConfiguration::builder()
+                .index_document(aws_sdk_s3::types::IndexDocument::builder().suffix("index.html").build().unwrap())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    ec2.disable_ebs_encryption_by_default().send().await.unwrap();
+    for _ in 0..VOLUMES {
+        ec2.create_volume().availability_zone(format!("{FIX_REGION}a")).size(1).send().await.unwrap();
+    }
+    buckets
+}
+
+fn by_rule<'a>(report: &'a Value, rule: &str) -> Vec<&'a Value> {
+    report["Resources"].as_array().unwrap().iter().filter(|r| r["Rule"] == rule).collect()
+}
+
+fn actions(records: &[&Value]) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for r in records {
+        *counts.entry(r["Action"].as_str().unwrap().to_string()).or_insert(0) += 1;
+    }
+    counts
+}
+
+async fn default_encryption(bucket: &str) -> String {
+    let out = atrest::clients::s3(&fix_region_sdk().await).get_bucket_encryption().bucket(bucket).send().await.unwrap();
+    let rule = &out.server_side_encryption_configuration().unwrap().rules()[0];
+    rule.apply_server_side_encryption_by_default().unwrap().sse_algorithm().as_str().to_string()
+}
+
+#[tokio::test]
+async fn find_and_fix_fixes_what_is_safe_and_only_what_is_named_besides() {
+    let prefix = unique("ff");
+    let buckets = seed(&prefix).await;
+    let rules = [
+        "--rule",
+        "s3-default-encryption-kms",
+        "--rule",
+        "s3-bucket-ssl-requests-only",
+        "--rule",
+        "encrypted-volumes",
+        "--rule",
+        "ec2-ebs-encryption-by-default",
+    ];
+    let run = |extra: &[&str]| {
+        let mut args = vec!["fix", "--concurrency", "8", "--pause-seconds", "0"];
+        args.extend_from_slice(&rules);
+        args.extend_from_slice(extra);
+        atrest_in(FIX_REGION, &args)
+    };
+
+    // A dry run shows the plan for all of them and changes nothing.
+    let out = run(&["--dry-run"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan = stdout_json(&out);
+    assert_eq!(actions(&by_rule(&plan, "s3-default-encryption-kms")).get("DRY_RUN"), Some(&BUCKETS), "{plan}");
+    assert_eq!(actions(&by_rule(&plan, "s3-bucket-ssl-requests-only")).get("SKIPPED_DISRUPTIVE"), Some(&BUCKETS));
+    assert_eq!(actions(&by_rule(&plan, "encrypted-volumes")).get("SKIPPED_DISRUPTIVE"), Some(&VOLUMES));
+    assert_eq!(actions(&by_rule(&plan, "ec2-ebs-encryption-by-default")).get("DRY_RUN"), Some(&1));
+    assert_eq!(default_encryption(&buckets[1]).await, "AES256", "a dry run changed a bucket");
+
+    // The real run: every non-disruptive finding fixed and COMPLIANT after; the disruptive ones
+    // (SSL-only policies, the volume swap) untouched because nobody named them.
+    let out = run(&[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = stdout_json(&out);
+    for rule in ["s3-default-encryption-kms", "ec2-ebs-encryption-by-default"] {
+        for r in by_rule(&report, rule) {
+            assert_eq!((r["Action"].as_str(), r["After"].as_str()), (Some("FIXED"), Some("COMPLIANT")), "{r}");
+        }
+    }
+    assert_eq!(default_encryption(&buckets[1]).await, "aws:kms");
+    let s3 = atrest::clients::s3(&fix_region_sdk().await);
+    assert!(s3.get_bucket_policy().bucket(&buckets[1]).send().await.is_err(), "an SSL-only policy was written without --include");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Fix outcome") && stderr.contains("skipped as disruptive"), "{stderr}");
+
+    // Named: the SSL-only fix runs too; the website bucket fails (its website endpoint is
+    // HTTP-only) and is reported, and every other bucket is fixed.
+    let out = atrest_in(
+        FIX_REGION,
+        &["fix", "--rule", "s3-bucket-ssl-requests-only", "--include", "s3-restrict-ssl-requests-only", "--pause-seconds", "0"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = stdout_json(&out);
+    let records = by_rule(&report, "s3-bucket-ssl-requests-only");
+    assert_eq!(actions(&records), [("FAILED".to_string(), 1), ("FIXED".to_string(), BUCKETS - 1)].into());
+    let failed = records.iter().find(|r| r["Action"] == "FAILED").unwrap();
+    assert_eq!(failed["ResourceId"], buckets[0].as_str());
+    assert!(failed["Message"].as_str().unwrap().contains("website"), "{failed}");
+
+    // Unknown names are refused before anything runs.
+    let out = atrest_in(FIX_REGION, &["fix", "--include", "no-such-fix"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown fix no-such-fix"));
 }
