@@ -11,6 +11,8 @@
 mod dynamodb_kms_support;
 #[path = "kinesis_support/mod.rs"]
 mod kinesis_support;
+#[path = "messaging_support/mod.rs"]
+mod messaging_support;
 #[path = "ebs_support/mod.rs"]
 mod ebs_support;
 #[path = "rds_support/mod.rs"]
@@ -52,6 +54,10 @@ static SCENARIOS: &[&dyn FixScenario] = &[
     &dynamodb_kms_support::DynamoDbScenario { name: "dynamodb-encrypt-table/aws-managed-key", kms: false },
     &dynamodb_kms_support::DynamoDbScenario { name: "dynamodb-encrypt-table/customer-key-alias", kms: true },
     &dynamodb_kms_support::KmsRotationScenario,
+    &messaging_support::SnsScenario { name: "sns-encrypt-topic/aws-managed-key", customer_key: false },
+    &messaging_support::SnsScenario { name: "sns-encrypt-topic/customer-key-with-publisher", customer_key: true },
+    &messaging_support::SqsScenario { name: "sqs-encrypt-queue/sse-sqs", customer_key: false },
+    &messaging_support::SqsScenario { name: "sqs-encrypt-queue/customer-key-with-publisher", customer_key: true },
 ];
 
 /// Scenarios too slow for every `cargo test` (hundreds of calls per run): `make test` (and so
