@@ -80,14 +80,15 @@ impl ConfigRule for DynamodbTableEncryptedKms {
     }
 
     async fn judge(&self, ctx: &RuleContext, item: &ConfigurationItem) -> Result<Verdict> {
-        let table = item.resource_id.as_str();
+        // The annotation leaves the table's name out: Config shows it beside the result, and a
+        // name of up to 255 characters would push the reason past the 256-character limit.
         let approved = ctx.params.list("kmsKeyArns");
         match table_encryption(&item.configuration) {
-            TableEncryption::AwsOwnedKey => Ok(Verdict::non_compliant(format!(
-                "Table {table} is encrypted with the AWS owned key (DynamoDB's default), not a KMS key in this account."
-            ))),
+            TableEncryption::AwsOwnedKey => Ok(Verdict::non_compliant(
+                "The table is encrypted with the AWS owned key (DynamoDB's default), not a KMS key in this account.",
+            )),
             TableEncryption::Other { status, sse_type } => Ok(Verdict::non_compliant(format!(
-                "Table {table} reports encryption status {} and type {}, not KMS.",
+                "The table reports encryption status {} and type {}, not KMS.",
                 status.as_deref().unwrap_or("(none)"),
                 sse_type.as_deref().unwrap_or("(none)")
             ))),
@@ -95,14 +96,14 @@ impl ConfigRule for DynamodbTableEncryptedKms {
                 let updating = if status == "ENABLED" { String::new() } else { format!(" (encryption {status})") };
                 match key_arn {
                     None if !approved.is_empty() => Ok(Verdict::non_compliant(format!(
-                        "Table {table} uses KMS but reports no key{updating}; kmsKeyArns requires one of the approved keys."
+                        "The table uses KMS but reports no key{updating}; kmsKeyArns requires one of the approved keys."
                     ))),
-                    None => Ok(Verdict::compliant(format!("Table {table} is encrypted with KMS{updating}."))),
+                    None => Ok(Verdict::compliant(format!("The table is encrypted with KMS{updating}."))),
                     Some(key) if approved.is_empty() || ctx.kms.is_one_of(&key, approved).await? => {
-                        Ok(Verdict::compliant(format!("Table {table} is encrypted with KMS key {key}{updating}.")))
+                        Ok(Verdict::compliant(format!("The table is encrypted with KMS key {key}{updating}.")))
                     }
                     Some(key) => Ok(Verdict::non_compliant(format!(
-                        "Table {table} is encrypted with KMS key {key}, which is not in kmsKeyArns{updating}."
+                        "The table is encrypted with KMS key {key}, which is not in kmsKeyArns{updating}."
                     ))),
                 }
             }
