@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::catalog;
 use crate::output::{Format, print_json, table};
+use crate::targets::{self, Scope};
 
 pub fn rules(format: Format) -> anyhow::Result<()> {
     let rules = catalog::rules();
@@ -92,6 +93,12 @@ pub async fn evaluate(sdk: &SdkConfig, rule_name: &str, event_file: &Path, put: 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RuleEvaluation {
+    /// Where the resource is, when the sweep covered more than the configured account and
+    /// region (`--region`, `--all-regions`, `--role-arn`, `--accounts-file`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     pub config_rule_name: String,
     #[serde(flatten)]
     pub evaluation: Evaluation,
@@ -156,25 +163,62 @@ pub async fn sweep_with_params(
         let report = RuleRunner::new(rule.clone(), sdk).sweep(params, now, Some(&progress)).await?;
         bar.finish_and_clear();
         complete &= !report_failures(&report);
-        all.extend(report.evaluations.into_iter().map(|evaluation| RuleEvaluation { config_rule_name: spec.name.to_string(), evaluation }));
+        all.extend(report.evaluations.into_iter().map(|evaluation| RuleEvaluation {
+            account: None,
+            region: None,
+            config_rule_name: spec.name.to_string(),
+            evaluation,
+        }));
     }
     Ok((all, complete))
 }
 
-pub async fn scan(sdk: &SdkConfig, rule_names: &[String], params_file: Option<&Path>, format: Format) -> anyhow::Result<bool> {
-    let (evaluations, complete) = sweep(sdk, rule_names, params_file).await?;
+pub async fn scan(
+    sdk: &SdkConfig,
+    rule_names: &[String],
+    params_file: Option<&Path>,
+    scope: &Scope<'_>,
+    format: Format,
+) -> anyhow::Result<bool> {
+    let (evaluations, complete) = if scope.is_default() {
+        sweep(sdk, rule_names, params_file).await?
+    } else {
+        let params = read_rule_params(params_file)?;
+        let mut all = Vec::new();
+        let mut complete = true;
+        for target in targets::resolve(sdk, scope).await? {
+            eprintln!("Sweeping account {} in {}", target.account, target.region);
+            let (found, done) = sweep_with_params(&target.sdk, rule_names, &params).await?;
+            complete &= done;
+            all.extend(found.into_iter().map(|e| RuleEvaluation {
+                account: Some(target.account.clone()),
+                region: Some(target.region.clone()),
+                ..e
+            }));
+        }
+        (all, complete)
+    };
     match format {
         Format::Json => print_json(&evaluations)?,
         Format::Table => {
-            let mut t = table(&["Rule", "Resource", "Compliance", "Annotation"]);
+            let many = !scope.is_default();
+            let mut header = vec!["Rule", "Resource", "Compliance", "Annotation"];
+            if many {
+                header.insert(0, "Account / Region");
+            }
+            let mut t = table(&header);
             for e in &evaluations {
                 let ev = &e.evaluation;
-                t.add_row(vec![
+                let mut row = vec![
                     e.config_rule_name.clone(),
                     format!("{}\n{}", ev.compliance_resource_id, ev.compliance_resource_type),
                     ev.compliance_type.to_string(),
                     ev.annotation.clone().unwrap_or_default(),
-                ]);
+                ];
+                if many {
+                    row.insert(0, format!("{}\n{}", e.account.as_deref().unwrap_or_default(), e.region.as_deref().unwrap_or_default()));
+                }
+                t.add_row(row);
             }
             println!("{t}");
             let non_compliant = evaluations.iter().filter(|e| e.evaluation.compliance_type == Compliance::NonCompliant).count();

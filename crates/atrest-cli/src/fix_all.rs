@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::catalog;
 use crate::commands::{RuleParams, remediate, sweep_with_params};
 use crate::output::table;
+use crate::targets::{self, Scope, Target};
 
 /// What the operator asked for.
 pub struct FixAllOptions {
@@ -44,6 +45,11 @@ pub struct FixAllOptions {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct FixRecord {
+    /// Where the resource is, when the run covered more than the configured account and region.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     pub rule: String,
     pub resource_type: String,
     pub resource_id: String,
@@ -125,10 +131,40 @@ fn check_included(include: &[String]) -> anyhow::Result<BTreeSet<String>> {
         .collect()
 }
 
-/// Sweeps, fixes what the options allow, sweeps again. `stop` set (Ctrl-C) means: start no
-/// further fix.
-pub async fn find_and_fix(sdk: &SdkConfig, options: &FixAllOptions, stop: &AtomicBool) -> anyhow::Result<FixAllReport> {
+/// Sweeps, fixes what the options allow, sweeps again: in the configured account and region,
+/// or in each account and region of `scope`, one after the other. `stop` set (Ctrl-C) means:
+/// start no further fix.
+pub async fn find_and_fix(sdk: &SdkConfig, options: &FixAllOptions, scope: &Scope<'_>, stop: &AtomicBool) -> anyhow::Result<FixAllReport> {
     let include = check_included(&options.include)?;
+    if scope.is_default() {
+        return fix_in(sdk, None, options, &include, stop).await;
+    }
+    let mut report = FixAllReport { evaluated: BTreeMap::new(), resources: Vec::new(), sweep_complete: true, interrupted: false };
+    for target in targets::resolve(sdk, scope).await? {
+        if stop.load(Ordering::SeqCst) {
+            report.interrupted = true;
+            break;
+        }
+        eprintln!("Account {} in {}", target.account, target.region);
+        let part = fix_in(&target.sdk, Some(&target), options, &include, stop).await?;
+        for (compliance, n) in part.evaluated {
+            *report.evaluated.entry(compliance).or_insert(0) += n;
+        }
+        report.resources.extend(part.resources);
+        report.sweep_complete &= part.sweep_complete;
+        report.interrupted |= part.interrupted;
+    }
+    Ok(report)
+}
+
+/// One account and region.
+async fn fix_in(
+    sdk: &SdkConfig,
+    target: Option<&Target>,
+    options: &FixAllOptions,
+    include: &BTreeSet<String>,
+    stop: &AtomicBool,
+) -> anyhow::Result<FixAllReport> {
     let (before, sweep_complete) = sweep_with_params(sdk, &options.rules, &options.rule_params).await?;
     let mut evaluated = BTreeMap::new();
     for e in &before {
@@ -146,6 +182,8 @@ pub async fn find_and_fix(sdk: &SdkConfig, options: &FixAllOptions, stop: &Atomi
             Some(_) => (Action::NotStarted, String::new()),
         };
         records.push(FixRecord {
+            account: target.map(|t| t.account.clone()),
+            region: target.map(|t| t.region.clone()),
             rule: e.config_rule_name,
             resource_type: e.evaluation.compliance_resource_type,
             resource_id: e.evaluation.compliance_resource_id,
@@ -233,14 +271,23 @@ type Ran = (Action, String, Vec<String>);
 
 /// The table people read at the end (stderr; stdout carries the JSON report).
 pub fn print_table(report: &FixAllReport) {
-    let mut t = table(&["Rule", "Resource", "Before", "Fix outcome", "After"]);
+    let many = report.resources.iter().any(|r| r.region.is_some());
+    let mut header = vec!["Rule", "Resource", "Before", "Fix outcome", "After"];
+    if many {
+        header.insert(0, "Account / Region");
+    }
+    let mut t = table(&header);
     for r in &report.resources {
         let outcome = match &r.fix {
             Some(fix) => format!("{fix}: {}\n{}", r.action.describe(), shorten(&r.message, 160)),
             None => format!("{}\n{}", r.action.describe(), shorten(&r.annotation, 160)),
         };
         let after = r.after.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
-        t.add_row(vec![r.rule.clone(), format!("{}\n{}", r.resource_id, r.resource_type), r.before.to_string(), outcome, after]);
+        let mut row = vec![r.rule.clone(), format!("{}\n{}", r.resource_id, r.resource_type), r.before.to_string(), outcome, after];
+        if many {
+            row.insert(0, format!("{}\n{}", r.account.as_deref().unwrap_or_default(), r.region.as_deref().unwrap_or_default()));
+        }
+        t.add_row(row);
     }
     eprintln!("{t}");
     let counts: Vec<String> = report.evaluated.iter().map(|(c, n)| format!("{n} {c}")).collect();
@@ -322,6 +369,8 @@ mod tests {
 
     fn record(action: Action) -> FixRecord {
         FixRecord {
+            account: None,
+            region: None,
             rule: "r".into(),
             resource_type: "AWS::S3::Bucket".into(),
             resource_id: "b".into(),

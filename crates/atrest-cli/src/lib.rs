@@ -7,3 +7,4 @@ pub mod demo;
 pub mod fix_all;
 pub mod output;
 pub mod smoke;
+pub mod targets;

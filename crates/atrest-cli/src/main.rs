@@ -44,6 +44,8 @@ enum Command {
         /// JSON file {"<rule>": {"<param>": value}}, the values the template passes.
         #[arg(long)]
         rule_params: Option<PathBuf>,
+        #[command(flatten)]
+        scope: ScopeArgs,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -83,6 +85,8 @@ enum Command {
         /// JSON file {"<rule>": {"<param>": value}}, the values the template passes.
         #[arg(long)]
         rule_params: Option<PathBuf>,
+        #[command(flatten)]
+        scope: ScopeArgs,
         /// A disruptive fix to run too (repeatable), e.g. --include rds-encrypt-instance.
         #[arg(long = "include")]
         include: Vec<String>,
@@ -114,6 +118,34 @@ enum Command {
     /// non-compliant resource per cheap fix, remediate each from the console path, check it,
     /// delete everything the run made. Refuses any account but --account-id.
     Smoke(smoke::SmokeArgs),
+}
+
+/// Where `scan` and `fix` run: by default the configured account and region.
+#[derive(clap::Args)]
+struct ScopeArgs {
+    /// A region to sweep (repeatable) instead of the configured one.
+    #[arg(long = "region", conflicts_with = "all_regions")]
+    regions: Vec<String>,
+    /// Every region enabled for the account (ec2:DescribeRegions).
+    #[arg(long)]
+    all_regions: bool,
+    /// A role to assume in each account to sweep (repeatable), as c7n-org does.
+    #[arg(long = "role-arn")]
+    role_arns: Vec<String>,
+    /// JSON file of roles to assume: {"accounts": [{"role_arn": "...", "name": "..."}]} or a list of ARNs.
+    #[arg(long)]
+    accounts_file: Option<PathBuf>,
+}
+
+impl ScopeArgs {
+    fn scope(&self) -> atrest_cli::targets::Scope<'_> {
+        atrest_cli::targets::Scope {
+            regions: &self.regions,
+            all_regions: self.all_regions,
+            role_arns: &self.role_arns,
+            accounts_file: self.accounts_file.as_deref(),
+        }
+    }
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
@@ -150,7 +182,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
         Command::Rules { .. } | Command::Template { .. } => unreachable!("handled above"),
         Command::Evaluate { rule, event, put, test_mode } => commands::evaluate(&sdk, &rule, &event, put, test_mode).await,
-        Command::Scan { rules, rule_params, format } => commands::scan(&sdk, &rules, rule_params.as_deref(), format).await,
+        Command::Scan { rules, rule_params, scope, format } => {
+            commands::scan(&sdk, &rules, rule_params.as_deref(), &scope.scope(), format).await
+        }
         Command::Remediate { fix, resource_id, params, dry_run, pause_seconds, max_turns } => {
             let sleep = match pause_seconds {
                 Some(seconds) => Sleep::Fixed(std::time::Duration::from_secs(seconds)),
@@ -165,7 +199,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             print_json(&report)?;
             Ok(report.succeeded())
         }
-        Command::Fix { rules, rule_params, include, dry_run, concurrency, pause_seconds, max_turns } => {
+        Command::Fix { rules, rule_params, scope, include, dry_run, concurrency, pause_seconds, max_turns } => {
             let sleep = match pause_seconds {
                 Some(seconds) => Sleep::Fixed(std::time::Duration::from_secs(seconds)),
                 None => Sleep::AsDocumented,
@@ -191,7 +225,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                     }
                 }
             });
-            let report = atrest_cli::fix_all::find_and_fix(&sdk, &options, &stop).await?;
+            let report = atrest_cli::fix_all::find_and_fix(&sdk, &options, &scope.scope(), &stop).await?;
             atrest_cli::fix_all::print_table(&report);
             print_json(&report)?;
             Ok(report.succeeded())

@@ -294,3 +294,81 @@ async fn find_and_fix_fixes_what_is_safe_and_only_what_is_named_besides() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown fix no-such-fix"));
 }
+
+// ---- Many regions and accounts in one command.
+
+async fn bucket_in(sdk: &aws_config::SdkConfig, region: &str, name: &str) {
+    atrest::clients::s3(sdk)
+        .create_bucket()
+        .bucket(name)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(region))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+fn found(report: &Value) -> Vec<(String, String, String)> {
+    report
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let text = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (text("Account"), text("Region"), text("ComplianceResourceId"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn one_scan_sweeps_several_regions_and_accounts() {
+    let sdk = atrest_testkit::sdk().await;
+    let (north, south) = (unique("scan-north"), unique("scan-south"));
+    bucket_in(&sdk.to_builder().region(Region::new("eu-north-1")).build(), "eu-north-1", &north).await;
+    bucket_in(&sdk.to_builder().region(Region::new("ap-south-1")).build(), "ap-south-1", &south).await;
+    let rule = ["scan", "--rule", "s3-default-encryption-kms", "--format", "json"];
+
+    let out = atrest(&[&rule[..], &["--region", "eu-north-1", "--region", "ap-south-1"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen = found(&stdout_json(&out));
+    let account = atrest_testkit::ACCOUNT_ID.to_string();
+    assert!(seen.contains(&(account.clone(), "eu-north-1".into(), north.clone())), "{seen:?}");
+    assert!(seen.contains(&(account.clone(), "ap-south-1".into(), south.clone())), "{seen:?}");
+
+    // Another account, through a role assumed in it: its own resources only, labelled with it.
+    let role = "arn:aws:iam::111122223333:role/atrest-audit";
+    let assumed = aws_sdk_sts::Client::new(&sdk).assume_role().role_arn(role).role_session_name("t").send().await.unwrap();
+    let c = assumed.credentials().unwrap();
+    let other = sdk
+        .to_builder()
+        .region(Region::new("eu-north-1"))
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().into()),
+            None,
+            "t",
+        )))
+        .build();
+    let theirs = unique("scan-theirs");
+    bucket_in(&other, "eu-north-1", &theirs).await;
+    let out = atrest(&[&rule[..], &["--role-arn", role, "--region", "eu-north-1"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen = found(&stdout_json(&out));
+    assert!(seen.contains(&("111122223333".into(), "eu-north-1".into(), theirs)), "{seen:?}");
+    assert!(seen.iter().all(|(a, _, id)| a == "111122223333" && *id != north), "{seen:?}");
+
+    // Bad names fail the command before anything is swept.
+    for (args, says) in [
+        (&["--region", "mars-north-1a"][..], "not an AWS region name"),
+        (&["--role-arn", "arn:aws:iam::1:role/x"][..], "not an IAM role ARN"),
+        (&["--accounts-file", "/nonexistent/accounts.json"][..], "accounts file"),
+    ] {
+        let out = atrest(&[&rule[..], args].concat());
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
