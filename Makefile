@@ -33,7 +33,7 @@ LAMBDA_TARGET_DIR ?= $(HOME)/.cache/atrest/target-lambda
 export ATREST_VENV := $(VENV)
 WITH_MOTO := tests/moto/with-moto
 
-.PHONY: build template test test-rust test-template demo bench bench-s3 fuzz lint fmt clippy package deploy stackset stackset-args tools guard checkov-tools clean smoke smoke-args
+.PHONY: browser build template test test-rust test-template demo bench bench-s3 fuzz lint fmt clippy package deploy stackset stackset-args tools guard checkov-tools clean smoke smoke-args
 
 build:
 	cargo build --workspace --locked
@@ -49,8 +49,17 @@ test: test-rust test-template
 # runs the command and stops moto however it ends. RELIABILITY_SLOW=1: CI runs every fix
 # under the fault sweeps, including the ~2-minute EBS volume swap that a plain `cargo test`
 # skips (tests/reliability_fixes.rs, SLOW_SCENARIOS).
-test-rust:
+test-rust: browser
 	RELIABILITY_SLOW=1 $(WITH_MOTO) cargo test --workspace --locked
+
+# Debian's Chromium, for the test that opens `atrest scan --format html` in a real headless
+# browser (crates/atrest-cli/tests/cli.rs). Debian's apt is reachable from CI.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium (HTML report test)"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 test-template:
 	@[ -x $(VENV)/bin/cfn-lint ] || $(WITH_MOTO) true

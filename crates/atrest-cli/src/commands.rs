@@ -17,7 +17,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::catalog;
-use crate::output::{Format, print_json, table};
+use crate::output::{Format, ReportFormat, print_json, table};
+use crate::report;
 use crate::targets::{self, Scope};
 
 pub fn rules(format: Format) -> anyhow::Result<()> {
@@ -178,7 +179,7 @@ pub async fn scan(
     rule_names: &[String],
     params_file: Option<&Path>,
     scope: &Scope<'_>,
-    format: Format,
+    format: ReportFormat,
 ) -> anyhow::Result<bool> {
     let (evaluations, complete) = if scope.is_default() {
         sweep(sdk, rule_names, params_file).await?
@@ -199,8 +200,10 @@ pub async fn scan(
         (all, complete)
     };
     match format {
-        Format::Json => print_json(&evaluations)?,
-        Format::Table => {
+        ReportFormat::Json => print_json(&evaluations)?,
+        ReportFormat::Csv => print!("{}", report::csv(&evaluations)?),
+        ReportFormat::Html => print!("{}", report::html(&evaluations, &DateTime::from(std::time::SystemTime::now()).to_string())),
+        ReportFormat::Table => {
             let many = !scope.is_default();
             let mut header = vec!["Rule", "Resource", "Compliance", "Annotation"];
             if many {

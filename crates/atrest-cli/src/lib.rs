@@ -6,5 +6,6 @@ pub mod commands;
 pub mod demo;
 pub mod fix_all;
 pub mod output;
+pub mod report;
 pub mod smoke;
 pub mod targets;

@@ -47,7 +47,7 @@ enum Command {
         #[command(flatten)]
         scope: ScopeArgs,
         #[arg(long, value_enum, default_value = "table")]
-        format: Format,
+        format: atrest_cli::output::ReportFormat,
     },
     /// Remediate one resource the way the Config console's "Remediate" button does: the
     /// stack's SSM Automation document for the fix (embedded from template.yaml at build time),

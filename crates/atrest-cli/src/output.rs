@@ -9,6 +9,17 @@ pub enum Format {
     Json,
 }
 
+/// `scan`'s formats: also a spreadsheet and a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    /// One row per evaluation (RFC 4180), for spreadsheets.
+    Csv,
+    /// One self-contained HTML page: counts per rule and service with bars, then the findings.
+    Html,
+}
+
 pub fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table.set_content_arrangement(ContentArrangement::Dynamic).set_header(header.to_vec());

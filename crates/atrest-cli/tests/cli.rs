@@ -372,3 +372,85 @@ async fn one_scan_sweeps_several_regions_and_accounts() {
         assert!(String::from_utf8_lossy(&out.stderr).contains(says), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+// ---- The HTML report, as a person sees it: opened in a real headless browser.
+
+/// Debian's Chromium (`make test` installs it), or ATREST_CHROMIUM.
+fn chromium() -> String {
+    let path = std::env::var("ATREST_CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    let found = std::process::Command::new(&path).arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(found, "{path} is needed to check the HTML report: run `make test` (it installs Debian's chromium) or set ATREST_CHROMIUM");
+    path
+}
+
+/// The page's DOM after Chromium has loaded and laid it out.
+fn rendered_dom(page: &std::path::Path) -> String {
+    let profile = std::env::temp_dir().join(unique("chromium-profile"));
+    let out = std::process::Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            &format!("--user-data-dir={}", profile.display()),
+            "--dump-dom",
+            &format!("file://{}", page.display()),
+        ])
+        .output()
+        .expect("run chromium");
+    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn the_html_report_shows_its_numbers_in_a_real_browser() {
+    const REPORT_REGION: &str = "me-central-1";
+    let sdk = atrest_testkit::sdk().await.into_builder().region(Region::new(REPORT_REGION)).build();
+    let plain: Vec<String> = (0..2).map(|i| unique(&format!("report-plain{i}"))).collect();
+    for bucket in &plain {
+        bucket_in(&sdk, REPORT_REGION, bucket).await;
+    }
+    let kms = unique("report-kms");
+    bucket_in(&sdk, REPORT_REGION, &kms).await;
+    let default = aws_sdk_s3::types::ServerSideEncryptionByDefault::builder()
+        .sse_algorithm(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+        .build()
+        .unwrap();
+    atrest::clients::s3(&sdk)
+        .put_bucket_encryption()
+        .bucket(&kms)
+        .server_side_encryption_configuration(
+            aws_sdk_s3::types::ServerSideEncryptionConfiguration::builder()
+                .rules(aws_sdk_s3::types::ServerSideEncryptionRule::builder().apply_server_side_encryption_by_default(default).build())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let args = ["scan", "--rule", "s3-default-encryption-kms", "--region", REPORT_REGION];
+    let out = atrest(&[&args[..], &["--format", "html"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let page = std::env::temp_dir().join(format!("{}.html", unique("report")));
+    std::fs::write(&page, &out.stdout).unwrap();
+    let dom = rendered_dom(&page);
+    let cell = |compliance: &str, n: usize| format!(r#"data-rule="s3-default-encryption-kms" data-compliance="{compliance}">{n}<"#);
+    assert!(dom.contains(&cell("COMPLIANT", 1)) && dom.contains(&cell("NON_COMPLIANT", 2)), "{dom}");
+    assert!(dom.contains(r#"data-service="S3" data-compliance="NON_COMPLIANT">2<"#), "{dom}");
+    assert!(dom.contains(r#"data-total="NON_COMPLIANT">2<"#) && dom.contains(r#"data-total="COMPLIANT">1<"#), "{dom}");
+    let findings = dom.split("id=\"findings\"").nth(1).unwrap();
+    assert!(plain.iter().all(|b| findings.contains(b.as_str())) && !findings.contains(&kms), "{findings}");
+    assert!(findings.contains("s3-enable-default-encryption"), "the fix that applies is named");
+
+    // The same scan for a spreadsheet.
+    let out = atrest(&[&args[..], &["--format", "csv"]].concat());
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("Account,Region,Rule,ResourceType,ResourceId,Compliance,Annotation,Fix\n"), "{text}");
+    assert_eq!(text.lines().filter(|l| l.contains(",NON_COMPLIANT,")).count(), 2, "{text}");
+}
