@@ -189,6 +189,24 @@ async fn non_compliant(sdk: &SdkConfig, rule: &str) -> Target {
                 .unwrap();
             Target { resource_type: "AWS::KinesisFirehose::DeliveryStream", resource_id: stream.clone(), name: stream }
         }
+        "SnsEncryptedKmsRule" => {
+            let topic = unique("console-topic");
+            let out = aws_sdk_sns::Client::new(sdk).create_topic().name(&topic).send().await.unwrap();
+            let arn = out.topic_arn().unwrap().to_string();
+            Target { resource_type: "AWS::SNS::Topic", resource_id: arn.clone(), name: arn }
+        }
+        "SqsQueueEncryptedRule" => {
+            // New queues default to SSE-SQS: this one turns it off.
+            let out = aws_sdk_sqs::Client::new(sdk)
+                .create_queue()
+                .queue_name(unique("console-queue"))
+                .attributes(aws_sdk_sqs::types::QueueAttributeName::SqsManagedSseEnabled, "false")
+                .send()
+                .await
+                .unwrap();
+            let url = out.queue_url().unwrap().to_string();
+            Target { resource_type: "AWS::SQS::Queue", resource_id: url.clone(), name: url }
+        }
         other => panic!("no non-compliant resource for {other}: add one to tests/console_remediate_all.rs"),
     }
 }
@@ -279,6 +297,23 @@ async fn assert_fixed(sdk: &SdkConfig, rule: &str, target: &Target) {
             assert_eq!(sse.status().map(|s| s.as_str()), Some("ENABLED"));
             // The stack default: an AWS owned key.
             assert_eq!(sse.key_type().map(|t| t.as_str()), Some("AWS_OWNED_CMK"));
+        }
+        "SnsEncryptedKmsRule" => {
+            let out = aws_sdk_sns::Client::new(sdk).get_topic_attributes().topic_arn(name).send().await.unwrap();
+            // The stack default: the AWS managed key.
+            assert_eq!(out.attributes().and_then(|a| a.get("KmsMasterKeyId")).map(String::as_str), Some("alias/aws/sns"));
+        }
+        "SqsQueueEncryptedRule" => {
+            use aws_sdk_sqs::types::QueueAttributeName;
+            let out = aws_sdk_sqs::Client::new(sdk)
+                .get_queue_attributes()
+                .queue_url(name)
+                .attribute_names(QueueAttributeName::SqsManagedSseEnabled)
+                .send()
+                .await
+                .unwrap();
+            // The stack default: SSE-SQS.
+            assert_eq!(out.attributes().and_then(|a| a.get(&QueueAttributeName::SqsManagedSseEnabled)).map(String::as_str), Some("true"));
         }
         other => panic!("no check for {other}"),
     }
