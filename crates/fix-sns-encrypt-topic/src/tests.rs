@@ -16,7 +16,9 @@ const EVENTS_PUBLISH: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"All
 
 #[test]
 fn next_table() {
-    let cases: Vec<(&str, Option<&str>, Option<&str>, bool, Next)> = vec![
+    // (case, topic key, KmsKeyId, the keys match, expected)
+    type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, bool, Next);
+    let cases: Vec<Case> = vec![
         ("unencrypted, default key", None, None, false, Next::Encrypt),
         ("unencrypted, given key", None, Some("alias/app"), false, Next::Encrypt),
         ("any key is enough by default", Some("alias/other"), None, false, Next::Done),

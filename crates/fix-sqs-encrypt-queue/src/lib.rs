@@ -303,7 +303,9 @@ mod tests {
     #[test]
     fn next_table() {
         let kms = |k: &str| Current::Kms(k.into());
-        let cases: Vec<(&str, Current, bool, Option<&str>, bool, Next)> = vec![
+        // (case, observed, SSE-KMS asked, KmsKeyId, the keys match, expected)
+        type Case<'a> = (&'a str, Current, bool, Option<&'a str>, bool, Next);
+        let cases: Vec<Case> = vec![
             ("unencrypted, SSE-SQS asked", Current::None, false, None, false, Next::EnableSqsManaged),
             ("SSE-SQS already", Current::SqsManaged, false, None, false, Next::Done),
             ("a KMS queue is not weakened to SSE-SQS", kms("alias/app"), false, None, false, Next::Done),
