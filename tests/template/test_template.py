@@ -223,6 +223,8 @@ QUICK_FIXES = {
     "KinesisFirehoseDeliveryStreamEncryptedRemediation",
     "DynamodbTableEncryptedKmsRemediation",
     "CmkBackingKeyRotationEnabledRemediation",
+    "SnsEncryptedKmsRemediation",
+    "SqsQueueEncryptedRemediation",
 }
 
 
@@ -597,6 +599,9 @@ def test_star_resources_only_where_the_action_has_no_resource_level_permissions(
         # Listing DynamoDB tables and KMS keys: no resource-level permissions.
         "dynamodb:ListTables",
         "kms:ListKeys",
+        # Listing SNS topics and SQS queues: no resource-level permissions.
+        "sns:ListTopics",
+        "sqs:ListQueues",
     }
     for name, statement in _iam_statements():
         if statement.get("Resource") == "*":
