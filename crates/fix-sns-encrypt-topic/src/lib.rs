@@ -61,6 +61,12 @@ fn next(current: Option<&str>, requested: Option<&str>, key_matches: bool) -> Ne
     }
 }
 
+/// Config reports a topic by its ARN; anything else would reach SNS as an invalid parameter.
+fn is_topic_arn(text: &str) -> bool {
+    let parts: Vec<&str> = text.split(':').collect();
+    parts.len() == 6 && parts[0] == "arn" && parts[2] == "sns" && parts[4].len() == 12 && !parts[5].is_empty()
+}
+
 fn topic_key(attributes: &HashMap<String, String>) -> Option<&str> {
     attributes.get("KmsMasterKeyId").map(|k| k.trim()).filter(|k| !k.is_empty())
 }
@@ -125,6 +131,15 @@ impl Fix for SnsEncryptTopic {
         let requested = req.params.text(KMS_KEY_PARAM);
         let key = requested.unwrap_or(SNS_MANAGED_KEY);
         let force = req.params.bool(FORCE_PARAM);
+        if !is_topic_arn(topic) {
+            return Ok(FixOutcome::failed(
+                &SPEC,
+                req,
+                format!(
+                    "ResourceId {topic:.256} is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>, the Config resource id of a topic). Nothing was changed."
+                ),
+            ));
+        }
         let sns = ctx.client(aws_sdk_sns::Client::new);
         let Some(attributes) = topic_attributes(&sns, topic).await? else {
             return Ok(FixOutcome::failed(

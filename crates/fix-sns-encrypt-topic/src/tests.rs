@@ -30,6 +30,17 @@ fn next_table() {
     }
 }
 
+#[test]
+fn only_topic_arns_are_resource_ids() {
+    assert!(is_topic_arn(TOPIC));
+    assert!(is_topic_arn("arn:aws-us-gov:sns:us-gov-west-1:123456789012:orders.fifo"));
+    for bad in
+        ["alerts", "arn:aws:sqs:us-east-1:123456789012:alerts", "arn:aws:sns:us-east-1:123:alerts", "arn:aws:sns:us-east-1:123456789012:"]
+    {
+        assert!(!is_topic_arn(bad), "{bad}");
+    }
+}
+
 fn sdk() -> SdkConfig {
     // No endpoint is reachable: every answer comes from a mock.
     SdkConfig::builder().behavior_version(BehaviorVersion::latest()).region(Region::new("us-east-1")).build()

@@ -126,6 +126,13 @@ async fn queue_attributes(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<
     }
 }
 
+/// Config reports a queue by its URL: `<scheme>://<host>/<account>/<name>`.
+fn is_queue_url(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://")) else { return false };
+    let parts: Vec<&str> = rest.split('/').collect();
+    parts.len() == 3 && !parts[0].is_empty() && parts[1].len() == 12 && parts[1].chars().all(|c| c.is_ascii_digit()) && !parts[2].is_empty()
+}
+
 /// SQS answers a missing queue with `QueueDoesNotExist` (JSON protocol) or, in older and
 /// emulated endpoints, `AWS.SimpleQueueService.NonExistentQueue`.
 fn is_missing_queue(code: Option<&str>) -> bool {
@@ -178,6 +185,15 @@ impl Fix for SqsEncryptQueue {
 
     async fn reconcile(&self, ctx: &FixContext, req: &FixRequest) -> Result<FixOutcome> {
         let queue = req.resource_id.as_str();
+        if !is_queue_url(queue) {
+            return Ok(FixOutcome::failed(
+                &SPEC,
+                req,
+                format!(
+                    "ResourceId {queue:.256} is not an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>, the Config resource id of a queue). Nothing was changed."
+                ),
+            ));
+        }
         let kms_wanted = req.params.text(ALGORITHM_PARAM) == Some(SSE_KMS);
         let requested = req.params.text(KMS_KEY_PARAM);
         if !kms_wanted && requested.is_some() {
@@ -317,6 +333,17 @@ mod tests {
         ];
         for (name, observed, kms_wanted, requested, matches, expected) in cases {
             assert_eq!(next(&observed, kms_wanted, requested, matches), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn only_queue_urls_are_resource_ids() {
+        assert!(is_queue_url("https://sqs.us-east-1.amazonaws.com/123456789012/orders"));
+        assert!(is_queue_url("http://127.0.0.1:5000/123456789012/orders.fifo"));
+        for bad in
+            ["orders", "https://sqs.us-east-1.amazonaws.com/orders", "arn:aws:sqs:us-east-1:123456789012:orders", "https://x/123456789012/"]
+        {
+            assert!(!is_queue_url(bad), "{bad}");
         }
     }
 
