@@ -9,12 +9,12 @@
 
 #[path = "dynamodb_kms_support/mod.rs"]
 mod dynamodb_kms_support;
+#[path = "ebs_support/mod.rs"]
+mod ebs_support;
 #[path = "kinesis_support/mod.rs"]
 mod kinesis_support;
 #[path = "messaging_support/mod.rs"]
 mod messaging_support;
-#[path = "ebs_support/mod.rs"]
-mod ebs_support;
 #[path = "rds_support/mod.rs"]
 mod rds_support;
 
