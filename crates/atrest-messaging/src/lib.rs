@@ -238,6 +238,46 @@ pub fn is_managed_alias(key: &str, managed_alias: &str) -> bool {
     }
 }
 
+/// Whether a topic's or queue's key (`have`) is the one asked for (`want`). The same text needs
+/// no call; otherwise both are resolved to key ARNs. The service's AWS managed alias
+/// (`managed_alias`) that does not resolve has never been used, so nothing can be using it.
+pub async fn same_key(kms: &KeyResolver, have: &str, want: &str, managed_alias: &str) -> Result<bool> {
+    if have == want {
+        return Ok(true);
+    }
+    match kms.is_one_of(have, &[want.to_string()]).await {
+        Err(e)
+            if e.aws_code() == Some("NotFoundException")
+                && (is_managed_alias(have, managed_alias) || is_managed_alias(want, managed_alias)) =>
+        {
+            Ok(false)
+        }
+        other => other,
+    }
+}
+
+/// Why a customer key cannot encrypt for `service` (SNS and SQS take only enabled symmetric
+/// encryption keys), or `None`. The AWS managed alias is not described: it may not exist yet.
+pub async fn key_problem(kms: &KeyResolver, key: &str, managed_alias: &str, service: &str) -> Result<Option<String>> {
+    if is_managed_alias(key, managed_alias) {
+        return Ok(None);
+    }
+    let meta = kms.requested_key_metadata(key).await?;
+    if let Some(state) = meta.key_state().filter(|s| s.as_str() != "Enabled") {
+        return Ok(Some(format!(
+            "KMS key {key} is {}, not Enabled; {service} cannot encrypt with it. Nothing was changed.",
+            state.as_str()
+        )));
+    }
+    if let Some(spec) = meta.key_spec().filter(|s| s.as_str() != "SYMMETRIC_DEFAULT") {
+        return Ok(Some(format!(
+            "KMS key {key} is a {} key; {service} encrypts only with symmetric encryption keys. Nothing was changed.",
+            spec.as_str()
+        )));
+    }
+    Ok(None)
+}
+
 /// A topic or queue about to be encrypted with a KMS key.
 pub struct Switch<'a> {
     /// How messages name it ("topic arn:…", "queue https://…").

@@ -16,7 +16,7 @@ use atrest::error::{Result, aws_error};
 use atrest::kms::KMS_KEY_PARAM;
 use atrest::remediation::FixContext;
 use atrest::{Fix, FixOutcome, FixRequest, FixSpec, ParamKind, ParamSpec, async_trait};
-use atrest_messaging::{SNS_MANAGED_KEY, SNS_PUBLISH_ACTION, Switch, is_managed_alias, publisher_refusal};
+use atrest_messaging::{SNS_MANAGED_KEY, SNS_PUBLISH_ACTION, Switch, key_problem, publisher_refusal, same_key};
 use std::collections::HashMap;
 
 pub const RESOURCE_TYPE: &str = "AWS::SNS::Topic";
@@ -81,43 +81,6 @@ async fn topic_attributes(sns: &aws_sdk_sns::Client, topic: &str) -> Result<Opti
     }
 }
 
-/// Whether the topic's key is the one asked for. The same text needs no call; otherwise both are
-/// resolved to key ARNs. An AWS managed alias that does not resolve has never been used, so the
-/// topic cannot be using it.
-async fn same_key(ctx: &FixContext, have: &str, want: &str) -> Result<bool> {
-    if have == want {
-        return Ok(true);
-    }
-    match ctx.kms.is_one_of(have, &[want.to_string()]).await {
-        Err(e)
-            if e.aws_code() == Some("NotFoundException")
-                && (is_managed_alias(have, SNS_MANAGED_KEY) || is_managed_alias(want, SNS_MANAGED_KEY)) =>
-        {
-            Ok(false)
-        }
-        other => other,
-    }
-}
-
-/// Why a customer key cannot encrypt a topic (SNS supports only enabled symmetric encryption
-/// keys), or `None`. The AWS managed alias is not described: it may not exist yet.
-async fn key_problem(ctx: &FixContext, key: &str) -> Result<Option<String>> {
-    if is_managed_alias(key, SNS_MANAGED_KEY) {
-        return Ok(None);
-    }
-    let meta = ctx.kms.requested_key_metadata(key).await?;
-    if let Some(state) = meta.key_state().filter(|s| s.as_str() != "Enabled") {
-        return Ok(Some(format!("KMS key {key} is {}, not Enabled; SNS cannot encrypt with it. Nothing was changed.", state.as_str())));
-    }
-    if let Some(spec) = meta.key_spec().filter(|s| s.as_str() != "SYMMETRIC_DEFAULT") {
-        return Ok(Some(format!(
-            "KMS key {key} is a {} key; SNS encrypts only with symmetric encryption keys. Nothing was changed.",
-            spec.as_str()
-        )));
-    }
-    Ok(None)
-}
-
 pub struct SnsEncryptTopic;
 
 #[async_trait]
@@ -150,7 +113,7 @@ impl Fix for SnsEncryptTopic {
         };
         let current = topic_key(&attributes);
         let matches = match (current, requested) {
-            (Some(have), Some(want)) => same_key(ctx, have, want).await?,
+            (Some(have), Some(want)) => same_key(&ctx.kms, have, want, SNS_MANAGED_KEY).await?,
             _ => false,
         };
         if next(current, requested, matches) == Next::Done {
@@ -161,7 +124,7 @@ impl Fix for SnsEncryptTopic {
                 format!("Topic {topic} is encrypted with KMS key {have} (read back from SNS); nothing was changed."),
             ));
         }
-        if let Some(problem) = key_problem(ctx, key).await? {
+        if let Some(problem) = key_problem(&ctx.kms, key, SNS_MANAGED_KEY, "SNS").await? {
             return Ok(FixOutcome::failed(&SPEC, req, problem));
         }
         let kms = ctx.client(atrest::clients::kms);

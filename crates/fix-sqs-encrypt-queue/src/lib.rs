@@ -18,7 +18,7 @@ use atrest::error::{Result, aws_error};
 use atrest::kms::KMS_KEY_PARAM;
 use atrest::remediation::FixContext;
 use atrest::{Fix, FixOutcome, FixRequest, FixSpec, ParamKind, ParamSpec, async_trait};
-use atrest_messaging::{SQS_MANAGED_KEY, SQS_SEND_ACTION, Switch, is_managed_alias, publisher_refusal};
+use atrest_messaging::{SQS_MANAGED_KEY, SQS_SEND_ACTION, Switch, key_problem, publisher_refusal, same_key};
 use aws_sdk_sqs::types::QueueAttributeName;
 
 pub const RESOURCE_TYPE: &str = "AWS::SQS::Queue";
@@ -139,42 +139,6 @@ fn is_missing_queue(code: Option<&str>) -> bool {
     matches!(code, Some("QueueDoesNotExist" | "AWS.SimpleQueueService.NonExistentQueue"))
 }
 
-/// Whether the queue's key is the one asked for (as `fix-sns-encrypt-topic`): the same text needs
-/// no call, and an AWS managed alias that does not resolve has never been used.
-async fn same_key(ctx: &FixContext, have: &str, want: &str) -> Result<bool> {
-    if have == want {
-        return Ok(true);
-    }
-    match ctx.kms.is_one_of(have, &[want.to_string()]).await {
-        Err(e)
-            if e.aws_code() == Some("NotFoundException")
-                && (is_managed_alias(have, SQS_MANAGED_KEY) || is_managed_alias(want, SQS_MANAGED_KEY)) =>
-        {
-            Ok(false)
-        }
-        other => other,
-    }
-}
-
-/// Why a customer key cannot encrypt a queue (SQS supports only enabled symmetric encryption
-/// keys), or `None`. The AWS managed alias is not described: it may not exist yet.
-async fn key_problem(ctx: &FixContext, key: &str) -> Result<Option<String>> {
-    if is_managed_alias(key, SQS_MANAGED_KEY) {
-        return Ok(None);
-    }
-    let meta = ctx.kms.requested_key_metadata(key).await?;
-    if let Some(state) = meta.key_state().filter(|s| s.as_str() != "Enabled") {
-        return Ok(Some(format!("KMS key {key} is {}, not Enabled; SQS cannot encrypt with it. Nothing was changed.", state.as_str())));
-    }
-    if let Some(spec) = meta.key_spec().filter(|s| s.as_str() != "SYMMETRIC_DEFAULT") {
-        return Ok(Some(format!(
-            "KMS key {key} is a {} key; SQS encrypts only with symmetric encryption keys. Nothing was changed.",
-            spec.as_str()
-        )));
-    }
-    Ok(None)
-}
-
 pub struct SqsEncryptQueue;
 
 #[async_trait]
@@ -216,7 +180,7 @@ impl Fix for SqsEncryptQueue {
         };
         let now = current(&attributes);
         let matches = match (&now, requested) {
-            (Current::Kms(have), Some(want)) if kms_wanted => same_key(ctx, have, want).await?,
+            (Current::Kms(have), Some(want)) if kms_wanted => same_key(&ctx.kms, have, want, SQS_MANAGED_KEY).await?,
             _ => false,
         };
         let step = next(&now, kms_wanted, requested, matches);
@@ -229,7 +193,7 @@ impl Fix for SqsEncryptQueue {
         }
         let mut forced_note = "";
         if step == Next::SetKey {
-            if let Some(problem) = key_problem(ctx, key).await? {
+            if let Some(problem) = key_problem(&ctx.kms, key, SQS_MANAGED_KEY, "SQS").await? {
                 return Ok(FixOutcome::failed(&SPEC, req, problem));
             }
             let kms = ctx.client(atrest::clients::kms);
