@@ -7,26 +7,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use atrest::{Compliance, ConfigRule, Fix, Params, RuleContext};
-use atrest_testkit::reliability::{FixScenario, Fixture};
+use atrest::Fix;
+use atrest_testkit::reliability::{FixScenario, Fixture, rule_judges_compliant};
 use atrest_testkit::unique;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
 use serde_json::{Value, json};
-
-/// Judges one resource live with a rule, as a sweep would.
-async fn rule_says(rule: &dyn ConfigRule, sdk: &SdkConfig, params: Value, resource_type: &str, id: &str) -> Result<(), String> {
-    let params: Params =
-        rule.spec().parse_params(&params.as_object().cloned().unwrap_or_default().into_iter().collect()).map_err(|e| e.to_string())?;
-    let ctx = RuleContext::new(sdk, params);
-    match rule.fetch_item(&ctx, resource_type, id).await {
-        Ok(Some(item)) => match rule.judge(&ctx, &item).await {
-            Ok(v) if v.compliance == Compliance::Compliant => Ok(()),
-            other => Err(format!("the rule does not judge {id} compliant: {other:?}")),
-        },
-        other => Err(format!("cannot read {id} back: {other:?}")),
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // fix-dynamodb-encrypt-table
@@ -122,7 +108,7 @@ impl Fixture for DynamoDbFixture {
             None => json!({}),
         };
         let rule = rule_dynamodb_table_encrypted_kms::DynamodbTableEncryptedKms;
-        if let Err(e) = rule_says(&rule, sdk, params, "AWS::DynamoDB::Table", &self.table).await {
+        if let Err(e) = rule_judges_compliant(&rule, sdk, params, "AWS::DynamoDB::Table", &self.table).await {
             v.push(e);
         }
         // Exactly the key asked: the customer key's ARN, or aws/dynamodb's.
@@ -218,7 +204,7 @@ impl Fixture for KmsRotationFixture {
         let mut v = Vec::new();
         let kms = atrest::clients::kms(sdk);
         let rule = rule_cmk_backing_key_rotation_enabled::CmkBackingKeyRotationEnabled;
-        if let Err(e) = rule_says(&rule, sdk, json!({}), "AWS::KMS::Key", &self.key_id).await {
+        if let Err(e) = rule_judges_compliant(&rule, sdk, json!({}), "AWS::KMS::Key", &self.key_id).await {
             v.push(e);
         }
         match kms.get_key_rotation_status().key_id(&self.key_id).send().await {

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use atrest::{ConfigRule, Fix, Params, RuleContext};
-use atrest_testkit::reliability::{FixScenario, Fixture};
+use atrest::Fix;
+use atrest_testkit::reliability::{FixScenario, Fixture, rule_judges_compliant};
 use atrest_testkit::unique;
 use aws_config::SdkConfig;
 use aws_sdk_firehose::types::{
@@ -22,18 +22,6 @@ async fn key_with_alias(sdk: &SdkConfig, prefix: &str) -> (String, String) {
     let alias = format!("alias/{}", unique(prefix));
     kms.create_alias().alias_name(&alias).target_key_id(&arn).send().await.expect("CreateAlias");
     (alias, arn)
-}
-
-/// Whether the rule, reading the live resource, judges it compliant.
-async fn rule_says_compliant(rule: &dyn ConfigRule, sdk: &SdkConfig, resource_type: &str, id: &str) -> Option<String> {
-    let ctx = RuleContext::new(sdk, Params::default());
-    match rule.fetch_item(&ctx, resource_type, id).await {
-        Ok(Some(item)) => match rule.judge(&ctx, &item).await {
-            Ok(verdict) if verdict.compliance == atrest::Compliance::Compliant => None,
-            other => Some(format!("the rule does not judge {id} compliant: {other:?}")),
-        },
-        other => Some(format!("cannot read {id} back: {other:?}")),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -88,7 +76,9 @@ impl Fixture for KinesisFixture {
         let kinesis = aws_sdk_kinesis::Client::new(sdk);
         let s = &self.stream;
         if let Some(problem) =
-            rule_says_compliant(&rule_kinesis_stream_encrypted::KinesisStreamEncrypted, sdk, "AWS::Kinesis::Stream", s).await
+            rule_judges_compliant(&rule_kinesis_stream_encrypted::KinesisStreamEncrypted, sdk, json!({}), "AWS::Kinesis::Stream", s)
+                .await
+                .err()
         {
             v.push(problem);
         }
@@ -180,7 +170,7 @@ impl Fixture for FirehoseFixture {
         let mut v = Vec::new();
         let s = &self.stream;
         let rule = rule_kinesis_firehose_delivery_stream_encrypted::KinesisFirehoseDeliveryStreamEncrypted;
-        if let Some(problem) = rule_says_compliant(&rule, sdk, "AWS::KinesisFirehose::DeliveryStream", s).await {
+        if let Some(problem) = rule_judges_compliant(&rule, sdk, json!({}), "AWS::KinesisFirehose::DeliveryStream", s).await.err() {
             v.push(problem);
         }
         match aws_sdk_firehose::Client::new(sdk).describe_delivery_stream().delivery_stream_name(s).send().await {

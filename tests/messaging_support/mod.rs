@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use atrest::{ConfigRule, Fix, Params, RuleContext};
-use atrest_testkit::reliability::{FixScenario, Fixture};
+use atrest::Fix;
+use atrest_testkit::reliability::{FixScenario, Fixture, rule_judges_compliant};
 use atrest_testkit::{ACCOUNT_ID, unique};
 use aws_config::SdkConfig;
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -29,18 +29,6 @@ async fn key_for_publisher(sdk: &SdkConfig, service: &str) -> String {
 fn publisher_policy(service: &str, action: &str) -> String {
     json!({"Version": "2012-10-17", "Statement": [{"Sid": "AllowService", "Effect": "Allow", "Principal": {"Service": service}, "Action": action, "Resource": "*"}]})
         .to_string()
-}
-
-/// Whether the rule, reading the live resource, judges it compliant.
-async fn rule_says_compliant(rule: &dyn ConfigRule, sdk: &SdkConfig, resource_type: &str, id: &str) -> Option<String> {
-    let ctx = RuleContext::new(sdk, Params::default());
-    match rule.fetch_item(&ctx, resource_type, id).await {
-        Ok(Some(item)) => match rule.judge(&ctx, &item).await {
-            Ok(verdict) if verdict.compliance == atrest::Compliance::Compliant => None,
-            other => Some(format!("the rule does not judge {id} compliant: {other:?}")),
-        },
-        other => Some(format!("cannot read {id} back: {other:?}")),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -101,7 +89,9 @@ impl Fixture for SnsFixture {
     async fn violations(&self, sdk: &SdkConfig) -> Vec<String> {
         let mut v = Vec::new();
         let t = &self.topic;
-        if let Some(problem) = rule_says_compliant(&rule_sns_encrypted_kms::SnsEncryptedKms, sdk, "AWS::SNS::Topic", t).await {
+        if let Some(problem) =
+            rule_judges_compliant(&rule_sns_encrypted_kms::SnsEncryptedKms, sdk, json!({}), "AWS::SNS::Topic", t).await.err()
+        {
             v.push(problem);
         }
         let sns = aws_sdk_sns::Client::new(sdk);
@@ -189,7 +179,9 @@ impl Fixture for SqsFixture {
     async fn violations(&self, sdk: &SdkConfig) -> Vec<String> {
         let mut v = Vec::new();
         let q = &self.queue;
-        if let Some(problem) = rule_says_compliant(&rule_sqs_queue_encrypted::SqsQueueEncrypted, sdk, "AWS::SQS::Queue", q).await {
+        if let Some(problem) =
+            rule_judges_compliant(&rule_sqs_queue_encrypted::SqsQueueEncrypted, sdk, json!({}), "AWS::SQS::Queue", q).await.err()
+        {
             v.push(problem);
         }
         let sqs = aws_sdk_sqs::Client::new(sdk);

@@ -17,11 +17,32 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use atrest::alerts::AlertPublisher;
-use atrest::{Fix, FixOutcome, FixRequest, FixRunner, FixStatus};
+use atrest::{Compliance, ConfigRule, Fix, FixOutcome, FixRequest, FixRunner, FixStatus, Params, RuleContext};
 use aws_config::SdkConfig;
 use serde_json::Value;
 
 use crate::faults::{Exchange, FaultClass, FaultPlan, FaultProxy, Kill};
+
+/// Whether `rule`, reading the live resource as a sweep would (with `params`), judges it
+/// COMPLIANT: `Err` says why not, for a fixture's violations.
+pub async fn rule_judges_compliant(
+    rule: &dyn ConfigRule,
+    sdk: &SdkConfig,
+    params: Value,
+    resource_type: &str,
+    id: &str,
+) -> Result<(), String> {
+    let params: Params =
+        rule.spec().parse_params(&params.as_object().cloned().unwrap_or_default().into_iter().collect()).map_err(|e| e.to_string())?;
+    let ctx = RuleContext::new(sdk, params);
+    match rule.fetch_item(&ctx, resource_type, id).await {
+        Ok(Some(item)) => match rule.judge(&ctx, &item).await {
+            Ok(v) if v.compliance == Compliance::Compliant => Ok(()),
+            other => Err(format!("the rule does not judge {id} compliant: {other:?}")),
+        },
+        other => Err(format!("cannot read {id} back: {other:?}")),
+    }
+}
 
 /// A fix and how to give it something to fix.
 #[atrest::async_trait]
